@@ -1,0 +1,42 @@
+# peerlab: every target sets itself up from a clean clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ONLY   ?=
+
+.PHONY: demo test bench lint clean deps
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and benchmarks use, installed only when missing.
+deps:
+	@missing=""; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v sha1sum >/dev/null 2>&1 || missing="$$missing coreutils"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/peerlab demo
+
+test: $(STAMP) deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP) deps
+	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info benchmarks/latest.json

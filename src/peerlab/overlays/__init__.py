@@ -1,0 +1,1 @@
+"""Multi-peer logic, written only against :class:`peerlab.runtime.Runtime`."""

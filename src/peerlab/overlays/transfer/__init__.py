@@ -1,0 +1,1 @@
+"""Gnutella-style HTTP file transfers: serving shares and swarmed downloads."""

@@ -1,0 +1,1 @@
+"""Sans-I/O state machines, one per connection type."""

@@ -1,0 +1,1 @@
+"""Files on disk: the share catalog, hashing, partial downloads."""
