@@ -1,0 +1,314 @@
+"""Node settings: one documented dataclass, loaded from TOML, environment and flags.
+
+Where a value comes from, strongest first::
+
+    command-line flag  >  environment variable PEERLAB_<NAME>  >  config file  >  default
+
+The config file is TOML at the usual per-user location
+(``platformdirs.user_config_dir("peerlab")/config.toml``, e.g.
+``~/.config/peerlab/config.toml`` on Linux); ``--config PATH`` (or
+``PEERLAB_CONFIG``) names another one.  Its keys are the field names of
+:class:`NodeConfig`; relative paths in it are taken relative to the file.
+
+Every mistake (an unknown key, a wrong type, a file that is not TOML, a port
+out of range) raises :class:`~peerlab.errors.ConfigError` with one line that
+names the file or variable and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from peerlab.errors import ConfigError
+
+APP_NAME = "peerlab"
+CONFIG_FILE_NAME = "config.toml"
+ENV_PREFIX = "PEERLAB_"
+#: Names the config file to read, like ``--config``.
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+#: Gnutella's customary servent port (the one LimeWire and gtk-gnutella use).
+DEFAULT_PEER_PORT = 6346
+#: Peers are served on loopback only until the user opens the node up on purpose.
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+#: The control API never listens anywhere else: it is the node's remote control.
+CONTROL_HOST = "127.0.0.1"
+#: Upload slots and queue as the servents of the lecture's era shipped them.
+DEFAULT_UPLOAD_SLOTS = 4
+DEFAULT_QUEUE_LENGTH = 32
+#: Upper bounds that keep a typo from asking for absurd resources.
+MAX_UPLOAD_SLOTS = 1024
+MAX_QUEUE_LENGTH = 100_000
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (catalog, partial downloads, control file)."""
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_config_path() -> Path:
+    """Where the config file is looked for when none is named."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / CONFIG_FILE_NAME
+
+
+@dataclass
+class NodeConfig:
+    """Everything a node needs to know before it starts.
+
+    Rates are bytes per second; 0 means unlimited.
+    """
+
+    #: Catalog database, partial downloads, the node's log and control file.
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: Folders shared with peers (added to the catalog at start; ``peerlab share
+    #: add`` adds more, which the catalog remembers).
+    shared: list[Path] = field(default_factory=list)
+    #: Where finished, verified downloads go (default: ``<data_dir>/downloads``).
+    download_dir: Path | None = None
+    #: Where partial downloads and their state live (default: ``<data_dir>/incomplete``).
+    incomplete_dir: Path | None = None
+    #: Address peers connect to.  Loopback until configured otherwise.
+    listen_host: str = DEFAULT_LISTEN_HOST
+    #: Port peers connect to; 0 picks a free one (shown by ``peerlab status``).
+    listen_port: int = DEFAULT_PEER_PORT
+    #: Port of the control API on 127.0.0.1; 0 picks a free one (the CLI finds
+    #: it in ``<data_dir>/control.json``).
+    control_port: int = 0
+    #: Uploads served at once; more requesters wait in the queue.
+    upload_slots: int = DEFAULT_UPLOAD_SLOTS
+    #: Requesters that may wait for a slot; beyond it they get 503 without a place.
+    queue_length: int = DEFAULT_QUEUE_LENGTH
+    #: Global upload limit, bytes/s (0: unlimited).  Accepts ``"500K"``, ``"2M"``.
+    upload_rate: int = 0
+    #: Global download limit, bytes/s (0: unlimited).
+    download_rate: int = 0
+    #: Other nodes to search and download from directly, as ``HOST:PORT``.
+    peers: list[str] = field(default_factory=list)
+    #: How much the node logs: debug, info, warning, error.
+    log_level: str = "info"
+
+    @property
+    def downloads_path(self) -> Path:
+        return self.download_dir if self.download_dir is not None else self.data_dir / "downloads"
+
+    @property
+    def incomplete_path(self) -> Path:
+        if self.incomplete_dir is not None:
+            return self.incomplete_dir
+        return self.data_dir / "incomplete"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON- and TOML-friendly view (paths as strings, unset values left out)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, list):
+                value = [str(v) for v in value]
+            out[f.name] = value
+        return out
+
+
+# ------------------------------------------------------------------ converters
+
+
+def _where_key(where: str, key: str) -> str:
+    return f"{where}: {key}"
+
+
+def parse_rate(value: Any, where: str) -> int:
+    """Bytes per second from an int or a string such as ``"500K"``, ``"2MB/s"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a rate in bytes/s, got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        m = _RATE_RE.match(value)
+        if not m:
+            raise ConfigError(f"{where}: not a rate (try 500000, 500K or 2M): {value!r}")
+        number = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    else:
+        raise ConfigError(f"{where}: expected a rate in bytes/s, got {value!r}")
+    if number < 0:
+        raise ConfigError(f"{where}: a rate cannot be negative: {value!r}")
+    return int(number)
+
+
+def parse_address(text: str, where: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[v6]:PORT``) into ``(host, port)``."""
+    s = text.strip()
+    host, sep, port_s = s.rpartition(":")
+    if not sep or not host or not port_s.isdigit():
+        raise ConfigError(f"{where}: expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_s)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{where}: port {port} is out of range 1-65535")
+    return host, port
+
+
+def format_address(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _int(value: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}: {value} is out of range {lo}-{hi}")
+    return value
+
+
+def _port(value: Any, where: str) -> int:
+    return _int(value, where, 0, 65535)
+
+
+def _path(value: Any, where: str, base: Path | None) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = (base or Path.cwd()) / p
+    return p.absolute()
+
+
+def _string_list(value: Any, where: str, sep: str | None) -> list[str]:
+    if isinstance(value, str):
+        if sep is None:
+            return [value]
+        return [part for part in (p.strip() for p in value.split(sep)) if part]
+    if isinstance(value, list | tuple) and all(isinstance(v, str | Path) for v in value):
+        return [str(v) for v in value]
+    raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+
+
+def _host(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise ConfigError(f"{where}: expected a host name or address, got {value!r}")
+    return value.strip()
+
+
+def _level(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{where}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value.lower()
+
+
+#: How each field is read.  ``base`` is the directory relative paths hang off
+#: (the config file's for file values, the working directory otherwise); list
+#: values in environment variables are split on ``os.pathsep`` (paths) or commas.
+_Converter = Callable[[Any, str, Path | None], Any]
+_CONVERTERS: dict[str, _Converter] = {
+    "data_dir": lambda v, w, b: _path(v, w, b),
+    "shared": lambda v, w, b: [
+        _path(p, w, b) for p in _string_list(v, w, os.pathsep if isinstance(v, str) else None)
+    ],
+    "download_dir": lambda v, w, b: _path(v, w, b),
+    "incomplete_dir": lambda v, w, b: _path(v, w, b),
+    "listen_host": lambda v, w, b: _host(v, w),
+    "listen_port": lambda v, w, b: _port(v, w),
+    "control_port": lambda v, w, b: _port(v, w),
+    "upload_slots": lambda v, w, b: _int(v, w, 1, MAX_UPLOAD_SLOTS),
+    "queue_length": lambda v, w, b: _int(v, w, 0, MAX_QUEUE_LENGTH),
+    "upload_rate": lambda v, w, b: parse_rate(v, w),
+    "download_rate": lambda v, w, b: parse_rate(v, w),
+    "peers": lambda v, w, b: [
+        format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
+    ],
+    "log_level": lambda v, w, b: _level(v, w),
+}
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(NodeConfig))
+assert set(_CONVERTERS) == set(FIELD_NAMES)
+
+
+def env_name(key: str) -> str:
+    """``upload_rate`` -> ``PEERLAB_UPLOAD_RATE``."""
+    return ENV_PREFIX + key.upper()
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The raw table of a TOML config file, keys checked against :class:`NodeConfig`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    for key, value in table.items():
+        if key not in _CONVERTERS:
+            known = ", ".join(FIELD_NAMES)
+            raise ConfigError(f"config file {path}: unknown key {key!r} (known: {known})")
+        if isinstance(value, dict):
+            raise ConfigError(f"config file {path}: {key!r} must be a value, not a table")
+    return table
+
+
+def load_config(
+    *,
+    config_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> NodeConfig:
+    """Build the effective settings: flag > environment > file > default.
+
+    ``config_path`` names the file explicitly (it must then exist); without
+    it ``$PEERLAB_CONFIG`` or the per-user default is read if present.
+    ``flags`` holds only the options the user actually gave (no ``None``s).
+    """
+    env = os.environ if env is None else env
+    flags = flags or {}
+    explicit = config_path is not None or bool(env.get(CONFIG_ENV))
+    path = config_path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else default_config_path())
+    path = path.expanduser()
+    values: dict[str, Any] = {}
+    if explicit or path.exists():
+        table = read_config_file(path)
+        base = path.absolute().parent
+        for key, raw in table.items():
+            values[key] = _CONVERTERS[key](raw, _where_key(f"config file {path}", key), base)
+    for key in FIELD_NAMES:
+        name = env_name(key)
+        raw_env = env.get(name)
+        if raw_env is not None and raw_env != "":
+            values[key] = _CONVERTERS[key](raw_env, f"environment variable {name}", None)
+    for key, raw_flag in flags.items():
+        if key not in _CONVERTERS:
+            raise ConfigError(f"unknown setting {key!r}")
+        if raw_flag is None:
+            continue
+        option = "--" + key.replace("_", "-")
+        values[key] = _CONVERTERS[key](raw_flag, f"option {option}", None)
+    return replace(NodeConfig(), **values)
+
+
+def config_file_in_use(config_path: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file :func:`load_config` reads (or would read if it existed)."""
+    env = os.environ if env is None else env
+    if config_path is not None:
+        return config_path.expanduser()
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    return default_config_path()
