@@ -108,7 +108,9 @@ def test_close_delimited_response_ends_at_eof() -> None:
 
 
 def test_head_response_has_no_body_despite_content_length() -> None:
-    ev = both_ways(lambda: client_waiting("HEAD"), b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n")
+    ev = both_ways(
+        lambda: client_waiting("HEAD"), b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"
+    )
     assert ev[1:] == [EndOfMessage()]
 
 
@@ -399,8 +401,11 @@ def test_server_eof_between_requests_and_inside_one() -> None:
 
 # --------------------------------------------------------------- hypothesis
 
-_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!", min_size=1,
-                 max_size=20)
+_token = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!",
+    min_size=1,
+    max_size=20,
+)
 _value = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
     max_size=40,
@@ -459,7 +464,9 @@ def test_round_trip_request_and_response(
         back += client.receive_data(piece)
     back = normalise(back)
     assert back[0].status == 200
-    assert [p for p in back[0].headers if p[0].lower() in {n.lower() for n, _ in headers}] == headers
+    assert [
+        p for p in back[0].headers if p[0].lower() in {n.lower() for n, _ in headers}
+    ] == headers
     assert back[1:] == ([Data(body)] if body else []) + [EndOfMessage()]
     assert client.keep_alive and server.keep_alive
 
@@ -475,11 +482,12 @@ def _only_remote_errors(conn: Conn, pieces: list[bytes], eof: bool) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(0, 3000), max_size=6),
-       eof=st.booleans())
-def test_garbage_raises_only_remote_protocol_error(
-    data: bytes, cuts: list[int], eof: bool
-) -> None:
+@given(
+    data=st.binary(max_size=2000),
+    cuts=st.lists(st.integers(0, 3000), max_size=6),
+    eof=st.booleans(),
+)
+def test_garbage_raises_only_remote_protocol_error(data: bytes, cuts: list[int], eof: bool) -> None:
     _only_remote_errors(ServerConnection(), _split(data, cuts), eof)
     _only_remote_errors(client_waiting(), _split(data, cuts), eof)
     _only_remote_errors(client_waiting("HEAD"), _split(data, cuts), eof)
@@ -499,8 +507,9 @@ _PREFIXES = [
 @given(
     prefix=st.sampled_from(_PREFIXES),
     tail=st.binary(max_size=400)
-    | st.lists(st.sampled_from([b"\r\n", b"0", b"a", b";", b":", b" ", b"\n", b"5", b"F"]),
-               max_size=60).map(b"".join),
+    | st.lists(
+        st.sampled_from([b"\r\n", b"0", b"a", b";", b":", b" ", b"\n", b"5", b"F"]), max_size=60
+    ).map(b"".join),
     cuts=st.lists(st.integers(0, 1000), max_size=5),
     eof=st.booleans(),
 )

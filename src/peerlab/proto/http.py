@@ -383,11 +383,7 @@ class ClientConnection(_Receiver):
     @property
     def keep_alive(self) -> bool:
         """May this connection carry another request after the current cycle?"""
-        return (
-            self._req_persist
-            and self._resp_persist
-            and self._state not in (_ERROR, _EOF)
-        )
+        return self._req_persist and self._resp_persist and self._state not in (_ERROR, _EOF)
 
     def start_next_cycle(self) -> None:
         """Reset for the next request; only after a complete, persistent cycle."""
@@ -482,9 +478,7 @@ class ServerConnection(_Receiver):
             length = parse_content_length(headers)
             if chunked:
                 if length is not None:
-                    raise RemoteProtocolError(
-                        "both Transfer-Encoding and Content-Length", 400
-                    )
+                    raise RemoteProtocolError("both Transfer-Encoding and Content-Length", 400)
                 self._reader = ChunkedReader(self._max)
                 self._state = _BODY
             elif length:
@@ -612,11 +606,7 @@ class ServerConnection(_Receiver):
     @property
     def keep_alive(self) -> bool:
         """May this connection carry another request after the current cycle?"""
-        return (
-            self._req_persist
-            and self._resp_persist
-            and self._state not in (_ERROR, _EOF)
-        )
+        return self._req_persist and self._resp_persist and self._state not in (_ERROR, _EOF)
 
     @property
     def request_complete(self) -> bool:

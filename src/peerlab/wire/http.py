@@ -276,9 +276,7 @@ def encode_request_head(method: str, target: str, headers: Headers, version: str
     )
 
 
-def encode_response_head(
-    status: int, reason: str, headers: Headers, version: str = "1.1"
-) -> bytes:
+def encode_response_head(status: int, reason: str, headers: Headers, version: str = "1.1") -> bytes:
     """Serialise a status line and its fields, ending with the empty line."""
     if not 100 <= status <= 999:
         raise LocalProtocolError(f"illegal status {status}")
