@@ -1,0 +1,1 @@
+"""The ``peerlab`` command line (click + rich): :func:`peerlab.cli.main.main`."""

@@ -1,0 +1,5 @@
+"""``python -m peerlab.cli``: the same as the ``peerlab`` console script."""
+
+from peerlab.cli.main import main
+
+main()

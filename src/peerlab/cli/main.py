@@ -1,0 +1,859 @@
+"""The ``peerlab`` command (issue 2, section 5).
+
+``peerlab node`` runs a node in the foreground; the other commands talk to it
+through its control API (:mod:`peerlab.apps.control`).  The ``share``
+commands also work without a node, on the catalog database directly.
+
+Every mistake the user can make (an unknown folder, a port in use, no node
+running, a bad config, a bad URN, an unknown result id) ends as ONE line on
+stderr and a non-zero exit status, never a traceback: :func:`main` catches
+:class:`~peerlab.errors.PeerlabError`, ``OSError`` and aiohttp's client
+errors; anything else is a bug, reported in one line that says where the
+traceback was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import click
+import platformdirs
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+import peerlab
+from peerlab.apps.config import (
+    APP_NAME,
+    FIELD_NAMES,
+    NodeConfig,
+    config_file_in_use,
+    format_address,
+    load_config,
+    parse_address,
+)
+from peerlab.apps.control import ControlClient, ControlError, NodeNotRunning, read_control_file
+from peerlab.cli.render import (
+    files_table,
+    human_size,
+    results_table,
+    transfers_table,
+)
+from peerlab.errors import ConfigError, PeerlabError, StorageError
+
+T = TypeVar("T")
+
+#: Exit statuses: 1 for a failure the user can fix, 2 for a usage mistake
+#: (click's convention), 130 for Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+#: Seconds between refreshes of ``transfers --watch`` and progress displays.
+WATCH_INTERVAL = 0.5
+#: How long a share command waits for a node that holds the lock but has not
+#: written its control file yet (it is still starting).
+NODE_START_WAIT = 10.0
+CRASH_LOG = "cli-error.log"
+
+console = Console()
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+@dataclass
+class Env:
+    """What the global options said."""
+
+    config_path: Path | None
+    data_dir: Path | None
+
+    def config(self, flags: dict[str, Any] | None = None) -> NodeConfig:
+        merged = dict(flags or {})
+        if self.data_dir is not None:
+            merged.setdefault("data_dir", str(self.data_dir))
+        return load_config(config_path=self.config_path, flags=merged)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.config().data_dir
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def with_client(env: Env, fn: Callable[[ControlClient], Awaitable[T]]) -> T:
+    """Run ``fn`` against the node of this data dir."""
+    data_dir = env.resolved_data_dir
+
+    async def go() -> T:
+        async with ControlClient(data_dir) as client:
+            return await fn(client)
+
+    return run(go())
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        f
+    )
+
+
+def _interactive() -> bool:
+    return console.is_terminal
+
+
+# -------------------------------------------------------------------- group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default: the per-user one; see 'peerlab config').",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The node's data directory (catalog, partial downloads, control file).",
+)
+@click.version_option(peerlab.__version__, prog_name="peerlab")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> None:
+    """peerlab: the classic peer-to-peer systems, implemented and measured.
+
+    Start a node with 'peerlab node', then search, download and watch
+    transfers from another terminal.
+    """
+    ctx.obj = Env(config_path, data_dir)
+
+
+# --------------------------------------------------------------------- node
+
+
+@cli.command()
+@click.option("--share", "--shared", "shared", multiple=True, metavar="DIR",
+              help="Share this folder (repeatable).")
+@click.option("--download-dir", metavar="DIR", help="Where finished downloads go.")
+@click.option("--incomplete-dir", metavar="DIR", help="Where partial downloads live.")
+@click.option("--listen-host", "--host", "listen_host", metavar="HOST",
+              help="Address peers connect to (default 127.0.0.1).")
+@click.option("--listen-port", "--port", "listen_port", metavar="PORT",
+              help="Port peers connect to (default 6346; 0: any free port).")
+@click.option("--control-port", metavar="PORT",
+              help="Control API port on 127.0.0.1 (default 0: any free port).")
+@click.option("--upload-slots", metavar="N", help="Uploads served at once.")
+@click.option("--queue-length", metavar="N", help="Requesters that may wait for a slot.")
+@click.option("--upload-rate", metavar="RATE", help="Upload limit, bytes/s (500K, 2M; 0: none).")
+@click.option("--download-rate", metavar="RATE", help="Download limit, bytes/s (0: none).")
+@click.option("--peer", "--peers", "peers", multiple=True, metavar="HOST:PORT",
+              help="Another node to search and download from (repeatable).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="How much to log.")
+@click.option("--exit-with-parent", is_flag=True, hidden=True,
+              help="Stop when the parent process goes away (the demo and tests use it).")
+@click.pass_obj
+def node(env: Env, exit_with_parent: bool, **flags: Any) -> None:
+    """Run a node in the foreground (Ctrl-C stops it cleanly)."""
+    from peerlab.apps.node import setup_logging
+
+    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    for key in ("shared", "peers"):
+        if key in given:
+            given[key] = list(given[key])
+    config = env.config(given)
+    log_path = setup_logging(config)
+    logging.getLogger("peerlab.node").debug("peerlab %s, log in %s", peerlab.__version__, log_path)
+    run_node(config, exit_with_parent=exit_with_parent)
+
+
+def run_node(config: NodeConfig, *, exit_with_parent: bool = False) -> None:
+    """Run a node until SIGINT/SIGTERM or the control API's shutdown."""
+    from peerlab.apps.node import Node
+    from peerlab.runtime.aio import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    node_ = Node(config, exit_with_parent=exit_with_parent)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node_.request_stop)
+    try:
+        loop.run_until_complete(node_.run())
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+# ------------------------------------------------------------------- config
+
+
+@cli.command("config")
+@json_option
+@click.pass_obj
+def config_cmd(env: Env, as_json: bool) -> None:
+    """Show the effective settings and where they come from."""
+    cfg = env.config()
+    path = config_file_in_use(env.config_path)
+    if as_json:
+        emit_json({"config_file": str(path), "exists": path.exists(), "settings": cfg.to_dict()})
+        return
+    state = "" if path.exists() else " (not present: defaults apply)"
+    click.echo(f"config file: {path}{state}")
+    for key, value in cfg.to_dict().items():
+        click.echo(f"  {key} = {value!r}")
+    click.echo(f"keys: {', '.join(FIELD_NAMES)}; env: PEERLAB_<KEY>; flags: peerlab node --help")
+
+
+# ------------------------------------------------------------------- shares
+
+
+@cli.group()
+def share() -> None:
+    """Shared folders: add, list, scan (with or without a running node)."""
+
+
+def _node_running(data_dir: Path) -> bool:
+    """A node holds this data dir; wait briefly for its control file if it is starting."""
+    from peerlab.apps.node import data_dir_locked
+
+    if not data_dir_locked(data_dir):
+        return False
+    deadline = time.monotonic() + NODE_START_WAIT
+    while time.monotonic() < deadline:
+        try:
+            read_control_file(data_dir)
+            return True
+        except NodeNotRunning:
+            time.sleep(0.1)
+    raise NodeNotRunning(f"a node holds {data_dir} but does not answer (is it still starting?)")
+
+
+class _DirectCatalog:
+    """The catalog database opened by the CLI itself, holding the data dir's lock."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from peerlab.apps.node import CATALOG_FILE, DataDirLock
+        from peerlab.storage.catalog import Catalog
+
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.lock = DataDirLock(data_dir)
+        self.lock.acquire("share command")
+        try:
+            self.catalog = Catalog(data_dir / CATALOG_FILE)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __enter__(self) -> Any:
+        return self.catalog
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.catalog.close()
+        finally:
+            self.lock.release()
+
+
+def _check_dir(path: Path) -> Path:
+    p = path.expanduser()
+    if not p.exists():
+        raise StorageError(f"no such folder: {p}")
+    if not p.is_dir():
+        raise StorageError(f"not a folder: {p}")
+    return p.resolve()
+
+
+@share.command("add")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--no-scan", is_flag=True, help="Only remember the folder; scan later.")
+@click.pass_obj
+def share_add(env: Env, folder: Path, no_scan: bool) -> None:
+    """Share FOLDER (and scan it)."""
+    folder = _check_dir(folder)
+    data_dir = env.resolved_data_dir
+    if _node_running(data_dir):
+        async def go(c: ControlClient) -> None:
+            await c.add_share(str(folder))
+            click.echo(f"sharing {folder}")
+            if not no_scan:
+                await _scan_via_node(c)
+
+        with_client(env, go)
+        return
+    with _DirectCatalog(data_dir) as catalog:
+        catalog.add_folder(folder)
+        click.echo(f"sharing {folder}")
+        if not no_scan:
+            _scan_direct(catalog)
+
+
+@share.command("remove")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.pass_obj
+def share_remove(env: Env, folder: Path) -> None:
+    """Stop sharing FOLDER."""
+    target = folder.expanduser().absolute()
+    data_dir = env.resolved_data_dir
+    if _node_running(data_dir):
+        with_client(env, lambda c: c.remove_share(str(target)))
+    else:
+        with _DirectCatalog(data_dir) as catalog:
+            known = [Path(p) for p in catalog.folders()]
+            if target not in known and target.resolve() not in known:
+                raise ConfigError(f"{folder} is not a shared folder")
+            catalog.remove_folder(target if target in known else target.resolve())
+    click.echo(f"no longer sharing {target}")
+
+
+@share.command("list")
+@json_option
+@click.option("--folders", "folders_only", is_flag=True, help="Only the folders.")
+@click.pass_obj
+def share_list(env: Env, as_json: bool, folders_only: bool) -> None:
+    """List shared folders and files."""
+    from peerlab.apps.node import shared_file_json
+
+    data_dir = env.resolved_data_dir
+    if _node_running(data_dir):
+        data = with_client(env, lambda c: c.shares(with_files=not folders_only))
+    else:
+        with _DirectCatalog(data_dir) as catalog:
+            data = {"folders": [str(p) for p in catalog.folders()], "count": catalog.count()}
+            if not folders_only:
+                data["files"] = [shared_file_json(f) for f in catalog.files()]
+    if as_json:
+        emit_json(data)
+        return
+    folders = data.get("folders", [])
+    if not folders:
+        click.echo("no shared folders (add one with 'peerlab share add DIR')")
+        return
+    for f in folders:
+        click.echo(f"folder: {f}")
+    if not folders_only:
+        files = data.get("files", [])
+        if files:
+            console.print(files_table(files))
+        total = sum(int(f.get("size") or 0) for f in files)
+        click.echo(f"{len(files)} file(s), {human_size(total)}")
+
+
+@share.command("scan")
+@json_option
+@click.pass_obj
+def share_scan(env: Env, as_json: bool) -> None:
+    """Rescan the shared folders (only changed files are hashed again)."""
+    data_dir = env.resolved_data_dir
+    if _node_running(data_dir):
+        report = with_client(env, lambda c: _scan_via_node(c, quiet=as_json))
+    else:
+        with _DirectCatalog(data_dir) as catalog:
+            report = _scan_direct(catalog, quiet=as_json)
+    if as_json:
+        emit_json(report)
+
+
+def _scan_numbers(state: dict[str, Any] | None) -> tuple[float, float | None, str]:
+    """(done, total, label) out of a scan progress snapshot, bytes if known, else files."""
+    s = state or {}
+    for done_key, total_key in (
+        ("bytes_done", "bytes_total"),
+        ("hashed_bytes", "total_bytes"),
+        ("files_done", "files_total"),
+        ("done", "total"),
+    ):
+        if done_key in s:
+            total = s.get(total_key)
+            return float(s[done_key] or 0), (float(total) if total else None), done_key
+    return 0.0, None, ""
+
+
+def _scan_line(report: dict[str, Any] | None) -> str:
+    if not report:
+        return "scan done"
+    parts = [
+        f"{k.replace('_', ' ')}: {v}"
+        for k, v in report.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return "scan done (" + ", ".join(parts) + ")"
+
+
+def _scan_direct(catalog: Any, *, quiet: bool = False) -> dict[str, Any]:
+    from peerlab.apps.node import jsonable
+
+    if quiet:
+        report = jsonable(catalog.scan())
+        return report  # type: ignore[no-any-return]
+    with _scan_progress() as (progress, task):
+        def update(p: Any) -> None:
+            done, total, _ = _scan_numbers(jsonable(p))
+            progress.update(task, completed=done, total=total)
+
+        report = jsonable(catalog.scan(update))
+    click.echo(_scan_line(report))
+    return report  # type: ignore[no-any-return]
+
+
+async def _scan_via_node(c: ControlClient, *, quiet: bool = False) -> dict[str, Any]:
+    await c.start_scan()
+    state = await c.scan_state()
+    if quiet:
+        while state.get("running"):
+            await asyncio.sleep(WATCH_INTERVAL)
+            state = await c.scan_state()
+    else:
+        with _scan_progress() as (progress, task):
+            while state.get("running"):
+                done, total, _ = _scan_numbers(state.get("progress"))
+                progress.update(task, completed=done, total=total)
+                await asyncio.sleep(WATCH_INTERVAL)
+                state = await c.scan_state()
+    if state.get("error"):
+        raise StorageError(f"scan failed: {state['error']}")
+    report = state.get("report") or {}
+    if not quiet:
+        click.echo(_scan_line(report))
+    return report  # type: ignore[no-any-return]
+
+
+class _scan_progress:
+    """A rich progress bar for a scan (shown only on a terminal)."""
+
+    def __enter__(self) -> tuple[Progress, Any]:
+        self.progress = Progress(
+            TextColumn("scanning"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not _interactive(),
+            transient=True,
+        )
+        self.progress.__enter__()
+        return self.progress, self.progress.add_task("scan", total=None)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------- search
+
+
+@cli.command()
+@click.argument("words", nargs=-1)
+@click.option("--artist", help="Match the artist tag only.")
+@click.option("--title", help="Match the title tag only.")
+@click.option("--album", help="Match the album tag only.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@click.pass_obj
+def search(
+    env: Env,
+    words: tuple[str, ...],
+    artist: str | None,
+    title: str | None,
+    album: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Search your shares and every peer; results get ids for 'peerlab download ID'."""
+    fielded = {k: v for k, v in (("artist", artist), ("title", title), ("album", album)) if v}
+    if len(fielded) > 1 or (fielded and words):
+        raise ConfigError("give either WORDS or one of --artist/--title/--album")
+    if fielded:
+        field, text = next(iter(fielded.items()))
+    else:
+        field, text = "all", " ".join(words)
+    if not text.strip():
+        raise ConfigError("what should I search for? (peerlab search WORDS)")
+    results = with_client(env, lambda c: c.search(text, field, limit))
+    if as_json:
+        emit_json(results)
+        return
+    if not results:
+        click.echo("no results")
+        return
+    console.print(results_table(results))
+    click.echo("download one with: peerlab download ID")
+
+
+@cli.command()
+@click.argument("address", metavar="HOST:PORT")
+@click.argument("words", nargs=-1)
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@click.pass_obj
+def browse(env: Env, address: str, words: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """List what the node at HOST:PORT shares (through your node if one runs)."""
+    peer = format_address(parse_address(address, "HOST:PORT"))
+    text = " ".join(words)
+    data_dir = env.resolved_data_dir
+    try:
+        read_control_file(data_dir)
+        via_node = True
+    except NodeNotRunning:
+        via_node = False
+    if via_node:
+        try:
+            results = with_client(env, lambda c: c.browse(peer, text, limit))
+        except NodeNotRunning:
+            via_node = False
+    if not via_node:
+        results = run(_browse_direct(parse_address(peer), text, limit))
+    if as_json:
+        emit_json(results)
+        return
+    if not results:
+        click.echo(f"{peer} shares nothing" + (f" matching {text!r}" if text else ""))
+        return
+    console.print(results_table(results, title=f"shared by {peer}"))
+    if via_node:
+        click.echo("download one with: peerlab download ID")
+
+
+async def _browse_direct(address: tuple[str, int], text: str, limit: int) -> list[dict[str, Any]]:
+    """Browse without a node: a runtime of our own for one request."""
+    from peerlab.apps.node import PEER_TIMEOUT, jsonable
+    from peerlab.errors import NetworkError
+    from peerlab.overlays.transfer.browse import browse as browse_peer
+    from peerlab.runtime.aio import AsyncioRuntime
+
+    loop = asyncio.get_running_loop()
+    runtime = AsyncioRuntime(loop)
+    fut: asyncio.Future[list[Any]] = loop.create_future()
+
+    def done(files: list[Any] | None, exc: Exception | None) -> None:
+        if not fut.done():
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(list(files or []))
+
+    try:
+        browse_peer(runtime, address, text, limit, done, timeout=PEER_TIMEOUT)
+        try:
+            files = await asyncio.wait_for(fut, PEER_TIMEOUT + 5.0)
+        except PeerlabError as e:
+            raise NetworkError(f"cannot browse {format_address(address)}: {e}") from None
+        except TimeoutError:
+            raise NetworkError(f"cannot browse {format_address(address)}: no answer") from None
+    finally:
+        close = getattr(runtime, "close", None)
+        if close is not None:
+            close()
+    out = []
+    for i, f in enumerate(files, 1):
+        d = jsonable(f)
+        d["id"] = i
+        d["sources"] = [format_address(address)]
+        out.append(d)
+    return out
+
+
+# ---------------------------------------------------------------- downloads
+
+
+@cli.command()
+@click.argument("ref", metavar="ID|URN")
+@click.option("--wait", is_flag=True, help="Wait until the file is complete and verified.")
+@json_option
+@click.pass_obj
+def download(env: Env, ref: str, wait: bool, as_json: bool) -> None:
+    """Download a search result (by its id) or a file by its urn:sha1."""
+
+    async def go(c: ControlClient) -> dict[str, Any]:
+        started = await c.download(ref)
+        d = started.get("download") or {}
+        if not as_json:
+            n = len(started.get("result", {}).get("sources", []))
+            click.echo(
+                f"downloading {d.get('name') or started['result']['name']} "
+                f"({human_size(started['result'].get('size'))}) from {n} source(s); "
+                f"download id {d.get('id')}"
+            )
+        if wait:
+            d = await _wait_download(c, str(d.get("id")), quiet=as_json)
+            started["download"] = d
+        return started
+
+    started = with_client(env, go)
+    if as_json:
+        emit_json(started)
+        return
+    if wait:
+        d = started["download"]
+        if d.get("status") != "complete":
+            raise PeerlabError(f"download failed: {d.get('error') or d.get('status')}")
+        click.echo(f"complete and verified: {d.get('path')}")
+
+
+def _find(downloads: list[dict[str, Any]], download_id: str) -> dict[str, Any] | None:
+    for d in downloads:
+        if str(d.get("id")) == download_id:
+            return d
+    return None
+
+
+async def _wait_download(c: ControlClient, download_id: str, *, quiet: bool) -> dict[str, Any]:
+    progress = Progress(
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not _interactive(),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("download", total=None)
+        while True:
+            d = _find((await c.transfers())["downloads"], download_id)
+            if d is None:
+                raise PeerlabError(f"download {download_id} disappeared (cancelled?)")
+            progress.update(task, description=str(d.get("name", ""))[:32],
+                            completed=d.get("done") or 0, total=d.get("size"))
+            if d.get("status") in ("complete", "failed"):
+                return d
+            await asyncio.sleep(WATCH_INTERVAL)
+
+
+@cli.command()
+@click.option("--watch", is_flag=True, help="Refresh live, with progress bars (Ctrl-C ends).")
+@click.option("--until-done", is_flag=True,
+              help="With --watch: stop when no download is active any more.")
+@json_option
+@click.pass_obj
+def transfers(env: Env, watch: bool, until_done: bool, as_json: bool) -> None:
+    """Downloads and uploads, with the lecture's columns."""
+    if not watch:
+        data = with_client(env, lambda c: c.transfers())
+        if as_json:
+            emit_json(data)
+        else:
+            console.print(transfers_table(data))
+        return
+    if as_json:
+        raise ConfigError("--watch and --json do not go together (poll with --json instead)")
+
+    async def go(c: ControlClient) -> None:
+        data = await c.transfers()
+        with Live(transfers_table(data, bars=True), console=console,
+                  auto_refresh=False) as live:
+            while True:
+                data = await c.transfers()
+                live.update(transfers_table(data, bars=True), refresh=True)
+                if until_done and not any(
+                    d.get("status") in ("queued", "downloading", "verifying")
+                    for d in data.get("downloads", [])
+                ):
+                    return
+                await asyncio.sleep(WATCH_INTERVAL)
+
+    try:
+        with_client(env, go)
+    except KeyboardInterrupt:
+        return
+
+
+def _download_action(action: str) -> click.Command:
+    @click.command(action, help=f"{action.capitalize()} a download (its id from 'transfers').")
+    @click.argument("download_id", metavar="ID")
+    @click.pass_obj
+    def command(env: Env, download_id: str) -> None:
+        data = with_client(env, lambda c: c.control_download(download_id, action))
+        d = data.get("download") or {}
+        click.echo(f"{d.get('name', download_id)}: {d.get('status', action)}")
+
+    return command
+
+
+for _action in ("pause", "resume", "cancel"):
+    cli.add_command(_download_action(_action))
+
+
+@cli.command()
+@click.pass_obj
+def clear(env: Env) -> None:
+    """Clear finished downloads from the list (the files stay)."""
+    data = with_client(env, lambda c: c.clear_finished())
+    click.echo(f"cleared {data.get('cleared', 0)} finished download(s)")
+
+
+# -------------------------------------------------------------- status etc.
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def status(env: Env, as_json: bool) -> None:
+    """What the node is doing."""
+    data = with_client(env, lambda c: c.status())
+    if as_json:
+        emit_json(data)
+        return
+    scan = data.get("scan") or {}
+    lines = [
+        f"peerlab {data.get('version')} node, pid {data.get('pid')}, "
+        f"up {int(data.get('uptime', 0))} s",
+        f"data dir:   {data.get('data_dir')}",
+        f"peers on:   {data.get('listen')}   control: 127.0.0.1:{data.get('control_port')}",
+        f"shares:     {data['shares']['files']} file(s) in {data['shares']['folders']} folder(s)"
+        + ("  (scanning...)" if scan.get("running") else ""),
+        f"peers:      {', '.join(data.get('peers') or []) or 'none'}",
+        f"downloads:  {data.get('downloads')} ({data.get('concurrent_downloads')} active)"
+        f"   uploads: {data.get('uploads')} ({data.get('concurrent_uploads')} active)",
+    ]
+    for line in lines:
+        click.echo(line)
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def peer(ctx: click.Context, as_json: bool) -> None:
+    """The peers this node searches (list; add/remove HOST:PORT)."""
+    if ctx.invoked_subcommand is None:
+        peers = with_client(ctx.obj, lambda c: c.peers())
+        if as_json:
+            emit_json(peers)
+        else:
+            click.echo("\n".join(peers) if peers else "no peers (add one with 'peerlab peer add')")
+
+
+@peer.command("add")
+@click.argument("address", metavar="HOST:PORT")
+@click.pass_obj
+def peer_add(env: Env, address: str) -> None:
+    """Add a peer for this session."""
+    parse_address(address, "HOST:PORT")
+    with_client(env, lambda c: c.add_peer(address))
+    click.echo(f"peer added: {address}")
+
+
+@peer.command("remove")
+@click.argument("address", metavar="HOST:PORT")
+@click.pass_obj
+def peer_remove(env: Env, address: str) -> None:
+    """Forget a peer."""
+    with_client(env, lambda c: c.remove_peer(address))
+    click.echo(f"peer removed: {address}")
+
+
+@cli.command()
+@click.pass_obj
+def stop(env: Env) -> None:
+    """Stop the running node."""
+    with_client(env, lambda c: c.shutdown())
+    click.echo("node stopping")
+
+
+@cli.command()
+@click.option("--nodes", default=4, show_default=True, type=click.IntRange(2, 8),
+              help="How many nodes to start.")
+@click.option("--keep", is_flag=True, help="Keep the temporary folders (for a look inside).")
+def demo(nodes: int, keep: bool) -> None:
+    """Start a small network on 127.0.0.1, search, download from several sources, verify."""
+    from peerlab.apps.demo import run_demo
+
+    code = run_demo(nodes=nodes, keep=keep, console=console)
+    if code:
+        sys.exit(code)
+
+
+# ------------------------------------------------------------ entry point
+
+
+def _crash_log_path() -> Path:
+    return Path(platformdirs.user_log_dir(APP_NAME)) / CRASH_LOG
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> int:
+    click.echo(f"peerlab: {message}", err=True)
+    return code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: run the command, turn every failure into one line."""
+    args = sys.argv[1:] if argv is None else argv
+    code = 0
+    try:
+        rv = cli.main(args=args, prog_name="peerlab", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.Abort:
+        code = _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        code = _fail("interrupted", EXIT_INTERRUPTED)
+    except click.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        code = _fail(_one_line(e.format_message()) + hint, EXIT_USAGE)
+    except click.ClickException as e:
+        code = _fail(_one_line(e.format_message()), e.exit_code or EXIT_ERROR)
+    except ControlError as e:
+        code = _fail(_one_line(str(e)))
+    except PeerlabError as e:
+        code = _fail(_one_line(str(e)))
+    except OSError as e:
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        code = _fail(_one_line(f"{e.strerror or e}{where}"))
+    except aiohttp.ClientError as e:
+        code = _fail(_one_line(f"cannot talk to the node: {e}"))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
+    except Exception as e:
+        code = _report_crash(e)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def _report_crash(exc: BaseException) -> int:
+    path = _crash_log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: "
+                    f"peerlab {' '.join(sys.argv[1:])}\n")
+            f.write("".join(traceback.format_exception(exc)))
+        where = f"details in {path}"
+    except OSError:
+        where = "could not write the details to a log"
+    return _fail(_one_line(f"unexpected error: {type(exc).__name__}: {exc} ({where})"))
+
+
+if __name__ == "__main__":
+    main()

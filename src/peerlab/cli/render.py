@@ -1,0 +1,220 @@
+"""How the CLI shows things: sizes, rates, times, and the lecture's tables.
+
+The transfer table copies the columns of Napster's transfer window in the
+lecture (Filename, File Size, User, Status, Speed, Progress, Rate, Time
+Left) and its closing line ``Concurrent Downloads: N  Concurrent Uploads: M``.
+"Speed" there was the peer's declared line type (Cable, DSL, 56K), which
+peerlab does not have; the measured rate stands in its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+#: Status words as Napster's transfer window showed them.
+STATUS_WORDS = {
+    "queued": "Waiting...",
+    "downloading": "Downloading...",
+    "verifying": "Verifying...",
+    "complete": "File Complete!",
+    "paused": "Paused",
+    "failed": "Failed",
+    "uploading": "Uploading...",
+}
+STATUS_STYLES = {
+    "complete": "green",
+    "failed": "red",
+    "paused": "yellow",
+    "queued": "yellow",
+    "downloading": "cyan",
+    "uploading": "magenta",
+    "verifying": "cyan",
+}
+
+
+def human_size(n: float | int | None) -> str:
+    """``1536`` -> ``"1.5 KB"`` (powers of 1024, as file managers show sizes)."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def human_rate(bps: float | int | None) -> str:
+    if not bps:
+        return ""
+    return human_size(bps) + "/s"
+
+
+def clock(seconds: float | int | None) -> str:
+    """Time left as the lecture's screenshot shows it: ``00:06:19``."""
+    if seconds is None or seconds < 0 or seconds != seconds:
+        return ""
+    s = int(round(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def percent(done: int | None, size: int | None) -> str:
+    if not size or done is None:
+        return ""
+    return f"{100 * done // size} %"
+
+
+def _size_cell(done: int | None, size: int | None, status: str) -> str:
+    if status == "complete" or done is None or done == size:
+        return human_size(size)
+    return f"{human_size(done)} of {human_size(size)}"
+
+
+def _status_cell(item: dict[str, Any]) -> Text:
+    status = str(item.get("status", ""))
+    word = STATUS_WORDS.get(status, status)
+    if status == "failed" and item.get("error"):
+        word = f"Failed: {item['error']}"
+    if status == "queued" and item.get("queue_position"):
+        word = f"Waiting... (#{item['queue_position']})"
+    return Text(word, style=STATUS_STYLES.get(status, ""))
+
+
+def _progress_cell(done: int | None, size: int | None, bars: bool) -> RenderableType:
+    if not bars or not size:
+        return percent(done, size)
+    return Group(
+        ProgressBar(total=float(size), completed=float(done or 0), width=16),
+        Text(percent(done, size), justify="right"),
+    )
+
+
+def download_peer(d: dict[str, Any]) -> str:
+    sources = d.get("sources") or []
+    active = [s for s in sources if s.get("status") in ("downloading", "connected", "active")]
+    shown = active or sources
+    if not shown:
+        return ""
+    first = str(shown[0].get("address", ""))
+    return first if len(shown) == 1 else f"{first} +{len(shown) - 1}"
+
+
+def transfers_table(data: dict[str, Any], *, bars: bool = False) -> Group:
+    """Downloads then uploads, one row each, and the lecture's closing line.
+
+    A download with several sources gets one indented row per source, with
+    the bytes and rate that source delivered.
+    """
+    table = Table(show_lines=False, pad_edge=False, expand=False)
+    for name, kw in (
+        ("File", {"overflow": "ellipsis", "max_width": 48, "no_wrap": True}),
+        ("Size", {"no_wrap": True}),
+        ("Peer", {"no_wrap": True}),
+        ("Status", {}),
+        ("Progress", {"no_wrap": True}),
+        ("Rate", {"justify": "right", "no_wrap": True}),
+        ("Time Left", {"justify": "right", "no_wrap": True}),
+    ):
+        table.add_column(name, **kw)  # type: ignore[arg-type]
+    downloads = data.get("downloads", [])
+    uploads = data.get("uploads", [])
+    for d in downloads:
+        status = str(d.get("status", ""))
+        done, size = d.get("done"), d.get("size")
+        eta = d.get("eta") if status == "downloading" else None
+        table.add_row(
+            f"[{d.get('id')}] ↓ {d.get('name', '')}",
+            _size_cell(done, size, status),
+            download_peer(d),
+            _status_cell(d),
+            _progress_cell(done, size, bars),
+            human_rate(d.get("rate")) if status == "downloading" else "",
+            clock(eta),
+        )
+        sources = d.get("sources") or []
+        if len(sources) > 1 and status not in ("complete",):
+            for s in sources:
+                table.add_row(
+                    "",
+                    human_size(s.get("bytes")),
+                    f"  {s.get('address', '')}",
+                    Text(str(s.get("status", "")), style="dim"),
+                    "",
+                    human_rate(s.get("rate")),
+                    "",
+                )
+    for u in uploads:
+        status = str(u.get("status", ""))
+        done, size = u.get("sent"), u.get("size")
+        rate = u.get("rate") or 0
+        eta = (size - done) / rate if rate and size and done is not None else None
+        table.add_row(
+            f"↑ {u.get('name', '')}",
+            _size_cell(done, size, status),
+            str(u.get("peer", "")),
+            _status_cell(u),
+            _progress_cell(done, size, bars),
+            human_rate(rate) if status == "uploading" else "",
+            clock(eta) if status == "uploading" else "",
+        )
+    footer = Text(
+        f"Concurrent Downloads: {data.get('concurrent_downloads', 0)}  "
+        f"Concurrent Uploads: {data.get('concurrent_uploads', 0)}"
+    )
+    if not downloads and not uploads:
+        return Group(Text("No transfers.", style="dim"), footer)
+    return Group(table, footer)
+
+
+def results_table(results: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, pad_edge=False)
+    table.add_column("ID", justify="right")
+    table.add_column("File", overflow="fold", max_width=50)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Artist", overflow="fold", max_width=24)
+    table.add_column("Title", overflow="fold", max_width=28)
+    table.add_column("Bitrate", justify="right", no_wrap=True)
+    table.add_column("Sources", justify="right")
+    for r in results:
+        sources = r.get("sources") or []
+        where = "local" if r.get("local") and len(sources) == 1 else str(len(sources))
+        table.add_row(
+            str(r.get("id", "")),
+            str(r.get("name", "")),
+            human_size(r.get("size")),
+            str(r.get("artist") or ""),
+            str(r.get("title") or ""),
+            f"{r['bitrate']} kbps" if r.get("bitrate") else "",
+            where,
+        )
+    return table
+
+
+def files_table(files: list[dict[str, Any]]) -> Table:
+    table = Table(pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("File", overflow="fold", max_width=50)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Kind")
+    table.add_column("Artist", overflow="fold", max_width=24)
+    table.add_column("Title", overflow="fold", max_width=28)
+    table.add_column("urn:sha1", no_wrap=True)
+    for f in files:
+        urn = str(f.get("urn", ""))
+        table.add_row(
+            str(f.get("index", "")),
+            str(f.get("name", "")),
+            human_size(f.get("size")),
+            str(f.get("kind") or ""),
+            str(f.get("artist") or ""),
+            str(f.get("title") or ""),
+            urn.removeprefix("urn:sha1:")[:12] + "…",
+        )
+    return table
