@@ -1,0 +1,422 @@
+"""``peerlab demo`` (what ``make demo`` runs): a small network, a search, a swarm download.
+
+Issue 2, section 6.  The demo
+
+1. makes a temporary folder and, in it, tagged MP3 files for each node
+   (written by :func:`peerlab.apps.media.write_mp3`); some tracks lie on
+   several nodes, byte for byte, so one download has several sources;
+2. starts ``peerlab node`` subprocesses on 127.0.0.1 with free ports, all in
+   one process group of their own, the servers with an upload limit so the
+   transfer is slow enough to watch;
+3. searches by artist from the first node, downloads the track that most
+   nodes have from all of them at once, with a live progress bar per source;
+4. checks the file's SHA-1 against its ``urn:sha1`` and compares it with the
+   original byte for byte, and prints which source sent how many bytes;
+5. stops every node, removes the temporary folder and exits 0.
+
+Ctrl-C (or SIGTERM) at any moment ends it the same way: the node group gets
+SIGTERM, then SIGKILL if it lingers, and every child is waited for.  The
+nodes also watch their parent (``--exit-with-parent``), so even a
+``kill -9`` of the demo leaves no node running for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from peerlab.apps.control import ControlClient, NodeNotRunning, control_file
+from peerlab.apps.media import write_mp3
+from peerlab.wire.urn import parse_sha1_urn
+
+#: Upload limit of each serving node: slow enough that a 4 MB download takes
+#: a few seconds and the progress bars are worth watching, fast enough that
+#: the demo stays short.
+DEMO_UPLOAD_RATE = "512K"
+#: Seconds of audio per track at 320 kbps (40 KB/s): about 4 MB, 16 chunks.
+TRACK_SECONDS = 100.0
+SMALL_TRACK_SECONDS = 30.0
+BITRATE = 320
+#: Bounds on every wait, so a broken build fails instead of hanging.
+START_TIMEOUT = 60.0
+DOWNLOAD_TIMEOUT = 180.0
+STOP_TIMEOUT = 10.0
+POLL_INTERVAL = 0.2
+ARTIST = "Maclean & Maclean"
+
+
+@dataclass(frozen=True)
+class Track:
+    artist: str
+    title: str
+    album: str
+    genre: str
+    seconds: float
+    seed: int
+
+    @property
+    def filename(self) -> str:
+        return f"{self.artist} - {self.title}.mp3"
+
+
+#: The lecture's Napster screenshot, as a music collection.
+LITTLE_TOOT = Track(ARTIST, "Little Toot", "The Gross Manual", "Comedy", TRACK_SECONDS, 1)
+BOWSER = Track(ARTIST, "Bowser and Blue", "The Gross Manual", "Comedy", SMALL_TRACK_SECONDS, 2)
+OTHERS = [
+    Track("Andrews Sisters", "Little Toot", "Toot", "Swing", SMALL_TRACK_SECONDS, 3),
+    Track("Crosby, Stills, Nash And Young", "Ohio", "4 Way Street", "Rock", SMALL_TRACK_SECONDS, 4),
+    Track("Brenda Lee", "Toot Toot Tootsie Goodbye", "Little Miss Dynamite", "Pop",
+          SMALL_TRACK_SECONDS, 5),
+    Track("Fear Factory", "Cars", "Obsolete", "Metal", SMALL_TRACK_SECONDS, 6),
+]
+
+
+@dataclass
+class DemoNode:
+    name: str
+    data_dir: Path
+    share_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    peer_port: int = 0
+    tracks: list[Track] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "stdout.log"
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during the demo.
+
+    A :class:`KeyboardInterrupt` so that it passes through asyncio's callback
+    runner (which logs and swallows ordinary exceptions) and ends the loop.
+    """
+
+
+class DemoFailed(Exception):
+    """Something the demo checks did not hold."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class Network:
+    """The demo's nodes: one process group, started and stopped together."""
+
+    def __init__(self, root: Path, count: int) -> None:
+        self.root = root
+        self.nodes = [
+            DemoNode(f"node{i}", root / f"node{i}" / "data", root / f"node{i}" / "share")
+            for i in range(1, count + 1)
+        ]
+        self.pgid: int | None = None
+        self.config = root / "demo.toml"
+        self.config.write_text("# the demo's nodes ignore the user's config file\n")
+
+    @property
+    def downloader(self) -> DemoNode:
+        return self.nodes[0]
+
+    @property
+    def servers(self) -> list[DemoNode]:
+        return self.nodes[1:]
+
+    def make_files(self) -> None:
+        """Every server has Little Toot; two have Bowser and Blue; each one more."""
+        originals = self.root / "originals"
+        made: dict[Track, Path] = {}
+
+        def place(node: DemoNode, track: Track) -> None:
+            if track not in made:
+                made[track] = write_mp3(
+                    originals / track.filename, title=track.title, artist=track.artist,
+                    album=track.album, genre=track.genre, seconds=track.seconds,
+                    bitrate_kbps=BITRATE, seed=track.seed,
+                )
+            node.share_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(made[track], node.share_dir / track.filename)
+            node.tracks.append(track)
+
+        for i, node in enumerate(self.servers):
+            place(node, LITTLE_TOOT)
+            if i < 2:
+                place(node, BOWSER)
+            place(node, OTHERS[i % len(OTHERS)])
+        place(self.downloader, OTHERS[-1])
+
+    def original(self, track: Track) -> Path:
+        return self.root / "originals" / track.filename
+
+    def start(self, node: DemoNode, extra: list[str]) -> None:
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLAB_")}
+        cmd = [
+            sys.executable, "-m", "peerlab.cli", "--config", str(self.config),
+            "--data-dir", str(node.data_dir), "node",
+            "--listen-host", "127.0.0.1", "--listen-port", "0", "--control-port", "0",
+            "--share", str(node.share_dir), "--exit-with-parent", *extra,
+        ]
+        with node.log_path.open("wb") as out:
+            node.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                process_group=0 if self.pgid is None else self.pgid,
+            )
+        if self.pgid is None:
+            self.pgid = node.proc.pid
+
+    def wait_ready(self, nodes: list[DemoNode]) -> None:
+        """Until each node answers and has scanned its share."""
+        deadline = time.monotonic() + START_TIMEOUT
+        pending = list(nodes)
+        while pending:
+            for node in list(pending):
+                assert node.proc is not None
+                if node.proc.poll() is not None:
+                    raise DemoFailed(
+                        f"{node.name} exited with status {node.proc.returncode}:\n"
+                        + node.log_tail()
+                    )
+                status = _try_status(node.data_dir)
+                if status is None:
+                    continue
+                scan = status.get("scan") or {}
+                if not scan.get("running") and status["shares"]["files"] >= len(node.tracks):
+                    node.peer_port = int(status["listen"].rsplit(":", 1)[1])
+                    pending.remove(node)
+            if time.monotonic() > deadline:
+                names = ", ".join(n.name for n in pending)
+                raise DemoFailed(f"{names} did not start within {START_TIMEOUT:g} s")
+            time.sleep(POLL_INTERVAL)
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL after STOP_TIMEOUT, and wait for every child."""
+        if self.pgid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pgid, signal.SIGKILL)
+                node.proc.wait(timeout=STOP_TIMEOUT)
+        # Anything else left in the group (there should be nothing) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, signal.SIGKILL)
+        self.pgid = None
+
+
+def _try_status(data_dir: Path) -> dict[str, Any] | None:
+    if not control_file(data_dir).exists():
+        return None
+
+    async def ask() -> dict[str, Any]:
+        async with ControlClient(data_dir, timeout=5.0) as c:
+            return await c.status()
+
+    try:
+        return asyncio.run(ask())
+    except NodeNotRunning:
+        return None
+
+
+def sha1_of(path: Path) -> bytes:
+    h = hashlib.sha1()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.digest()
+
+
+def run_demo(*, nodes: int = 4, keep: bool = False, console: Console | None = None) -> int:
+    """Run the whole demo; returns the exit status (0: a verified multi-source download)."""
+    console = console or Console()
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    root = Path(tempfile.mkdtemp(prefix="peerlab-demo-"))
+    net: Network | None = None
+    try:
+        net = Network(root, nodes)
+        _story(net, console)
+        return 0
+    except Interrupted as e:
+        console.print(f"\n[yellow]interrupted ({e}): stopping the nodes[/]")
+        return 130
+    except DemoFailed as e:
+        console.print(f"[red]demo failed:[/] {e}")
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            if net is not None:
+                net.stop()
+            if keep:
+                console.print(f"kept {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
+def _story(net: Network, console: Console) -> None:
+    console.rule("[bold]peerlab demo")
+    console.print(f"Writing tagged MP3 files for {len(net.nodes)} nodes in {net.root} ...")
+    net.make_files()
+    for node in net.nodes:
+        names = ", ".join(t.filename for t in node.tracks)
+        console.print(f"  [bold]{node.name}[/] shares {names}")
+
+    console.print(f"Starting {len(net.servers)} serving nodes (upload limit "
+                  f"{DEMO_UPLOAD_RATE}B/s each) ...")
+    for node in net.servers:
+        net.start(node, ["--upload-rate", DEMO_UPLOAD_RATE])
+    net.wait_ready(net.servers)
+    peers: list[str] = []
+    for node in net.servers:
+        peers += ["--peer", f"127.0.0.1:{node.peer_port}"]
+    net.start(net.downloader, peers)
+    net.wait_ready([net.downloader])
+    by_port = {f"127.0.0.1:{n.peer_port}": n.name for n in net.nodes}
+    for node in net.nodes:
+        console.print(f"  {node.name} listens on 127.0.0.1:{node.peer_port}")
+
+    asyncio.run(_search_and_download(net, console, by_port))
+
+
+async def _search_and_download(net: Network, console: Console, by_port: dict[str, str]) -> None:
+    me = net.downloader
+    async with ControlClient(me.data_dir) as c:
+        console.print(f"\n[bold]{me.name}[/]: search --artist {ARTIST!r}")
+        results = await c.search(ARTIST, "artist", 50)
+        table = Table(pad_edge=False)
+        for col in ("ID", "File", "Size", "Artist", "Title", "Sources"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(
+                str(r["id"]), r["name"], f"{r['size']:,}", str(r.get("artist") or ""),
+                str(r.get("title") or ""),
+                ", ".join(by_port.get(s, s) for s in r["sources"]),
+            )
+        console.print(table)
+        if not results:
+            raise DemoFailed("the search found nothing")
+        best = max(results, key=lambda r: len(r["sources"]))
+        if len(best["sources"]) < 2:
+            raise DemoFailed("no result has more than one source")
+
+        console.print(f"\n[bold]{me.name}[/]: download {best['id']} "
+                      f"({best['name']}, {len(best['sources'])} sources)")
+        started = await c.download(str(best["id"]))
+        download_id = str(started["download"]["id"])
+        final = await _watch(c, download_id, console, by_port, best["size"])
+
+    if final.get("status") != "complete":
+        raise DemoFailed(f"download ended {final.get('status')}: {final.get('error')}")
+    path = Path(final["path"])
+    got = sha1_of(path)
+    want = parse_sha1_urn(best["urn"])
+    original = net.original(LITTLE_TOOT)
+    same = path.read_bytes() == original.read_bytes()
+
+    summary = Table(title="Where the bytes came from", pad_edge=False)
+    summary.add_column("Source")
+    summary.add_column("Node")
+    summary.add_column("Bytes", justify="right")
+    summary.add_column("Share", justify="right")
+    summary.add_column("Status")
+    total = sum(int(s.get("bytes") or 0) for s in final.get("sources", []))
+    used = 0
+    for s in final.get("sources", []):
+        n = int(s.get("bytes") or 0)
+        used += n > 0
+        summary.add_row(
+            str(s["address"]), by_port.get(str(s["address"]), "?"), f"{n:,}",
+            f"{100 * n / total:.0f} %" if total else "", str(s.get("status")),
+        )
+    console.print(summary)
+    console.print(f"saved to {path}")
+    ok_hash = got == want
+    console.print(
+        f"SHA-1 {'[green]matches[/]' if ok_hash else '[red]DOES NOT match[/]'} {best['urn']}; "
+        f"{'[green]identical[/]' if same else '[red]different[/]'} to the original, byte for byte"
+    )
+    if not ok_hash or not same:
+        raise DemoFailed("the downloaded file is not the original")
+    if used < 2:
+        raise DemoFailed(f"only {used} source sent data")
+    console.print(f"[bold green]verified download of {best['size']:,} bytes "
+                  f"from {used} sources at once[/]")
+
+
+async def _watch(
+    c: ControlClient, download_id: str, console: Console, by_port: dict[str, str], size: int
+) -> dict[str, Any]:
+    """A live bar for the file and one per source, until it completes or fails."""
+    progress = Progress(
+        TextColumn("{task.description:>18}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    tasks: dict[str, Any] = {}
+    deadline = time.monotonic() + DOWNLOAD_TIMEOUT
+    with progress:
+        whole = progress.add_task("whole file", total=size)
+        while True:
+            data = await c.transfers()
+            d = next((x for x in data["downloads"] if str(x["id"]) == download_id), None)
+            if d is None:
+                raise DemoFailed("the download vanished")
+            progress.update(whole, completed=d.get("done") or 0)
+            for s in d.get("sources", []):
+                key = str(s["address"])
+                if key not in tasks:
+                    label = f"from {by_port.get(key, key)}"
+                    tasks[key] = progress.add_task(label, total=size)
+                progress.update(tasks[key], completed=int(s.get("bytes") or 0))
+            if d.get("status") in ("complete", "failed"):
+                return d  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"the download did not finish within {DOWNLOAD_TIMEOUT:g} s")
+            await asyncio.sleep(POLL_INTERVAL)
