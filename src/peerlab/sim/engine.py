@@ -1,0 +1,243 @@
+"""The simulator's core: one event heap, a virtual clock, and the trace.
+
+Every event of a simulation (a timer firing, a packet leaving an uplink,
+arriving at a downlink, reaching a host's stack) is one entry
+``(when, seq, fn, arg)`` in a single binary heap.  ``seq`` increases with
+every scheduled event, so events at the same virtual time run in the order
+they were scheduled, and a run is a pure function of the seed and the
+program: no wall clock, no global randomness, no iteration over unordered
+containers.
+
+What was *delivered* (a callback into a handler, a timer firing, a packet
+lost) is folded into a running BLAKE2b digest, :meth:`Simulator.trace_digest`:
+two runs with the same seed and the same program give the same digest, which
+is how determinism is tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+from collections.abc import Callable
+from typing import Any
+
+from peerlab.errors import ConfigError
+from peerlab.runtime.base import Observer
+from peerlab.sim.net import PacketSink, SimHost
+
+#: The virtual wall clock at virtual time 0 (2024-01-01T00:00:00Z), so that
+#: ``wall_time()`` looks like a real date and is the same in every run.
+DEFAULT_EPOCH = 1_704_067_200.0
+
+#: Cancelled timers tolerated in the heap before it is compacted (and only
+#: when they are at least half of it): re-armed timers must not grow it.
+COMPACT_THRESHOLD = 10_000
+
+
+class SimTimer:
+    """A scheduled callback on the virtual clock.  Cancelled timers are
+    skipped without moving the clock."""
+
+    __slots__ = ("_when", "_fn", "_cancelled", "_sim", "_ip")
+
+    def __init__(self, sim: Simulator, when: float, fn: Callable[[], None], ip: str | None) -> None:
+        self._sim = sim
+        self._when = when
+        self._fn: Callable[[], None] | None = fn
+        self._cancelled = False
+        self._ip = ip
+
+    @property
+    def when(self) -> float:
+        return self._when
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            if self._fn is not None:
+                self._fn = None
+                self._sim._timer_cancelled()
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<SimTimer when={self._when!r}{state}>"
+
+
+def fire_timer(timer: SimTimer) -> None:
+    """The heap callback of every :class:`SimTimer`."""
+    fn = timer._fn
+    if fn is None:
+        return
+    timer._fn = None
+    if timer._ip is not None:
+        timer._sim.trace(timer._ip, "timer")
+    fn()
+
+
+def derive_seed(seed: int, *parts: str) -> int:
+    """A 64-bit seed derived from the scenario seed and names (a host's IP,
+    a purpose).  hashlib, not ``hash()``: the latter is salted per process."""
+    text = "\x1f".join([str(seed), *parts]).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big")
+
+
+class Simulator:
+    """A simulated network of hosts on one virtual clock.
+
+    ``seed`` fixes every random choice (each host's ``runtime.rng`` and its
+    links' losses).  ``trace=True`` also keeps the trace lines in
+    :attr:`trace_lines` (for debugging a divergence; the digest is always
+    kept).  ``epoch`` is the virtual wall clock at time 0.
+
+    Exceptions raised by handlers propagate out of :meth:`run`: a simulated
+    protocol bug stops the simulation where it happened.
+    """
+
+    def __init__(self, seed: int, *, trace: bool = False, epoch: float = DEFAULT_EPOCH) -> None:
+        self.seed = seed
+        self.epoch = epoch
+        self.now = 0.0
+        self.hosts: dict[str, SimHost] = {}
+        #: Where a packet addressed to an IP goes: hosts register here, and a
+        #: NAT box or relay can take an address over later.
+        self.routes: dict[str, PacketSink] = {}
+        self.events_run = 0
+        self.trace_lines: list[str] | None = [] if trace else None
+        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self._seq = 0
+        self._cancelled = 0
+        self._digest = hashlib.blake2b(digest_size=16)
+
+    # -- hosts
+
+    def add_host(
+        self,
+        ip: str,
+        *,
+        up: float,
+        down: float,
+        latency: float,
+        loss: float = 0.0,
+        observer: Observer | None = None,
+    ) -> SimHost:
+        """Add a host with an access link: ``up``/``down`` in bytes/s
+        (``math.inf`` for unlimited), one-way ``latency`` in seconds, and the
+        probability ``loss`` that a packet is lost on each of its two link
+        directions."""
+        if ip in self.routes:
+            raise ConfigError(f"simulated host {ip} already exists")
+        if not (up > 0 and down > 0):
+            raise ConfigError(f"host {ip}: bandwidth must be positive (up={up}, down={down})")
+        if not (latency >= 0 and math.isfinite(latency)):
+            raise ConfigError(f"host {ip}: latency must be a finite number >= 0")
+        if not 0.0 <= loss < 1.0:
+            raise ConfigError(f"host {ip}: loss must be in [0, 1)")
+        host = SimHost(self, ip, up=up, down=down, latency=latency, loss=loss, observer=observer)
+        self.hosts[ip] = host
+        self.routes[ip] = host
+        return host
+
+    # -- the heap
+
+    def schedule(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
+        """Run ``fn(arg)`` at virtual time ``when`` (never earlier than now)."""
+        self._seq += 1
+        heapq.heappush(self._heap, (when if when > self.now else self.now, self._seq, fn, arg))
+
+    def call_at(self, when: float, fn: Callable[[], None], ip: str | None = None) -> SimTimer:
+        """A cancellable timer; ``ip`` names the host in the trace (internal
+        timers of the network stack pass None and are not traced)."""
+        timer = SimTimer(self, when if when > self.now else self.now, fn, ip)
+        self._seq += 1
+        heapq.heappush(self._heap, (timer._when, self._seq, fire_timer, timer))
+        return timer
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled += 1
+        if self._cancelled > COMPACT_THRESHOLD and 2 * self._cancelled > len(self._heap):
+            self._heap = [e for e in self._heap if not (e[2] is fire_timer and e[3]._fn is None)]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
+
+    def _pop_cancelled(self) -> None:
+        """Drop cancelled timers from the top of the heap, clock untouched."""
+        heap = self._heap
+        while heap and heap[0][2] is fire_timer and heap[0][3]._fn is None:
+            heapq.heappop(heap)
+            if self._cancelled:
+                self._cancelled -= 1
+
+    def pending(self) -> int:
+        """Events waiting in the heap (cancelled timers included)."""
+        return len(self._heap)
+
+    def next_event_time(self) -> float | None:
+        """When the next live event is due, or None when nothing is left."""
+        self._pop_cancelled()
+        return self._heap[0][0] if self._heap else None
+
+    def run(self, until: float | None = None, *, max_events: int | None = None) -> int:
+        """Run events in order until the heap is empty or the next event lies
+        after ``until`` (then the clock is set to ``until``).  Returns the
+        number of events run."""
+        heap = self._heap
+        pop = heapq.heappop
+        n = 0
+        while heap:
+            self._pop_cancelled()
+            if not heap:
+                break
+            if until is not None and heap[0][0] > until:
+                break
+            if max_events is not None and n >= max_events:
+                break
+            when, _, fn, arg = pop(heap)
+            self.now = when
+            fn(arg)
+            n += 1
+        self.events_run += n
+        if until is not None and until > self.now and (max_events is None or n < max_events):
+            self.now = until
+        return n
+
+    def run_until(self, pred: Callable[[], bool], timeout: float) -> bool:
+        """Run events until ``pred()`` holds (True) or ``timeout`` virtual
+        seconds pass (False; the clock then stands at the deadline)."""
+        deadline = self.now + timeout
+        heap = self._heap
+        pop = heapq.heappop
+        n = 0
+        try:
+            while not pred():
+                self._pop_cancelled()
+                if not heap or heap[0][0] > deadline:
+                    self.now = max(self.now, deadline)
+                    return bool(pred())
+                when, _, fn, arg = pop(heap)
+                self.now = when
+                fn(arg)
+                n += 1
+            return True
+        finally:
+            self.events_run += n
+
+    # -- the trace
+
+    def trace(self, ip: str, kind: str, detail: str = "") -> None:
+        """Record a delivered event in the trace digest."""
+        line = f"{self.now!r} {ip} {kind} {detail}\n"
+        self._digest.update(line.encode())
+        if self.trace_lines is not None:
+            self.trace_lines.append(line)
+
+    def trace_digest(self) -> str:
+        """Hex digest over every delivered event so far."""
+        return self._digest.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"<Simulator seed={self.seed} now={self.now:.6f} hosts={len(self.hosts)}>"
