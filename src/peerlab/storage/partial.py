@@ -31,8 +31,10 @@ import binascii
 import hashlib
 import json
 import os
+import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,6 +433,21 @@ class PartialFile:
         self.directory = directory
         self.state = state
         self._fd: int | None = None
+        # Worker threads use the descriptor while the loop thread may close
+        # it; closing waits for the last user so a recycled descriptor
+        # number is never written to.
+        self._fd_lock = threading.Lock()
+        self._fd_users = 0
+        self._close_pending = False
+        self._retired: list[int] = []
+        self._save_lock = threading.Lock()
+        self._saved_seq = -1
+        self._seq = 0
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """The state as it is now, numbered (taken on the loop thread)."""
+        self._seq += 1
+        return self._seq, self.state.to_json()
 
     @property
     def part_path(self) -> Path:
@@ -464,35 +481,73 @@ class PartialFile:
 
     def open(self) -> None:
         """Create the folder and the ``.part`` file (pre-sized once the size is known)."""
-        if self._fd is not None:
-            return
+        with self._fd_lock:
+            if self._fd is not None and not self._close_pending:
+                return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._presize()
+            fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            self.close()
             raise StorageError(f"cannot open {self.part_path}: {exc.strerror or exc}") from exc
+        with self._fd_lock:
+            old = self._fd if self._fd_users == 0 else None
+            if self._fd is not None and self._fd_users:
+                # The old descriptor's last user closes it; swap in the new one.
+                self._retire(self._fd)
+            self._fd, self._close_pending = fd, False
+        if old is not None:
+            os.close(old)
+        self.resize()
 
-    def _presize(self) -> None:
-        if self._fd is not None and self.state.size is not None:
-            if os.fstat(self._fd).st_size != self.state.size:
-                os.ftruncate(self._fd, self.state.size)
+    def _retire(self, fd: int) -> None:
+        self._retired.append(fd)
+
+    @contextmanager
+    def _using_fd(self) -> Iterator[int]:
+        with self._fd_lock:
+            if self._fd is None or self._close_pending:
+                raise StorageError(f"{self.part_path} is not open")
+            self._fd_users += 1
+            fd = self._fd
+        try:
+            yield fd
+        finally:
+            to_close: list[int] = []
+            with self._fd_lock:
+                self._fd_users -= 1
+                if self._fd_users == 0:
+                    to_close, self._retired = self._retired, []
+                    if self._close_pending and self._fd is not None:
+                        to_close.append(self._fd)
+                        self._fd, self._close_pending = None, False
+            for old in to_close:
+                _close_fd(old)
 
     def resize(self) -> None:
-        """The size became known after :meth:`open`: size the file to it."""
+        """Size the file to the download's size (once known)."""
+        if self.state.size is None:
+            return
         try:
-            self._presize()
+            with self._using_fd() as fd:
+                if os.fstat(fd).st_size != self.state.size:
+                    os.ftruncate(fd, self.state.size)
         except OSError as exc:
             raise StorageError(f"cannot size {self.part_path}: {exc.strerror or exc}") from exc
 
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None and not self._close_pending
+
     def close(self) -> None:
-        if self._fd is not None:
+        """Close the file now, or as soon as the last worker using it is done."""
+        with self._fd_lock:
+            if self._fd is None:
+                return
+            if self._fd_users:
+                self._close_pending = True
+                return
             fd, self._fd = self._fd, None
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_fd(fd)
 
     def discard(self) -> None:
         """Delete the partial and its state (a cancelled download)."""
@@ -503,26 +558,21 @@ class PartialFile:
             except OSError:
                 pass
 
-    def _require_fd(self) -> int:
-        if self._fd is None:
-            raise StorageError(f"{self.part_path} is not open")
-        return self._fd
-
     # --- blocking work, run through runtime.offload
 
     def write_chunk(self, index: int, data: Sequence[bytes | bytearray | memoryview]) -> None:
         """Write chunk ``index`` (given as pieces; no join) at its offset."""
-        fd = self._require_fd()
         offset, length = self.state.span(index)
         try:
-            pieces = list(data)
-            for i in range(0, len(pieces), IOV_MAX):
-                group = pieces[i : i + IOV_MAX]
-                want = sum(len(p) for p in group)
-                wrote = os.pwritev(fd, group, offset)
-                if wrote != want:
-                    _write_rest(fd, group, offset, wrote)
-                offset += want
+            with self._using_fd() as fd:
+                pieces = list(data)
+                for i in range(0, len(pieces), IOV_MAX):
+                    group = pieces[i : i + IOV_MAX]
+                    want = sum(len(p) for p in group)
+                    wrote = os.pwritev(fd, group, offset)
+                    if wrote != want:
+                        _write_rest(fd, group, offset, wrote)
+                    offset += want
         except OSError as exc:
             raise StorageError(f"cannot write {self.part_path}: {exc.strerror or exc}") from exc
 
@@ -545,10 +595,10 @@ class PartialFile:
         return True
 
     def read_chunk(self, index: int) -> bytes:
-        fd = self._require_fd()
         offset, length = self.state.span(index)
         try:
-            data = os.pread(fd, length, offset)
+            with self._using_fd() as fd:
+                data = os.pread(fd, length, offset)
         except OSError as exc:
             raise StorageError(f"cannot read {self.part_path}: {exc.strerror or exc}") from exc
         return data
@@ -571,39 +621,53 @@ class PartialFile:
 
     def hash_range(self, hasher: Any, start: int, stop: int) -> None:
         """Feed chunks ``start..stop-1`` from the file to ``hasher`` (a hashlib object)."""
-        fd = self._require_fd()
         assert self.state.chunk_size is not None
         offset = start * self.state.chunk_size
         end = min(stop * self.state.chunk_size, self.state.size or 0)
         buf = bytearray(min(READ_BLOCK, max(end - offset, 1)))
         view = memoryview(buf)
         try:
-            while offset < end:
-                n = os.preadv(fd, [view[: min(len(buf), end - offset)]], offset)
-                if n <= 0:
-                    raise StorageError(f"{self.part_path} is shorter than expected")
-                hasher.update(view[:n])
-                offset += n
+            with self._using_fd() as fd:
+                while offset < end:
+                    n = os.preadv(fd, [view[: min(len(buf), end - offset)]], offset)
+                    if n <= 0:
+                        raise StorageError(f"{self.part_path} is shorter than expected")
+                    hasher.update(view[:n])
+                    offset += n
         except OSError as exc:
             raise StorageError(f"cannot read {self.part_path}: {exc.strerror or exc}") from exc
 
     def sync(self) -> None:
         """fsync the partial (before a state write claims its chunks)."""
-        if self._fd is None:
+        if not self.is_open:
             return
         try:
-            os.fsync(self._fd)
+            with self._using_fd() as fd:
+                os.fsync(fd)
+        except StorageError:
+            return  # closed meanwhile: nothing left to sync
         except OSError as exc:
             raise StorageError(f"cannot sync {self.part_path}: {exc.strerror or exc}") from exc
 
-    def save_state(self, blob: bytes) -> None:
-        """Persist a state snapshot taken on the loop thread: data first, then state."""
-        self.sync()
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self.directory}: {exc.strerror or exc}") from exc
-        atomic_write(self.state_path, blob)
+    def save_state(self, snapshot: tuple[int, bytes] | None = None) -> None:
+        """Persist a :meth:`snapshot` (default: one taken now): data first, then state.
+
+        Snapshots may be written from several threads; an older one never
+        replaces a newer one on disk.
+        """
+        seq, blob = snapshot if snapshot is not None else self.snapshot()
+        with self._save_lock:
+            if seq <= self._saved_seq:
+                return
+            self.sync()
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create {self.directory}: {exc.strerror or exc}"
+                ) from exc
+            atomic_write(self.state_path, blob)
+            self._saved_seq = seq
 
     def finish(self, download_dir: Path, name: str) -> Path:
         """fsync, move into ``download_dir`` under a free name, drop the state."""
@@ -615,6 +679,13 @@ class PartialFile:
         except OSError:
             pass
         return final
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _write_rest(

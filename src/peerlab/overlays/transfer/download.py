@@ -709,9 +709,7 @@ class _Session:
                 d._ban(self, f"short body: {req.received} of {req.length} bytes")
                 return
             self.failures = 0
-        elif req.kind == "data" and status in NOT_FOUND and not self.use_get and (
-            self.source.index is not None and self.source.name is not None
-        ):
+        elif req.kind == "data" and status in NOT_FOUND and self._can_fall_back():
             d._release_run(self, req)
             self.use_get = True
         elif req.kind == "data":
@@ -728,6 +726,9 @@ class _Session:
             else:
                 d._drop(self, f"HTTP {status} for the chunk list")
                 return
+        elif req.kind == "head" and status in NOT_FOUND and self._can_fall_back():
+            self.use_get = True
+            self.head_tried = False
         elif req.kind == "head" and status not in (200, 206):
             d._drop(self, f"HTTP {status} for HEAD")
             return
@@ -736,6 +737,10 @@ class _Session:
         else:
             self._close_quietly()
             d._pump()
+
+    def _can_fall_back(self) -> bool:
+        """N2R refused: may we try ``/get/<index>/<name>`` instead?"""
+        return not self.use_get and self.source.index is not None and self.source.name is not None
 
     def _queued(self, delay: float, keep_alive: bool) -> None:
         d = self.download
@@ -1656,9 +1661,8 @@ class DownloadManager:
             dl.stop_sessions()
             if dl.status != COMPLETE:
                 try:
-                    if dl.dirty or not dl.partial.state_path.exists():
-                        dl.partial.save_state(dl.state.to_json())
-                        dl.dirty = False
+                    dl.partial.save_state()
+                    dl.dirty = False
                 except StorageError as exc:
                     self.runtime.observer.event("transfer.state_unsaved", urn=dl.urn,
                                                 error=str(exc))
@@ -1730,11 +1734,11 @@ class DownloadManager:
             return
         dl.saving = True
         dl.dirty = False
-        blob = dl.state.to_json()
+        snapshot = dl.partial.snapshot()
         partial = dl.partial
 
         def work() -> None:
-            partial.save_state(blob)
+            partial.save_state(snapshot)
 
         def done(_: None, exc: BaseException | None) -> None:
             dl.saving = False
