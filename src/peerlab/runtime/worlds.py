@@ -141,9 +141,11 @@ class SimWorld:
         self.latency = latency
         self.loss = loss
         self.hosts: dict[str, SimHost] = {}
+        self._made = 0
 
     def new_runtime(self, name: str, *, observer: Observer | None = None) -> Runtime:
-        n = len(self.hosts) + 1
+        self._made += 1
+        n = self._made
         ip = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
         host = self.sim.add_host(
             ip,
@@ -172,9 +174,6 @@ class SimWorld:
 
     def __repr__(self) -> str:
         return f"<SimWorld seed={self.sim.seed} hosts={len(self.hosts)}>"
-
-
-__all__ = ["LOOPBACK", "DatagramRecorder", "RealWorld", "SimWorld", "StreamRecorder", "World"]
 
 
 class StreamRecorder(BaseStreamHandler):
@@ -244,3 +243,6 @@ class DatagramRecorder:
 
     def error_received(self, exc: NetworkError) -> None:
         self.errors.append(exc)
+
+
+__all__ = ["LOOPBACK", "DatagramRecorder", "RealWorld", "SimWorld", "StreamRecorder", "World"]
