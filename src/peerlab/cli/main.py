@@ -54,6 +54,7 @@ from peerlab.apps.config import (
 )
 from peerlab.apps.control import ControlClient, ControlError, NodeNotRunning, read_control_file
 from peerlab.cli.render import (
+    SHORT_ID,
     files_table,
     human_size,
     results_table,
@@ -599,7 +600,7 @@ def download(env: Env, ref: str, wait: bool, as_json: bool) -> None:
             click.echo(
                 f"downloading {d.get('name') or started['result']['name']} "
                 f"({human_size(started['result'].get('size'))}) from {n} source(s); "
-                f"download id {d.get('id')}"
+                f"download id {str(d.get('id'))[:SHORT_ID]}"
             )
         if wait:
             d = await _wait_download(c, str(d.get("id")), quiet=as_json)
@@ -662,18 +663,18 @@ def transfers(env: Env, watch: bool, until_done: bool, as_json: bool) -> None:
         if as_json:
             emit_json(data)
         else:
-            console.print(transfers_table(data))
+            console.print(transfers_table(data, width=console.width))
         return
     if as_json:
         raise ConfigError("--watch and --json do not go together (poll with --json instead)")
 
     async def go(c: ControlClient) -> None:
         data = await c.transfers()
-        with Live(transfers_table(data, bars=True), console=console,
+        with Live(transfers_table(data, bars=True, width=console.width), console=console,
                   auto_refresh=False) as live:
             while True:
                 data = await c.transfers()
-                live.update(transfers_table(data, bars=True), refresh=True)
+                live.update(transfers_table(data, bars=True, width=console.width), refresh=True)
                 if until_done and not any(
                     d.get("status") in ("queued", "downloading", "verifying")
                     for d in data.get("downloads", [])

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 _UNITS = ("B", "KB", "MB", "GB", "TB")
+#: Download ids are the base32 SHA-1 (32 characters); the CLI shows the first
+#: eight, and every command taking an id accepts such a prefix.
+SHORT_ID = 8
+#: Bounds of the file-name column of the transfer table, in characters.
+MIN_FILE_WIDTH = 12
+MAX_FILE_WIDTH = 60
+#: Width of the progress bars of ``transfers --watch``.
+BAR_WIDTH = 10
 
 #: Status words as Napster's transfer window showed them.
 STATUS_WORDS = {
@@ -72,9 +81,13 @@ def percent(done: int | None, size: int | None) -> str:
 
 
 def _size_cell(done: int | None, size: int | None, status: str) -> str:
+    """``"1.1 of 2.3 MB"``: the screenshot's "299,200 of 2,220,560", shorter."""
     if status == "complete" or done is None or done == size:
         return human_size(size)
-    return f"{human_size(done)} of {human_size(size)}"
+    a, b = human_size(done), human_size(size)
+    if a.split()[-1] == b.split()[-1]:
+        return f"{a.split()[0]} of {b}"
+    return f"{a} of {b}"
 
 
 def _status_cell(item: dict[str, Any]) -> Text:
@@ -82,18 +95,23 @@ def _status_cell(item: dict[str, Any]) -> Text:
     word = STATUS_WORDS.get(status, status)
     if status == "failed" and item.get("error"):
         word = f"Failed: {item['error']}"
-    if status == "queued" and item.get("queue_position"):
-        word = f"Waiting... (#{item['queue_position']})"
+    position = item.get("queue_position") or item.get("position")
+    if status == "queued" and position:
+        word = f"Waiting... (#{position})"
     return Text(word, style=STATUS_STYLES.get(status, ""))
 
 
 def _progress_cell(done: int | None, size: int | None, bars: bool) -> RenderableType:
     if not bars or not size:
         return percent(done, size)
-    return Group(
-        ProgressBar(total=float(size), completed=float(done or 0), width=16),
-        Text(percent(done, size), justify="right"),
+    cell = Table.grid(padding=(0, 1))
+    cell.add_column(width=BAR_WIDTH)
+    cell.add_column(justify="right", width=5, no_wrap=True)
+    cell.add_row(
+        ProgressBar(total=float(size), completed=float(done or 0), width=BAR_WIDTH),
+        percent(done, size),
     )
+    return cell
 
 
 def download_peer(d: dict[str, Any]) -> str:
@@ -106,70 +124,91 @@ def download_peer(d: dict[str, Any]) -> str:
     return first if len(shown) == 1 else f"{first} +{len(shown) - 1}"
 
 
-def transfers_table(data: dict[str, Any], *, bars: bool = False) -> Group:
+def transfers_table(data: dict[str, Any], *, bars: bool = False, width: int = 100) -> Group:
     """Downloads then uploads, one row each, and the lecture's closing line.
 
     A download with several sources gets one indented row per source, with
-    the bytes and rate that source delivered.
+    the bytes and rate that source delivered.  The file name takes what the
+    other columns leave of ``width`` (the terminal's), so the short columns
+    stay whole on an 80-column terminal.
     """
-    table = Table(show_lines=False, pad_edge=False, expand=False)
-    for name, kw in (
-        ("File", {"overflow": "ellipsis", "max_width": 48, "no_wrap": True}),
-        ("Size", {"no_wrap": True}),
-        ("Peer", {"no_wrap": True}),
-        ("Status", {}),
-        ("Progress", {"no_wrap": True}),
-        ("Rate", {"justify": "right", "no_wrap": True}),
-        ("Time Left", {"justify": "right", "no_wrap": True}),
-    ):
-        table.add_column(name, **kw)  # type: ignore[arg-type]
     downloads = data.get("downloads", [])
     uploads = data.get("uploads", [])
-    for d in downloads:
-        status = str(d.get("status", ""))
-        done, size = d.get("done"), d.get("size")
-        eta = d.get("eta") if status == "downloading" else None
-        table.add_row(
-            f"[{d.get('id')}] ↓ {d.get('name', '')}",
-            _size_cell(done, size, status),
-            download_peer(d),
-            _status_cell(d),
-            _progress_cell(done, size, bars),
-            human_rate(d.get("rate")) if status == "downloading" else "",
-            clock(eta),
-        )
-        sources = d.get("sources") or []
-        if len(sources) > 1 and status not in ("complete",):
-            for s in sources:
-                table.add_row(
-                    "",
-                    human_size(s.get("bytes")),
-                    f"  {s.get('address', '')}",
-                    Text(str(s.get("status", "")), style="dim"),
-                    "",
-                    human_rate(s.get("rate")),
-                    "",
-                )
-    for u in uploads:
-        status = str(u.get("status", ""))
-        done, size = u.get("sent"), u.get("size")
-        rate = u.get("rate") or 0
-        eta = (size - done) / rate if rate and size and done is not None else None
-        table.add_row(
-            f"↑ {u.get('name', '')}",
-            _size_cell(done, size, status),
-            str(u.get("peer", "")),
-            _status_cell(u),
-            _progress_cell(done, size, bars),
-            human_rate(rate) if status == "uploading" else "",
-            clock(eta) if status == "uploading" else "",
-        )
     footer = Text(
         f"Concurrent Downloads: {data.get('concurrent_downloads', 0)}  "
         f"Concurrent Uploads: {data.get('concurrent_uploads', 0)}"
     )
     if not downloads and not uploads:
         return Group(Text("No transfers.", style="dim"), footer)
+
+    rows: list[tuple[str, str, str, Text, tuple[int | None, int | None] | None, str, str]] = []
+    for d in downloads:
+        status = str(d.get("status", ""))
+        done, size = d.get("done"), d.get("size")
+        eta = d.get("eta") if status == "downloading" else None
+        rows.append((
+            f"[{str(d.get('id'))[:SHORT_ID]}] ↓ {d.get('name', '')}",
+            _size_cell(done, size, status),
+            download_peer(d),
+            _status_cell(d),
+            (done, size),
+            human_rate(d.get("rate")) if status == "downloading" else "",
+            clock(eta),
+        ))
+        sources = d.get("sources") or []
+        if len(sources) > 1 and status != "complete":
+            for src in sources:
+                rows.append((
+                    "",
+                    human_size(src.get("bytes")),
+                    f"  {src.get('address', '')}",
+                    Text(str(src.get("status", "")), style="dim"),
+                    None,
+                    human_rate(src.get("rate")),
+                    "",
+                ))
+    for u in uploads:
+        # An uploader sends the ranges a downloader asked for (part of the
+        # file when it fetches from several sources): progress is of those.
+        status = str(u.get("status", ""))
+        done, size = u.get("sent"), u.get("size")
+        asked = u.get("length") or size
+        rate = u.get("rate") or 0
+        eta = (asked - done) / rate if rate and asked and done is not None else None
+        rows.append((
+            f"↑ {u.get('name', '')}",
+            _size_cell(done, size, status),
+            str(u.get("peer", "")),
+            _status_cell(u),
+            (done, asked),
+            human_rate(rate) if status == "uploading" else "",
+            clock(eta) if status == "uploading" else "",
+        ))
+
+    headers = ("File", "Size", "Peer", "Status", "Progress", "Rate", "Time Left")
+    progress_width = BAR_WIDTH + 6 if bars else 5
+    fixed = [
+        max(len(headers[i]), *(len(str(r[i])) for r in rows)) for i in (1, 2, 3)
+    ] + [max(len(headers[4]), progress_width)] + [
+        max(len(headers[i]), *(len(str(r[i])) for r in rows)) for i in (5, 6)
+    ]
+    # Three characters between columns: padding and the box's blank separator.
+    room = width - sum(fixed) - 3 * (len(headers) - 1) - 1
+    file_width = max(MIN_FILE_WIDTH, min(MAX_FILE_WIDTH, room))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
+    table.add_column("File", overflow="ellipsis", no_wrap=True, max_width=file_width)
+    table.add_column("Size", no_wrap=True)
+    table.add_column("Peer", no_wrap=True, overflow="ellipsis")
+    table.add_column("Status", no_wrap=True, overflow="ellipsis")
+    table.add_column("Progress", no_wrap=True)
+    table.add_column("Rate", justify="right", no_wrap=True)
+    table.add_column("Time Left", justify="right", no_wrap=True)
+    for name, size_cell, peer, status_cell, prog, rate_cell, left in rows:
+        table.add_row(
+            name, size_cell, peer, status_cell,
+            _progress_cell(prog[0], prog[1], bars) if prog else "",
+            rate_cell, left,
+        )
     return Group(table, footer)
 
 
