@@ -494,3 +494,30 @@ def test_search_sees_new_files_after_a_scan(scanned: Catalog, share: Path) -> No
     (hit,) = scanned.search("crawling")
     assert hit.album == "Hybrid Theory"
     assert len(scanned.search("hybrid theory", field="album")) == 2
+
+
+def test_a_progress_callback_that_raises_ends_the_scan_keeping_stored_files(
+    catalog: Catalog, share: Path
+) -> None:
+    for i in range(4):
+        (share / f"bulk{i}.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    catalog.add_folder(share)
+
+    class Stop(Exception):
+        pass
+
+    calls = [0]
+
+    def stop_soon(p: ScanProgress) -> None:
+        calls[0] += 1
+        if p.files_done >= 5:
+            raise Stop
+
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(Stop):
+        catalog.scan(progress=stop_soon)
+    leftover = [t for t in threading.enumerate() if t.ident not in before]
+    assert leftover == []
+    assert catalog.count() == 5  # what was hashed before the stop is kept
+    report = catalog.scan()
+    assert (report.unchanged, report.added, report.files) == (5, 8, 13)

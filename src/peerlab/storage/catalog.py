@@ -509,7 +509,8 @@ class Catalog:
         """Every shareable regular file under the roots, with its status."""
         found: dict[str, _Candidate] = {}
         root_set = set(roots)
-        exclude = self._exclude
+        with self._lock:
+            exclude = frozenset(self._exclude)
         for root in roots:
             stack: list[tuple[str, int]] = [(root, 0)]
             seen_dirs: set[tuple[int, int]] = set()
@@ -536,7 +537,7 @@ class Catalog:
                         continue
                     try:
                         if entry.is_symlink():
-                            self._symlink(path, root, found, skipped, errors)
+                            self._symlink(path, root, exclude, found, skipped, errors)
                             continue
                         if path in exclude:
                             continue
@@ -562,6 +563,7 @@ class Catalog:
         self,
         path: str,
         root: str,
+        exclude: frozenset[str],
         found: dict[str, _Candidate],
         skipped: _Problems,
         errors: _Problems,
@@ -570,7 +572,7 @@ class Catalog:
         if not _within(target, root):
             skipped.add(path, "symlink leading outside the shared folder")
             return
-        if target in self._exclude or any(_within(target, e) for e in self._exclude):
+        if any(_within(target, e) for e in exclude):
             return
         try:
             st = os.stat(target)

@@ -25,12 +25,14 @@ import os
 import queue
 import stat
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peerlab.errors import StorageError
-from peerlab.wire.chunks import ChunkList, chunk_size_for
+from peerlab.wire.chunks import ChunkList, chunk_count, chunk_size_for
 from peerlab.wire.urn import sha1_urn
 
 #: Bytes read per block.  Large enough that a hash call's fixed cost and the
@@ -228,32 +230,74 @@ def hash_file(path: Path | str, *, chunk_size: int | None = None) -> FileHashes:
 
 
 # ------------------------------------------------------------------ pipeline
+#
+# Work per block: one read, one SHA-1 update (strictly in order, per file),
+# and the SHA-256 of each chunk in the block (in any order).  The reader thread
+# reads ahead while buffers are free and hashes chunks otherwise; the SHA-1
+# thread updates the SHA-1 and, whenever it has no block waiting, takes chunks
+# too.  Chunks are shared through one FIFO under one lock, so whichever thread
+# has slack does the SHA-256 work and both cores stay busy whatever the ratio
+# of SHA-1 to SHA-256 speed on the machine.  A buffer returns to the pool
+# when its SHA-1 update and all its chunks are done.
 
-# Messages from the reader stage to the SHA-1 stage, and from the SHA-1 stage
-# to the consumer.  Plain tuples: these pass once per block.
-_START = 0  # (_START, path)
-_BLOCK = 1  # (_BLOCK, buffer_index, length)
-_END = 2  # (_END, path, FileHashes-less parts: chunk list, stat)
+# Messages from the reader to the SHA-1 thread, and from the SHA-1 thread to
+# the consumer.  Plain tuples: these pass once per block.
+_START = 0  # (_START, _File)
+_BLOCK = 1  # (_BLOCK, _Block)
+_END = 2  # (_END, _File)
 _FAIL = 3  # (_FAIL, path, error, stat | None)
 _STOP = 4  # (_STOP,)
-_PROGRESS = 5  # (_PROGRESS, path, nbytes) -- SHA-1 stage to consumer only
-_RESULT = 6  # (_RESULT, HashResult) -- SHA-1 stage to consumer only
+_PROGRESS = 5  # (_PROGRESS, path, nbytes): SHA-1 thread to consumer only
+_RESULT = 6  # (_RESULT, HashResult): SHA-1 thread to consumer only
+
+
+class _File:
+    """One file in flight."""
+
+    __slots__ = ("path", "st", "chunk_size", "digests", "pending", "chunker")
+
+    def __init__(self, path: Path, st: os.stat_result, chunk_size: int) -> None:
+        self.path = path
+        self.st = st
+        self.chunk_size = chunk_size
+        count = chunk_count(st.st_size, chunk_size)
+        self.digests: list[bytes] = [b""] * count
+        self.pending = 0  # chunk digests not yet computed
+        # Chunks larger than a block are hashed in order by the reader.
+        self.chunker = _ChunkHasher(chunk_size) if chunk_size > BLOCK_SIZE else None
+
+
+class _Block:
+    """One buffer's worth of a file: its SHA-1 update and its chunks."""
+
+    __slots__ = ("buffer", "n", "file", "first", "count", "next", "left")
+
+    def __init__(self, buffer: int, n: int, file: _File, offset: int, count: int) -> None:
+        self.buffer = buffer
+        self.n = n
+        self.file = file
+        self.first = offset // file.chunk_size if count else 0  # index of its first chunk
+        self.count = count  # chunks to hash from this block (0: done by the chunker)
+        self.next = 0  # next chunk to hand out
+        self.left = count + 1  # chunks to finish, plus the SHA-1 update
 
 
 class _Pipeline:
-    """The two hashing threads and the queues between them."""
+    """The two hashing threads, the buffer pool and the shared chunk FIFO."""
 
     def __init__(self, paths: Iterable[Path], chunk_size: int | None) -> None:
         self._paths = paths
         self._chunk_size = chunk_size
-        self._buffers = [bytearray(BLOCK_SIZE) for _ in range(POOL_BLOCKS)]
-        self._views = [memoryview(b) for b in self._buffers]
+        self._views = [memoryview(bytearray(BLOCK_SIZE)) for _ in range(POOL_BLOCKS)]
         self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(POOL_BLOCKS):
             self._free.put(i)
-        self._to_sha1: queue.SimpleQueue[tuple[object, ...]] = queue.SimpleQueue()
-        self.out: queue.Queue[tuple[object, ...]] = queue.Queue(OUTPUT_QUEUE_LIMIT)
+        self._to_sha1: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.out: queue.Queue[tuple[Any, ...]] = queue.Queue(OUTPUT_QUEUE_LIMIT)
         self._cancel = threading.Event()
+        # Guards the chunk FIFO and every _Block/_File counter.
+        self._cond = threading.Condition(threading.Lock())
+        self._work: deque[_Block] = deque()
         self._reader = threading.Thread(target=self._read_stage, name="hash-read", daemon=True)
         self._sha1 = threading.Thread(target=self._sha1_stage, name="hash-sha1", daemon=True)
 
@@ -264,7 +308,7 @@ class _Pipeline:
     def cancel(self) -> None:
         """Stop after the current block and wait for both threads."""
         self._cancel.set()
-        # Drain so the SHA-1 stage never blocks on a full output queue.
+        # Drain so the SHA-1 thread never blocks on a full output queue.
         while self._sha1.is_alive():
             try:
                 self.out.get(timeout=0.05)
@@ -272,7 +316,40 @@ class _Pipeline:
                 pass
         self._reader.join()
 
-    # Stage one: read blocks, hash chunks, pass blocks on.
+    # Shared chunk work.
+    def _hash_one_chunk(self) -> bool:
+        """Take the oldest unhashed chunk and hash it; False when there is none."""
+        with self._cond:
+            work = self._work
+            while work:
+                block = work[0]
+                k = block.next
+                block.next = k + 1
+                if block.next >= block.count:
+                    work.popleft()
+                if k < block.count:
+                    break
+            else:
+                return False
+        file = block.file
+        chunk = file.chunk_size
+        start = k * chunk
+        digest = hashlib.sha256(self._views[block.buffer][start : min(start + chunk, block.n)])
+        with self._cond:
+            file.digests[block.first + k] = digest.digest()
+            file.pending -= 1
+            self._finish_part(block)
+            if file.pending == 0:
+                self._cond.notify_all()
+        return True
+
+    def _finish_part(self, block: _Block) -> None:
+        """One part of a block is done (call under the lock)."""
+        block.left -= 1
+        if block.left == 0:
+            self._free.put(block.buffer)
+
+    # The reader: read ahead while buffers are free, hash chunks otherwise.
     def _read_stage(self) -> None:
         send = self._to_sha1.put
         try:
@@ -284,66 +361,105 @@ class _Pipeline:
             send((_FAIL, Path("."), StorageError(f"hashing stopped: {exc}"), None))
         finally:
             send((_STOP,))
+            # Help with what is left so the SHA-1 thread finishes quickly.
+            while self._hash_one_chunk():
+                pass
 
-    def _read_one(self, path: Path, send: Callable[[tuple[object, ...]], None]) -> None:
+    def _buffer(self) -> int:
+        while True:
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                pass
+            if not self._hash_one_chunk():
+                return self._free.get()
+
+    def _read_one(self, path: Path, send: Callable[[tuple[Any, ...]], None]) -> None:
         try:
             fd, st = _open_regular(path)
         except (OSError, StorageError) as exc:
             send((_FAIL, path, exc, None))
             return
         try:
-            chunker = _ChunkHasher(self._chunk_size or chunk_size_for(st.st_size))
-            send((_START, path))
+            file = _File(path, st, self._chunk_size or chunk_size_for(st.st_size))
+            chunk = file.chunk_size
+            send((_START, file))
             remaining = st.st_size
-            read = 0
+            offset = 0
             while remaining > 0:
                 if self._cancel.is_set():
                     send((_FAIL, path, StorageError("hashing cancelled"), st))
                     return
-                i = self._free.get()
-                mv = self._views[i]
-                n = _read_fully(fd, mv[: min(BLOCK_SIZE, remaining)])
+                i = self._buffer()
+                view = self._views[i]
+                n = _read_fully(fd, view[: min(BLOCK_SIZE, remaining)])
                 if n == 0:
                     self._free.put(i)
                     break
-                chunker.update(mv[:n])
-                send((_BLOCK, i, n))
-                read += n
+                if file.chunker is not None:
+                    file.chunker.update(view[:n])
+                    block = _Block(i, n, file, offset, 0)
+                else:
+                    block = _Block(i, n, file, offset, -(-n // chunk))
+                    with self._cond:
+                        file.pending += block.count
+                        self._work.append(block)
+                send((_BLOCK, block))
+                offset += n
                 remaining -= n
-            _check_unchanged(path, fd, st, read)
-            send((_END, path, chunker.finish(st.st_size), st))
+            _check_unchanged(path, fd, st, offset)
+            send((_END, file))
         except (OSError, StorageError) as exc:
             send((_FAIL, path, exc, st))
         finally:
             os.close(fd)
 
-    # Stage two: the sequential SHA-1 of each file.
+    # The SHA-1 thread: the sequential SHA-1 of each file, chunks when idle.
     def _sha1_stage(self) -> None:
-        get = self._to_sha1.get
+        inbox = self._to_sha1
         put = self.out.put
         sha1 = hashlib.sha1()
-        current = Path(".")
         while True:
-            msg = get()
+            try:
+                msg = inbox.get_nowait()
+            except queue.Empty:
+                if self._hash_one_chunk():
+                    continue
+                msg = inbox.get()
             kind = msg[0]
             if kind == _BLOCK:
-                i, n = msg[1], msg[2]
-                sha1.update(self._views[i][:n])  # type: ignore[index]
-                self._free.put(i)  # type: ignore[arg-type]
-                put((_PROGRESS, current, n))
+                block: _Block = msg[1]
+                sha1.update(self._views[block.buffer][: block.n])
+                with self._cond:
+                    self._finish_part(block)
+                put((_PROGRESS, block.file.path, block.n))
             elif kind == _START:
-                current = msg[1]  # type: ignore[assignment]
                 sha1 = hashlib.sha1()
             elif kind == _END:
-                _, path, chunks, st = msg
-                hashes = FileHashes(sha1.digest(), chunks)  # type: ignore[arg-type]
-                put((_RESULT, HashResult(path, hashes, None, st)))  # type: ignore[arg-type]
+                file: _File = msg[1]
+                put((_RESULT, HashResult(file.path, self._finish_file(file, sha1), None, file.st)))
             elif kind == _FAIL:
                 _, path, exc, st = msg
-                put((_RESULT, HashResult(path, None, exc, st)))  # type: ignore[arg-type]
+                put((_RESULT, HashResult(path, None, exc, st)))
             else:
                 put((_STOP,))
                 return
+
+    def _finish_file(self, file: _File, sha1: hashlib._Hash) -> FileHashes:
+        while True:
+            with self._cond:
+                if file.pending == 0:
+                    break
+            if not self._hash_one_chunk():
+                with self._cond:
+                    # The reader is hashing this file's last chunks.
+                    self._cond.wait_for(lambda: file.pending == 0)
+                break
+        if file.chunker is not None:
+            chunks = file.chunker.finish(file.st.st_size)
+        else:
+            chunks = ChunkList(file.st.st_size, file.chunk_size, b"".join(file.digests))
+        return FileHashes(sha1.digest(), chunks)
 
 
 def hash_files(
@@ -371,9 +487,9 @@ def hash_files(
             kind = msg[0]
             if kind == _PROGRESS:
                 if on_bytes is not None:
-                    on_bytes(msg[1], msg[2])  # type: ignore[arg-type]
+                    on_bytes(msg[1], msg[2])
             elif kind == _RESULT:
-                yield msg[1]  # type: ignore[misc]
+                yield msg[1]
             else:
                 finished = True
                 return
