@@ -1152,11 +1152,14 @@ class Download:
             cap = max(1, self.config.max_run_bytes // st.chunk_size)
             n = 1 if rate <= 0 else int(rate * self.config.request_seconds / st.chunk_size)
             n = max(1, min(n, cap))
-            peers = [s for s in self.sessions.values() if s.status == S_ACTIVE]
-            total = sum(s.meter.rate(now) for s in peers)
-            if total > 0 and rate > 0 and len(peers) > 1:
-                share = -(-len(free) * rate // total)
-                n = max(1, min(n, int(share)))
+            # No source takes more than its share of what is left: a source
+            # not yet measured counts as an average one.
+            rates = [s.meter.rate(now) for s in self.sessions.values() if s.status == S_ACTIVE]
+            known = [r for r in rates if r > 0]
+            if rate > 0 and len(rates) > 1 and known:
+                average = sum(known) / len(known)
+                total = sum(known) + average * (len(rates) - len(known))
+                n = max(1, min(n, -(-int(len(free) * rate) // int(total or 1))))
             start = free[0]
             stop = start + 1
             k = 1
