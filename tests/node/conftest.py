@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from peerlab.apps.control import ControlClient
 
 #: Bounds on every wait in these tests (never asserted as timings).
 START_TIMEOUT = 60.0
@@ -140,3 +143,18 @@ def run_cli(home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+def api(node: NodeProc, call: Callable[[ControlClient], Awaitable[Any]]) -> Any:
+    """One control-API call in this process (quicker than a CLI subprocess)."""
+
+    async def go() -> Any:
+        async with ControlClient(node.data_dir, timeout=10.0) as c:
+            return await call(c)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def node_api() -> Callable[..., Any]:
+    return api
