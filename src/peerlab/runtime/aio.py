@@ -220,8 +220,9 @@ class _AioStream:
 class _AioProtocol(asyncio.Protocol):
     """Forwards asyncio's protocol callbacks to a peerlab handler."""
 
-    def __init__(self, handler: StreamHandler) -> None:
+    def __init__(self, handler: StreamHandler, runtime: AsyncioRuntime) -> None:
         self.handler = handler
+        self.runtime = runtime
         self.made = False
         self.lost = False
         self.stream: _AioStream | None = None
@@ -232,6 +233,7 @@ class _AioProtocol(asyncio.Protocol):
         self.made = True
         transport.set_write_buffer_limits(high=DEFAULT_HIGH_WATER, low=DEFAULT_LOW_WATER)
         self.stream = _AioStream(transport, self)
+        self.runtime._streams.add(self.stream)
         self.handler.connection_made(self.stream)
 
     def data_received(self, data: bytes) -> None:
@@ -244,6 +246,8 @@ class _AioProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.stream is not None:
+            self.runtime._streams.discard(self.stream)
         self.handler.connection_lost(_reset_error(exc))
 
     def pause_writing(self) -> None:
@@ -269,10 +273,12 @@ class _AioListener:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        runtime: AsyncioRuntime,
         sock: socket.socket,
         factory: Callable[[], StreamHandler],
     ) -> None:
+        loop = runtime.loop
+        self._runtime = runtime
         self._sock = sock
         name = sock.getsockname()
         self._address: Address = (name[0], name[1])
@@ -280,7 +286,7 @@ class _AioListener:
         self._closed = False
 
         def protocol() -> asyncio.Protocol:
-            return _AioProtocol(factory())
+            return _AioProtocol(factory(), runtime)
 
         async def serve() -> None:
             server = await loop.create_server(protocol, sock=sock)
@@ -299,6 +305,7 @@ class _AioListener:
         if self._closed:
             return
         self._closed = True
+        self._runtime._listeners.discard(self)
         if self._server is not None:
             self._server.close()
         elif not self._task.done():
@@ -313,8 +320,10 @@ class _AioDatagramEndpoint:
     """A UDP socket driven by the loop's reader and writer callbacks."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, handler: DatagramHandler
+        self, runtime: AsyncioRuntime, sock: socket.socket, handler: DatagramHandler
     ) -> None:
+        loop = runtime.loop
+        self._runtime = runtime
         self._loop = loop
         self._sock = sock
         self._handler = handler
@@ -384,6 +393,7 @@ class _AioDatagramEndpoint:
         if self._closed:
             return
         self._closed = True
+        self._runtime._endpoints.discard(self)
         fd = self._sock.fileno()
         self._loop.remove_reader(fd)
         if self._queue:
@@ -434,6 +444,10 @@ class AsyncioRuntime:
         self._armed: asyncio.TimerHandle | None = None
         self._armed_when = 0.0
         self._closed = False
+        self._listeners: set[_AioListener] = set()
+        self._endpoints: set[_AioDatagramEndpoint] = set()
+        self._streams: set[_AioStream] = set()
+        self._connecting: set[_AioConnecting] = set()
 
     # -- clock and timers
 
@@ -504,7 +518,7 @@ class AsyncioRuntime:
         local_host: str | None = None,
     ) -> _AioConnecting:
         host, port = address
-        protocol = _AioProtocol(handler)
+        protocol = _AioProtocol(handler, self)
         local = (local_host, 0) if local_host else None
         loop = self.loop
 
@@ -532,10 +546,13 @@ class AsyncioRuntime:
                 handler.connection_failed(err)
 
         task = loop.create_task(attempt())
-        task.add_done_callback(self._task_done)
-        return _AioConnecting(task)
+        connecting = _AioConnecting(task)
+        self._connecting.add(connecting)
+        task.add_done_callback(lambda t: self._task_done(t, connecting))
+        return connecting
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, task: asyncio.Task[None], connecting: _AioConnecting) -> None:
+        self._connecting.discard(connecting)
         if not task.cancelled() and task.exception() is not None:
             self.loop.call_exception_handler(
                 {"message": "peerlab connect callback failed", "exception": task.exception()}
@@ -559,7 +576,9 @@ class AsyncioRuntime:
         except OSError as exc:
             sock.close()
             raise _bind_error("TCP", address, exc) from exc
-        return _AioListener(self.loop, sock, factory)
+        listener = _AioListener(self, sock, factory)
+        self._listeners.add(listener)
+        return listener
 
     def bind_udp(self, address: Address, handler: DatagramHandler) -> _AioDatagramEndpoint:
         sock = socket.socket(_family(address[0]), socket.SOCK_DGRAM)
@@ -569,7 +588,9 @@ class AsyncioRuntime:
         except OSError as exc:
             sock.close()
             raise _bind_error("UDP", address, exc) from exc
-        return _AioDatagramEndpoint(self.loop, sock, handler)
+        endpoint = _AioDatagramEndpoint(self, sock, handler)
+        self._endpoints.add(endpoint)
+        return endpoint
 
     # -- blocking work
 
@@ -604,10 +625,22 @@ class AsyncioRuntime:
     # -- shutdown
 
     def close(self) -> None:
-        """Stop the worker threads, drop pending timers; close an owned loop."""
+        """Shut down: close every listener, UDP endpoint and stream this
+        runtime opened (streams close in order: the peer sees EOF), cancel
+        pending connects and timers, stop the worker threads, and close the
+        loop if this runtime made it.  Callbacks for what was closed still
+        arrive while the loop runs on."""
         if self._closed:
             return
         self._closed = True
+        for listener in list(self._listeners):
+            listener.close()
+        for endpoint in list(self._endpoints):
+            endpoint.close()
+        for attempt in list(self._connecting):
+            attempt.cancel()
+        for stream in list(self._streams):
+            stream.close()
         if self._armed is not None:
             self._armed.cancel()
             self._armed = None

@@ -36,6 +36,10 @@ LOOPBACK = "127.0.0.1"
 #: How often RealWorld.run_until re-checks its condition while the loop runs.
 POLL_INTERVAL = 0.001
 
+#: Loop turns RealWorld.close() runs after closing every socket, so the
+#: transports' close callbacks (one or two turns each) complete.
+CLOSE_TURNS = 4
+
 
 class World(Protocol):
     """What a test needs to run against either runtime."""
@@ -64,9 +68,17 @@ class RealWorld:
 
     name = "real"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, workers: int = 2) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        use_uvloop: bool = True,
+        workers: int = 2,
+    ) -> None:
         self._owns_loop = loop is None
-        self.loop = loop if loop is not None else new_event_loop()
+        if loop is None:
+            loop = new_event_loop() if use_uvloop else asyncio.new_event_loop()
+        self.loop = loop
         self._workers = workers
         self.runtimes: dict[str, AsyncioRuntime] = {}
 
@@ -99,11 +111,15 @@ class RealWorld:
         self.loop.run_until_complete(asyncio.sleep(seconds))
 
     def close(self) -> None:
+        """Close every runtime's sockets, let their last callbacks run, and
+        close the loop if this world made it."""
         for rt in self.runtimes.values():
             rt.close()
         self.runtimes.clear()
         if self._owns_loop and not self.loop.is_closed():
             loop = self.loop
+            for _ in range(CLOSE_TURNS):
+                loop.run_until_complete(asyncio.sleep(0))
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
@@ -143,16 +159,27 @@ class SimWorld:
         self.hosts: dict[str, SimHost] = {}
         self._made = 0
 
-    def new_runtime(self, name: str, *, observer: Observer | None = None) -> Runtime:
+    def new_runtime(
+        self,
+        name: str,
+        *,
+        observer: Observer | None = None,
+        up: float | None = None,
+        down: float | None = None,
+        latency: float | None = None,
+        loss: float | None = None,
+    ) -> Runtime:
+        """A new host; ``up``/``down``/``latency``/``loss`` override the
+        world's link figures for this host only."""
         self._made += 1
         n = self._made
         ip = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
         host = self.sim.add_host(
             ip,
-            up=self.up,
-            down=self.down,
-            latency=self.latency,
-            loss=self.loss,
+            up=self.up if up is None else up,
+            down=self.down if down is None else down,
+            latency=self.latency if latency is None else latency,
+            loss=self.loss if loss is None else loss,
             observer=observer,
         )
         self.hosts[name] = host
