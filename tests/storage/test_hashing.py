@@ -185,3 +185,52 @@ def test_closing_the_iterator_early_stops_the_threads(tmp_path: Path) -> None:
         if t.ident not in before and t.name.startswith("hash-")
     ]  # fmt: skip
     assert leftover == []
+
+
+@pytest.mark.parametrize("chunk", [16 * 1024, 64 * 1024, 256 * 1024])
+@pytest.mark.parametrize("pool", [2, 3, 5])
+def test_pipeline_stress_with_small_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, pool: int
+) -> None:
+    """Many blocks per file and many files, so both threads race for chunks
+    (and, with chunks larger than a block, the reader hashes them in order)."""
+    monkeypatch.setattr(hashing, "BLOCK_SIZE", 64 * 1024)
+    monkeypatch.setattr(hashing, "POOL_BLOCKS", pool)
+    rng = random.Random(chunk * 31 + pool)
+    datas = []
+    paths = []
+    for i in range(30):
+        size = rng.choice([0, 1, chunk, 64 * 1024, rng.randrange(1, 700_000)])
+        data = rng.randbytes(size)
+        datas.append(data)
+        paths.append(write(tmp_path / f"f{i}", data))
+    results = list(hash_files(paths, chunk_size=chunk))
+    for r, data in zip(results, datas, strict=True):
+        assert r.hashes is not None, r.error
+        assert r.hashes.sha1 == hashlib.sha1(data).digest()
+        assert r.hashes.chunks.digests == expected_chunks(data, chunk)
+
+
+def test_a_failure_mid_file_leaves_later_files_correct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hashing, "BLOCK_SIZE", 64 * 1024)
+    datas = [payload(300_000, seed=i) for i in range(5)]
+    paths = [write(tmp_path / f"f{i}", d) for i, d in enumerate(datas)]
+    real = hashing._read_fully
+    calls = [0]
+
+    def flaky(fd: int, buf: memoryview) -> int:
+        calls[0] += 1
+        if calls[0] == 8:  # second file, third block
+            raise OSError(5, "Input/output error")
+        return real(fd, buf)
+
+    monkeypatch.setattr(hashing, "_read_fully", flaky)
+    results = list(hash_files(paths, chunk_size=16 * 1024))
+    assert [r.error is None for r in results] == [True, False, True, True, True]
+    assert isinstance(results[1].error, OSError)
+    for r, data in zip(results, datas, strict=True):
+        if r.hashes is not None:
+            assert r.hashes.sha1 == hashlib.sha1(data).digest()
+            assert r.hashes.chunks.digests == expected_chunks(data, 16 * 1024)
