@@ -282,3 +282,20 @@ def test_unlimited_bandwidth_hosts() -> None:
     c.stream.write(b"x" * 1_000_000)
     assert sim.run_until(lambda: len(c.data) == 1_000_000, 10)
     assert sim.now - start == pytest.approx(0.04)  # pure latency, both ways
+
+
+def test_close_after_a_long_write_flushes_everything(make_transfer: Make) -> None:
+    """close() right after a write that takes far longer than the linger
+    time to flush still delivers every byte, then EOF."""
+    sim = Simulator(15)
+    a = sim.add_host("10.0.0.1", up=10_000, down=1e6, latency=0.05)
+    b = sim.add_host("10.0.0.2", up=1e6, down=1e6, latency=0.05)
+    t = make_transfer(sim, a, b)
+    assert t.sender.stream is not None
+    data = bytes(range(256)) * 4000  # 1 MB: 100 s at 10 kB/s
+    t.send(data)
+    t.sender.stream.close()
+    assert sim.run_until(lambda: t.receiver.eof, 300)
+    assert bytes(t.receiver.data) == data
+    assert sim.now > 100
+    assert t.sender.lost and t.sender.error is None

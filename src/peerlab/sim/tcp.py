@@ -23,9 +23,10 @@ simplified where the simulator can see everything:
   receiver delivers in order and holds later segments back (head-of-line
   blocking, as in real TCP).
 * **Close.**  ``write_eof()`` sends FIN after the data; ``close()`` does the
-  same and then ignores (but acknowledges) what still arrives, until both
-  FINs are through or :data:`LINGER_TIMEOUT` passes; after that, segments to
-  the closed port are answered with RST.  ``abort()`` drops everything and
+  same (however long flushing takes) and then ignores, but acknowledges,
+  what still arrives, until both FINs are through or :data:`LINGER_TIMEOUT`
+  passes after its FIN; after that, segments to the closed port are
+  answered with RST.  ``abort()`` drops everything and
   sends RST: the peer's handler sees ``connection_lost`` with a
   :class:`~peerlab.errors.NetworkError` ("connection reset").
 """
@@ -306,11 +307,11 @@ class SimStream:
         if self._fin_sent:
             self._lost = True
             self.sim.schedule(self.sim.now, self._notify_lost, None)
+            self._start_linger()
         else:
             self._eof_wanted = True
             if self.state == OPEN:
                 self.host.mark_ready(self)
-        self._timers.append(self.sim.call_at(self.sim.now + LINGER_TIMEOUT, self._linger_over))
         self._maybe_forget()
 
     def abort(self) -> None:
@@ -397,6 +398,12 @@ class SimStream:
         elif self.state == OPEN:
             self._die(NetworkError("connection reset by peer"))
 
+    def _start_linger(self) -> None:
+        """Closed and flushed: wait for the peer's FIN, but not for ever.
+        (The wait starts after our FIN, so flushing a long close() over a slow
+        link is never cut short.)"""
+        self._timers.append(self.sim.call_at(self.sim.now + LINGER_TIMEOUT, self._linger_over))
+
     def _linger_over(self) -> None:
         if self.state != DEAD:
             self._die(None)
@@ -453,6 +460,7 @@ class SimStream:
                 # close() flushed everything it had: the handler is done.
                 self._lost = True
                 self.sim.schedule(self.sim.now, self._notify_lost, None)
+                self._start_linger()
         return pkt
 
     def _take(self, n: int) -> SendChunk:
