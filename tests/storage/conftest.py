@@ -25,16 +25,23 @@ class Track:
 TRACKS = (
     Track("Linkin_Park-Numb.mp3", "Numb", "Linkin Park", "Meteora", "Rock"),
     Track("Linkin_Park-In_The_End.mp3", "In the End", "Linkin Park", "Hybrid Theory", "Rock"),
+    Track("Jay-Z - Encore.mp3", "Encore", "Jay-Z and Linkin Park", "Collision Course", "Hip-Hop"),
     Track(
-        "Jay-Z - Encore.mp3", "Encore", "Jay-Z and Linkin Park", "Collision Course", "Hip-Hop"
-    ),
-    Track(
-        "numb covers vol 1.mp3", "Various", "Various Artists",
-        "Numb Covers Collection Volume One", "Rock",
+        "numb covers vol 1.mp3",
+        "Various",
+        "Various Artists",
+        "Numb Covers Collection Volume One",
+        "Rock",
     ),  # fmt: skip
     Track("01 - Halo.mp3", "Halo", "Beyoncé", "I Am... Sasha Fierce", "Pop", bitrate=320),
-    Track("Daft Punk/Discovery/One More Time.mp3", "One More Time", "Daft Punk", "Discovery",
-          "Electronic", bitrate=192),  # fmt: skip
+    Track(
+        "Daft Punk/Discovery/One More Time.mp3",
+        "One More Time",
+        "Daft Punk",
+        "Discovery",
+        "Electronic",
+        bitrate=192,
+    ),  # fmt: skip
 )
 
 

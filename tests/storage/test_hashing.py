@@ -75,9 +75,7 @@ def test_file_exactly_on_a_chunk_boundary(tmp_path: Path) -> None:
         assert h.chunks.verify(i, data[i * CHUNK : (i + 1) * CHUNK])
 
 
-@pytest.mark.parametrize(
-    "chunk", [16 * 1024, CHUNK, BLOCK_SIZE, 2 * BLOCK_SIZE, 4 * BLOCK_SIZE]
-)
+@pytest.mark.parametrize("chunk", [16 * 1024, CHUNK, BLOCK_SIZE, 2 * BLOCK_SIZE, 4 * BLOCK_SIZE])
 @pytest.mark.parametrize("size", [3 * BLOCK_SIZE + 999, INLINE_LIMIT + 5])
 def test_explicit_chunk_size_smaller_and_larger_than_a_block(
     tmp_path: Path, chunk: int, size: int

@@ -100,7 +100,7 @@ def write_mp3(
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(mp3_stream(seconds, bitrate_kbps, seed))
-    tags = EasyID3()
+    tags = EasyID3()  # type: ignore[no-untyped-call]
     tags["title"] = title
     tags["artist"] = artist
     tags["album"] = album

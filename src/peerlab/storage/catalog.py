@@ -337,9 +337,7 @@ class Catalog:
             raise ConfigError(f"cannot share {p}: permission denied")
         resolved = p.resolve()
         with self._lock:
-            self._conn().execute(
-                "INSERT OR IGNORE INTO folders(path) VALUES (?)", (str(resolved),)
-            )
+            self._conn().execute("INSERT OR IGNORE INTO folders(path) VALUES (?)", (str(resolved),))
         return resolved
 
     def remove_folder(self, path: Path | str) -> None:
@@ -653,9 +651,7 @@ class Catalog:
                 (*values, cand.path, hashes.sha1),
             )
             idx = cur.lastrowid
-            db.execute(
-                "INSERT INTO chunks(idx, list) VALUES (?, ?)", (idx, hashes.chunks.encode())
-            )
+            db.execute("INSERT INTO chunks(idx, list) VALUES (?, ?)", (idx, hashes.chunks.encode()))
         db.execute(
             "INSERT INTO files_fts(rowid, name, title, artist, album, genre)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -738,9 +734,7 @@ class Catalog:
         added = changed = hashed = bytes_hashed = 0
         batch: list[tuple[_Candidate, HashResult, FileMetadata]] = []
         stale: list[str] = []
-        results: Iterator[HashResult] = hash_files(
-            (Path(c.path) for c in todo), on_bytes=on_bytes
-        )
+        results: Iterator[HashResult] = hash_files((Path(c.path) for c in todo), on_bytes=on_bytes)
         try:
             for result in results:
                 path = str(result.path)
@@ -784,9 +778,11 @@ class Catalog:
         current[0] = None
         report()
         with self._lock:
-            n, total = self._conn().execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
-            ).fetchone()
+            n, total = (
+                self._conn()
+                .execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files")
+                .fetchone()
+            )
         return ScanReport(
             files=int(n),
             bytes=int(total),
