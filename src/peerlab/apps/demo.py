@@ -44,13 +44,13 @@ from rich.progress import (
     Progress,
     TaskProgressColumn,
     TextColumn,
-    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
 
 from peerlab.apps.control import ControlClient, NodeNotRunning, control_file
 from peerlab.apps.media import write_mp3
+from peerlab.cli.render import clock, transfers_table
 from peerlab.wire.urn import parse_sha1_urn
 
 #: Upload limit of each serving node: slow enough that a 4 MB download takes
@@ -347,6 +347,8 @@ async def _search_and_download(net: Network, console: Console, by_port: dict[str
         started = await c.download(str(best["id"]))
         download_id = str(started["download"]["id"])
         final = await _watch(c, download_id, console, by_port, best["size"])
+        console.print(f"\n[bold]{me.name}[/]: transfers")
+        console.print(transfers_table(await c.transfers(), width=console.width))
 
     if final.get("status") != "complete":
         raise DemoFailed(f"download ended {final.get('status')}: {final.get('error')}")
@@ -390,30 +392,33 @@ async def _watch(
     c: ControlClient, download_id: str, console: Console, by_port: dict[str, str], size: int
 ) -> dict[str, Any]:
     """A live bar for the file and one per source, until it completes or fails."""
+    # One bar for the verified whole, one per source on the same scale (its
+    # share of the file); only the whole has a time left.
     progress = Progress(
         TextColumn("{task.description:>18}"),
         BarColumn(),
         TaskProgressColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[left]}"),
         console=console,
     )
     tasks: dict[str, Any] = {}
     deadline = time.monotonic() + DOWNLOAD_TIMEOUT
     with progress:
-        whole = progress.add_task("whole file", total=size)
+        whole = progress.add_task("verified", total=size, left="")
         while True:
             data = await c.transfers()
             d = next((x for x in data["downloads"] if str(x["id"]) == download_id), None)
             if d is None:
                 raise DemoFailed("the download vanished")
-            progress.update(whole, completed=d.get("done") or 0)
+            progress.update(whole, completed=d.get("done") or 0,
+                            left=f"{clock(d.get('eta'))} left" if d.get("eta") else "")
             for s in d.get("sources", []):
                 key = str(s["address"])
                 if key not in tasks:
                     label = f"from {by_port.get(key, key)}"
-                    tasks[key] = progress.add_task(label, total=size)
+                    tasks[key] = progress.add_task(label, total=size, left="")
                 progress.update(tasks[key], completed=int(s.get("bytes") or 0))
             if d.get("status") in ("complete", "failed"):
                 return d  # type: ignore[no-any-return]

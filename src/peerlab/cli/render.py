@@ -24,6 +24,8 @@ SHORT_ID = 8
 #: Bounds of the file-name column of the transfer table, in characters.
 MIN_FILE_WIDTH = 12
 MAX_FILE_WIDTH = 60
+#: Longest error shown in a status cell (the whole one is in ``--json``).
+MAX_ERROR_CHARS = 14
 #: Width of the progress bars of ``transfers --watch``.
 BAR_WIDTH = 10
 
@@ -49,13 +51,15 @@ STATUS_STYLES = {
 
 
 def human_size(n: float | int | None) -> str:
-    """``1536`` -> ``"1.5 KB"`` (powers of 1024, as file managers show sizes)."""
+    """``1536`` -> ``"1.5 KB"``, ``600000`` -> ``"586 KB"`` (powers of 1024, three digits)."""
     if n is None:
         return "?"
     value = float(n)
     for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        if abs(value) < 1000 or unit == _UNITS[-1]:
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.0f} {unit}" if abs(value) >= 100 else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TB"
 
@@ -94,7 +98,10 @@ def _status_cell(item: dict[str, Any]) -> Text:
     status = str(item.get("status", ""))
     word = STATUS_WORDS.get(status, status)
     if status == "failed" and item.get("error"):
-        word = f"Failed: {item['error']}"
+        error = str(item["error"])
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 1] + "…"
+        word = f"Failed: {error}"
     position = item.get("queue_position") or item.get("position")
     if status == "queued" and position:
         word = f"Waiting... (#{position})"
@@ -115,13 +122,11 @@ def _progress_cell(done: int | None, size: int | None, bars: bool) -> Renderable
 
 
 def download_peer(d: dict[str, Any]) -> str:
+    """The source's address, or "N sources" (each then gets a row of its own)."""
     sources = d.get("sources") or []
-    active = [s for s in sources if s.get("status") in ("downloading", "connected", "active")]
-    shown = active or sources
-    if not shown:
-        return ""
-    first = str(shown[0].get("address", ""))
-    return first if len(shown) == 1 else f"{first} +{len(shown) - 1}"
+    if len(sources) == 1:
+        return str(sources[0].get("address", ""))
+    return f"{len(sources)} sources" if sources else ""
 
 
 def transfers_table(data: dict[str, Any], *, bars: bool = False, width: int = 100) -> Group:
@@ -161,7 +166,7 @@ def transfers_table(data: dict[str, Any], *, bars: bool = False, width: int = 10
                 rows.append((
                     "",
                     human_size(src.get("bytes")),
-                    f"  {src.get('address', '')}",
+                    str(src.get("address", "")),
                     Text(str(src.get("status", "")), style="dim"),
                     None,
                     human_rate(src.get("rate")),
@@ -192,10 +197,12 @@ def transfers_table(data: dict[str, Any], *, bars: bool = False, width: int = 10
     ] + [max(len(headers[4]), progress_width)] + [
         max(len(headers[i]), *(len(str(r[i])) for r in rows)) for i in (5, 6)
     ]
-    # Three characters between columns: padding and the box's blank separator.
-    room = width - sum(fixed) - 3 * (len(headers) - 1) - 1
+    # Two characters between columns (collapsed padding, no vertical lines).
+    room = width - sum(fixed) - 2 * (len(headers) - 1)
     file_width = max(MIN_FILE_WIDTH, min(MAX_FILE_WIDTH, room))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
+    table = Table(
+        box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True, expand=False
+    )
     table.add_column("File", overflow="ellipsis", no_wrap=True, max_width=file_width)
     table.add_column("Size", no_wrap=True)
     table.add_column("Peer", no_wrap=True, overflow="ellipsis")
