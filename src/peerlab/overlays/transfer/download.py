@@ -105,6 +105,9 @@ MAX_LIST_BYTES = 24 + DIGEST_SIZE * WIRE_MAX_CHUNKS
 MAX_VERIFY_BACKLOG = 64 * 1024 * 1024
 #: Chunks fed to the whole-file SHA-1 per offloaded job (bounds its latency).
 SHA1_BATCH_BYTES = 64 * 1024 * 1024
+#: Verified chunks kept in memory for the whole-file SHA-1 (which must take
+#: them in file order); past it they are read back from the partial instead.
+SHA1_MEMORY_BYTES = 64 * 1024 * 1024
 #: Width of one rate-meter bucket, seconds.
 RATE_BUCKET = 0.25
 #: Least interval between two progress callbacks of one download (status
@@ -382,6 +385,7 @@ class _Session:
         self.bytes = 0
         self.meter = RateMeter(download.config.rate_window)
         self.failures = 0
+        self.request_rate = 0.0
         self.queue_position: int | None = None
         self.list_tried = False
         self.head_tried = False
@@ -411,6 +415,12 @@ class _Session:
 
     def rate(self) -> float:
         return self.meter.rate(self.runtime.now())
+
+    def plan_rate(self, now: float) -> float:
+        """The rate runs are sized by: the sliding window, or the last request's
+        own rate while the window has too little history (a fast link would
+        otherwise be fed one chunk at a time for its first fraction of a second)."""
+        return max(self.meter.rate(now), self.request_rate)
 
     def info(self) -> SourceInfo:
         return SourceInfo(
@@ -709,6 +719,9 @@ class _Session:
                 d._ban(self, f"short body: {req.received} of {req.length} bytes")
                 return
             self.failures = 0
+            elapsed = self.runtime.now() - req.sent_at
+            if elapsed > 0:
+                self.request_rate = req.length / elapsed
         elif req.kind == "data" and status in NOT_FOUND and self._can_fall_back():
             d._release_run(self, req)
             self.use_get = True
@@ -884,6 +897,8 @@ class Download:
         self.sha1_at = 0
         self.sha1_busy = False
         self.sha1_gen = 0
+        self.sha1_mem: dict[int, list[Any]] = {}
+        self.sha1_mem_bytes = 0
         self.recovering = False
         self.finish_after_save = False
         self.whole_failures = 0
@@ -1023,6 +1038,8 @@ class Download:
 
     def _fail(self, error: str) -> None:
         self.stop_sessions()
+        self.sha1_mem.clear()  # the cursor's chunks are read back from disk later
+        self.sha1_mem_bytes = 0
         self.status = FAILED
         self.error = error
         self.runtime.observer.event("transfer.failed", urn=self.urn, name=self.name, error=error)
@@ -1148,13 +1165,13 @@ class Download:
         ]
         if free:
             now = self.runtime.now()
-            rate = sess.meter.rate(now)
+            rate = sess.plan_rate(now)
             cap = max(1, self.config.max_run_bytes // st.chunk_size)
             n = 1 if rate <= 0 else int(rate * self.config.request_seconds / st.chunk_size)
             n = max(1, min(n, cap))
             # No source takes more than its share of what is left: a source
             # not yet measured counts as an average one.
-            rates = [s.meter.rate(now) for s in self.sessions.values() if s.status == S_ACTIVE]
+            rates = [s.plan_rate(now) for s in self.sessions.values() if s.status == S_ACTIVE]
             known = [r for r in rates if r > 0]
             if rate > 0 and len(rates) > 1 and known:
                 average = sum(known) / len(known)
@@ -1179,7 +1196,7 @@ class Download:
             if owner is sess or req is None or req.kind != "data" or not (200 <= req.status < 300
                                                                         or req.status == 0):
                 continue
-            rate = max(owner.meter.rate(now), 1.0)
+            rate = max(owner.plan_rate(now), 1.0)
             ahead = req.chunk_left if req.keep else 0
             for i in range(req.chunk, req.stop):
                 if i != req.chunk:
@@ -1194,7 +1211,7 @@ class Download:
                     best = (eta, i)
         if best is None:
             return None
-        mine = sess.meter.rate(now)
+        mine = sess.plan_rate(now)
         if mine > 0 and st.span(best[1])[1] / mine >= best[0]:
             return None
         self.runtime.observer.count("transfer.endgame_requests")
@@ -1232,12 +1249,18 @@ class Download:
             return partial.verify_and_write(index, pieces)
 
         def done(ok: bool | None, exc: BaseException | None) -> None:
-            self._verified(index, key, length, ok, exc)
+            self._verified(index, key, length, ok, exc, pieces)
 
         self.runtime.offload(work, done)
 
     def _verified(
-        self, index: int, key: str, length: int, ok: bool | None, exc: BaseException | None
+        self,
+        index: int,
+        key: str,
+        length: int,
+        ok: bool | None,
+        exc: BaseException | None,
+        pieces: list[Any],
     ) -> None:
         self.verifying.discard(index)
         self.backlog -= length
@@ -1262,6 +1285,9 @@ class Download:
             return
         if self.state.have.set(index):
             self.dirty = True
+            if index >= self.sha1_at and self.sha1_mem_bytes + length <= SHA1_MEMORY_BYTES:
+                self.sha1_mem[index] = pieces
+                self.sha1_mem_bytes += length
             obs.count("transfer.chunks_verified" if self.state.verified
                       else "transfer.chunks_received")
         # Endgame losers: whoever still fetches this chunk stops doing so.
@@ -1306,9 +1332,26 @@ class Download:
             return
         self.sha1_busy = True
         hasher, partial, gen = self.sha1, self.partial, self.sha1_gen
+        # In file order: chunks still in memory are hashed from there, the
+        # rest is read back from the partial in contiguous runs.
+        plan: list[tuple[int, int, list[Any] | None]] = []
+        for i in range(start, stop):
+            pieces = self.sha1_mem.pop(i, None)
+            if pieces is not None:
+                self.sha1_mem_bytes -= self.state.span(i)[1]
+                plan.append((i, i + 1, pieces))
+            elif plan and plan[-1][2] is None and plan[-1][1] == i:
+                plan[-1] = (plan[-1][0], i + 1, None)
+            else:
+                plan.append((i, i + 1, None))
 
         def work() -> None:
-            partial.hash_range(hasher, start, stop)
+            for first, last, pieces in plan:
+                if pieces is None:
+                    partial.hash_range(hasher, first, last)
+                else:
+                    for piece in pieces:
+                        hasher.update(piece)
 
         def done(_: None, exc: BaseException | None) -> None:
             self.sha1_busy = False
@@ -1328,6 +1371,8 @@ class Download:
         self.sha1 = hashlib.sha1()
         self.sha1_at = 0
         self.sha1_gen += 1
+        self.sha1_mem.clear()
+        self.sha1_mem_bytes = 0
 
     def _whole_file_done(self) -> None:
         obs = self.runtime.observer
