@@ -143,7 +143,7 @@ async def test_unknown_urn_and_paths_are_404(server: Server) -> None:
 
 async def test_other_methods_are_405(server: Server) -> None:
     f = server.shares.file("small.txt")
-    reply, _ = await fetch_raw(server.port, f"DELETE {n2r(f)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    reply = await fetch(server.port, n2r(f), method="DELETE")
     assert reply.status == 405 and reply.header("Allow") == "GET, HEAD"
     assert (server.shares.root / "small.txt").exists()
 
@@ -356,3 +356,57 @@ async def test_service_close_refuses_new_connections(server: Server) -> None:
     reply, closed = await fetch_raw(server.port, b"GET / HTTP/1.1\r\n\r\n")
     assert reply.status == 503 and closed
     assert os.path.exists(server.shares.root / "small.txt")
+
+
+def queue_fields(reply) -> dict[str, int] | None:  # type: ignore[no-untyped-def]
+    value = reply.header("X-Queue")
+    if value is None:
+        return None
+    return {k: int(v) for k, v in (item.split("=") for item in value.split(","))}
+
+
+async def wait_for(pred, steps: int = 500) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(steps):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_slots_and_active_queue_over_sockets(shares) -> None:  # type: ignore[no-untyped-def]
+    cfg = UploadConfig(slots=2, queue_limit=2, poll_min=1, poll_max=60, retry_after=45,
+                       slot_linger=60.0)  # fmt: skip
+    srv = await start_server(shares, cfg)
+    try:
+        f = shares.file("big.bin")
+        rng = [("Range", "bytes=0-9")]
+        want = shares.contents["big.bin"][:10]
+        a, b, c, d, e = [await RawClient.open(srv.port) for _ in range(5)]
+        assert (await a.get(n2r(f), rng)).status == 206
+        assert (await b.get(n2r(f), rng)).status == 206
+        rc, rd = await c.get(n2r(f), rng), await d.get(n2r(f), rng)
+        assert (rc.status, rd.status) == (503, 503)
+        assert queue_fields(rc) == dict(position=1, length=1, limit=2, pollMin=1, pollMax=60)
+        assert queue_fields(rd) == dict(position=2, length=2, limit=2, pollMin=1, pollMax=60)
+        assert rc.header("Retry-After") == "1"
+        re_ = await e.get(n2r(f), rng)
+        assert re_.status == 503 and queue_fields(re_) is None
+        assert re_.header("Retry-After") == "45"
+        assert e.eof or await e.closed_by_peer()
+        assert queue_fields(await c.get(n2r(f), rng))["position"] == 1  # type: ignore[index]
+
+        await a.close()
+        await wait_for(lambda: srv.service.active == 1)
+        polled = await d.get(n2r(f), rng)  # D may not jump ahead of C
+        assert polled.status == 503 and queue_fields(polled)["position"] == 2  # type: ignore[index]
+        served = await c.get(n2r(f), rng)
+        assert served.status == 206 and served.body == want
+        await b.close()
+        await wait_for(lambda: srv.service.active == 1)
+        served = await d.get(n2r(f), rng)
+        assert served.status == 206 and served.body == want
+        assert srv.service.queued == 0
+        for client in (c, d, e):
+            await client.close()
+    finally:
+        stop_server(srv)

@@ -88,6 +88,9 @@ CHUNKS_MIME = "application/x-peerlab-chunks"
 MIN_LIMITED_BLOCK = 16 * 1024
 #: Writes per second a rate-limited upload aims for (smooth, yet cheap).
 LIMITED_WRITES_PER_S = 8
+#: Shortest wait for rate-limit credit (a clock tick, well below any
+#: interval a limit is measured over).
+MIN_RATE_WAIT_S = 0.001
 #: Blocks one connection writes per turn of the event loop before yielding,
 #: so one fast reader cannot starve the other connections.
 BLOCKS_PER_TURN = 8
@@ -1031,7 +1034,9 @@ class _UploadHandler(BaseStreamHandler):
             now = runtime.now()
             wait = bucket.delay(n, now)
             if wait > 0:
-                self._schedule_pump(wait)
+                # Never wait less than a tick: a float clock would not move
+                # and the bucket would never refill.
+                self._schedule_pump(max(wait, MIN_RATE_WAIT_S))
                 return
             data = os.pread(up.fd, n, up.offset)
             if len(data) != n:
