@@ -83,3 +83,17 @@ def catalog(tmp_path: Path):
 @pytest.fixture
 def tracks() -> tuple[Track, ...]:
     return TRACKS
+
+
+@pytest.fixture(scope="module")
+def searchable(tmp_path_factory: pytest.TempPathFactory):
+    """One scanned library per test module, for tests that only search it."""
+    base = tmp_path_factory.mktemp("searchable")
+    root = base / "share"
+    root.mkdir()
+    make_library(root)
+    cat = Catalog(base / "catalog.db")
+    cat.add_folder(root)
+    cat.scan()
+    yield cat
+    cat.close()

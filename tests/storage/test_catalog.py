@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peerlab.apps.media import write_mp3
@@ -393,63 +393,66 @@ def scanned(catalog: Catalog, share: Path) -> Catalog:
     return catalog
 
 
-def test_search_splits_file_names_on_punctuation(scanned: Catalog) -> None:
-    assert names(scanned.search("annual report 2024")) == ["Annual_Report-2024.final.pdf"]
-    assert names(scanned.search("report final")) == ["Annual_Report-2024.final.pdf"]
-    assert names(scanned.search("holiday video")) == ["MyHolidayVideo.mkv"]
-    assert names(scanned.search("myholidayvideo")) == ["MyHolidayVideo.mkv"]
-    assert names(scanned.search("LINKIN_PARK numb")) == ["Linkin_Park-Numb.mp3"]
+def test_search_splits_file_names_on_punctuation(searchable: Catalog) -> None:
+    assert names(searchable.search("annual report 2024")) == ["Annual_Report-2024.final.pdf"]
+    assert names(searchable.search("report final")) == ["Annual_Report-2024.final.pdf"]
+    assert names(searchable.search("holiday video")) == ["MyHolidayVideo.mkv"]
+    assert names(searchable.search("myholidayvideo")) == ["MyHolidayVideo.mkv"]
+    assert names(searchable.search("LINKIN_PARK numb")) == ["Linkin_Park-Numb.mp3"]
 
 
-def test_search_ranks_by_match_quality(scanned: Catalog) -> None:
-    hits = names(scanned.search("numb"))
+def test_search_ranks_by_match_quality(searchable: Catalog) -> None:
+    hits = names(searchable.search("numb"))
     assert hits[0] == "Linkin_Park-Numb.mp3"  # name and title
     assert set(hits) == {"Linkin_Park-Numb.mp3", "numb covers vol 1.mp3"}
-    hits = names(scanned.search("linkin park"))
+    hits = names(searchable.search("linkin park"))
     assert set(hits) == {
         "Linkin_Park-Numb.mp3", "Linkin_Park-In_The_End.mp3", "Jay-Z - Encore.mp3",
     }  # fmt: skip
     assert hits[-1] == "Jay-Z - Encore.mp3"  # only a long artist credit matches
 
 
-def test_field_restricted_search(scanned: Catalog) -> None:
-    assert set(names(scanned.search("park", field="artist"))) == {
+def test_field_restricted_search(searchable: Catalog) -> None:
+    assert set(names(searchable.search("park", field="artist"))) == {
         "Linkin_Park-Numb.mp3", "Linkin_Park-In_The_End.mp3", "Jay-Z - Encore.mp3",
     }  # fmt: skip
-    assert "park_walk.txt" in names(scanned.search("park"))
-    assert names(scanned.search("numb", field="title")) == ["Linkin_Park-Numb.mp3"]
-    assert names(scanned.search("numb", field="album")) == ["numb covers vol 1.mp3"]
-    assert names(scanned.search("discovery", field="album")) == ["One More Time.mp3"]
-    assert scanned.search("meteora", field="title") == []
+    assert "park_walk.txt" in names(searchable.search("park"))
+    assert names(searchable.search("numb", field="title")) == ["Linkin_Park-Numb.mp3"]
+    assert names(searchable.search("numb", field="album")) == ["numb covers vol 1.mp3"]
+    assert names(searchable.search("discovery", field="album")) == ["One More Time.mp3"]
+    assert searchable.search("meteora", field="title") == []
     with pytest.raises(ConfigError, match="unknown search field"):
-        scanned.search("x", field="path")
+        searchable.search("x", field="path")
 
 
-def test_prefix_match_on_the_last_word(scanned: Catalog) -> None:
-    assert len(scanned.search("linkin pa")) == 3
-    assert scanned.search("linkin pa ") == []  # a finished word matches whole
-    assert names(scanned.search("beyon")) == ["01 - Halo.mp3"]
+def test_prefix_match_on_the_last_word(searchable: Catalog) -> None:
+    assert len(searchable.search("linkin pa")) == 3
+    assert searchable.search("linkin pa ") == []  # a finished word matches whole
+    assert names(searchable.search("beyon")) == ["01 - Halo.mp3"]
 
 
-def test_diacritics_fold(scanned: Catalog) -> None:
-    assert names(scanned.search("beyonce")) == ["01 - Halo.mp3"]
-    assert names(scanned.search("BEYONCÉ")) == ["01 - Halo.mp3"]
+def test_diacritics_fold(searchable: Catalog) -> None:
+    assert names(searchable.search("beyonce")) == ["01 - Halo.mp3"]
+    assert names(searchable.search("BEYONCÉ")) == ["01 - Halo.mp3"]
 
 
-def test_search_filters(scanned: Catalog) -> None:
-    assert names(scanned.search("", min_bitrate=300)) == ["01 - Halo.mp3"]
-    assert set(names(scanned.search("", min_bitrate=150))) == {"01 - Halo.mp3", "One More Time.mp3"}
-    assert names(scanned.search("rock", min_bitrate=150)) == []
-    sizes = {f.name: f.size for f in scanned.files()}
-    small = names(scanned.search("", max_size=1100))
+def test_search_filters(searchable: Catalog) -> None:
+    assert names(searchable.search("", min_bitrate=300)) == ["01 - Halo.mp3"]
+    assert set(names(searchable.search("", min_bitrate=150))) == {
+        "01 - Halo.mp3",
+        "One More Time.mp3",
+    }
+    assert names(searchable.search("rock", min_bitrate=150)) == []
+    sizes = {f.name: f.size for f in searchable.files()}
+    small = names(searchable.search("", max_size=1100))
     assert set(small) == {n for n, s in sizes.items() if s <= 1100}
     assert set(small) == {"park_walk.txt", "Annual_Report-2024.final.pdf", "MyHolidayVideo.mkv"}
     halo = sizes["01 - Halo.mp3"]
-    assert names(scanned.search("", min_size=halo, max_size=halo)) == ["01 - Halo.mp3"]
-    assert len(scanned.search("")) == 9
-    assert len(scanned.search("", limit=2)) == 2
-    assert scanned.search("linkin", limit=0) == []
-    assert len(scanned.search("", limit=10**9)) == 9 <= MAX_SEARCH_LIMIT
+    assert names(searchable.search("", min_size=halo, max_size=halo)) == ["01 - Halo.mp3"]
+    assert len(searchable.search("")) == 9
+    assert len(searchable.search("", limit=2)) == 2
+    assert searchable.search("linkin", limit=0) == []
+    assert len(searchable.search("", limit=10**9)) == 9 <= MAX_SEARCH_LIMIT
 
 
 GARBAGE = [
@@ -463,25 +466,23 @@ GARBAGE = [
 
 @pytest.mark.parametrize("text", GARBAGE)
 @pytest.mark.parametrize("field", ["all", "title", "artist", "album"])
-def test_garbage_search_input_never_raises(scanned: Catalog, text: str, field: str) -> None:
-    assert isinstance(scanned.search(text, field=field), list)
+def test_garbage_search_input_never_raises(searchable: Catalog, text: str, field: str) -> None:
+    assert isinstance(searchable.search(text, field=field), list)
 
 
-def test_operators_typed_by_users_are_plain_words(scanned: Catalog) -> None:
-    assert scanned.search("NOT numb") == []  # "not" is a word no file has
-    assert names(scanned.search("numb*", field="title")) == ["Linkin_Park-Numb.mp3"]
-    assert names(scanned.search('"in the end"')) == ["Linkin_Park-In_The_End.mp3"]
+def test_operators_typed_by_users_are_plain_words(searchable: Catalog) -> None:
+    assert searchable.search("NOT numb") == []  # "not" is a word no file has
+    assert names(searchable.search("numb*", field="title")) == ["Linkin_Park-Numb.mp3"]
+    assert names(searchable.search('"in the end"')) == ["Linkin_Park-In_The_End.mp3"]
     assert fts_query('a"b NEAR(c') == '"a" "b" "NEAR" "c"*'
     assert fts_query("x y ", "title") == '{title} : ("x" "y")'
     assert fts_query(" ,.;!") is None
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=150, deadline=None)
 @given(text=st.text(max_size=60), field=st.sampled_from(["all", "title", "artist", "album"]))
-def test_any_text_is_a_safe_query(scanned: Catalog, text: str, field: str) -> None:
-    assert isinstance(scanned.search(text, field=field), list)
+def test_any_text_is_a_safe_query(searchable: Catalog, text: str, field: str) -> None:
+    assert isinstance(searchable.search(text, field=field), list)
 
 
 def test_search_sees_new_files_after_a_scan(scanned: Catalog, share: Path) -> None:
