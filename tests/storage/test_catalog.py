@@ -522,3 +522,18 @@ def test_a_progress_callback_that_raises_ends_the_scan_keeping_stored_files(
     assert catalog.count() == 5  # what was hashed before the stop is kept
     report = catalog.scan()
     assert (report.unchanged, report.added, report.files) == (5, 8, 13)
+
+
+def test_a_share_added_inside_another_takes_its_files(catalog: Catalog, share: Path) -> None:
+    catalog.add_folder(share)
+    catalog.scan()
+    daft = next(f for f in catalog.files() if f.name == "One More Time.mp3")
+    inner = catalog.add_folder(share / "Daft Punk")
+    report = catalog.scan()
+    assert (report.changed, report.unchanged) == (1, 8)
+    moved = next(f for f in catalog.files() if f.name == "One More Time.mp3")
+    assert moved.root == inner and moved.index == daft.index
+    catalog.remove_folder(inner)
+    assert "One More Time.mp3" not in names(catalog.files())
+    catalog.scan()
+    assert next(f for f in catalog.files() if f.name == "One More Time.mp3").root == share

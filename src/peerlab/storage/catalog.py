@@ -683,14 +683,17 @@ class Catalog:
 
         with self._lock:
             known = {
-                r[0]: (r[1], r[2], r[3], r[4])
-                for r in self._conn().execute("SELECT path, size, mtime_ns, inode, dev FROM files")
+                r[0]: (r[1], r[2], r[3], r[4], r[5])
+                for r in self._conn().execute(
+                    "SELECT path, size, mtime_ns, inode, dev, root FROM files"
+                )
             }
         todo: list[_Candidate] = []
         unchanged = 0
         for path, cand in found.items():
             st = cand.st
-            if known.get(path) == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev):
+            # A file now under a newly nested share moves to it (rare: rehashed).
+            if known.get(path) == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, cand.root):
                 unchanged += 1
             else:
                 todo.append(cand)
