@@ -688,7 +688,7 @@ class Catalog:
                     "SELECT path, size, mtime_ns, inode, dev, root FROM files"
                 )
             }
-        todo: list[_Candidate] = []
+        to_hash: list[_Candidate] = []
         unchanged = 0
         for path, cand in found.items():
             st = cand.st
@@ -696,7 +696,7 @@ class Catalog:
             if known.get(path) == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, cand.root):
                 unchanged += 1
             else:
-                todo.append(cand)
+                to_hash.append(cand)
         gone = [p for p in known if p not in found]
         removed = 0
         if gone:
@@ -710,10 +710,10 @@ class Catalog:
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
-        todo.sort(key=lambda c: c.path)
+        to_hash.sort(key=lambda c: c.path)
 
-        files_total = len(todo)
-        bytes_total = sum(c.st.st_size for c in todo)
+        files_total = len(to_hash)
+        bytes_total = sum(c.st.st_size for c in to_hash)
         state = {"files": 0, "bytes": 0, "reported": 0}
         current: list[Path | None] = [None]
 
@@ -733,11 +733,13 @@ class Catalog:
                 report()
 
         report()
-        by_path = {c.path: c for c in todo}
+        by_path = {c.path: c for c in to_hash}
         added = changed = hashed = bytes_hashed = 0
         batch: list[tuple[_Candidate, HashResult, FileMetadata]] = []
         stale: list[str] = []
-        results: Iterator[HashResult] = hash_files((Path(c.path) for c in todo), on_bytes=on_bytes)
+        results: Iterator[HashResult] = hash_files(
+            (Path(c.path) for c in to_hash), on_bytes=on_bytes
+        )
         try:
             for result in results:
                 path = str(result.path)
