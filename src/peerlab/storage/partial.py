@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import json
 import os
@@ -136,7 +137,7 @@ def place_file(src: Path, directory: Path, name: str) -> Path:
         try:
             final = _link_free_name(src, directory, name)
         except OSError as exc:
-            if exc.errno not in (18, 1, 38, 95):  # EXDEV, EPERM, ENOSYS, EOPNOTSUPP
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
                 raise
             staged = directory / f".{src.name}.copying"
             _copy_synced(src, staged)
@@ -440,6 +441,9 @@ class PartialFile:
         self._fd_users = 0
         self._close_pending = False
         self._retired: list[int] = []
+        # Buffered writes to one file serialise on its inode lock in the
+        # kernel, where a waiter spins; waiting here sleeps instead.
+        self._write_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._saved_seq = -1
         self._seq = 0
@@ -527,10 +531,14 @@ class PartialFile:
         """Size the file to the download's size (once known)."""
         if self.state.size is None:
             return
+        size = self.state.size
         try:
             with self._using_fd() as fd:
-                if os.fstat(fd).st_size != self.state.size:
-                    os.ftruncate(fd, self.state.size)
+                have = os.fstat(fd).st_size
+                if have < size:
+                    _preallocate(fd, have, size)
+                elif have > size:
+                    os.ftruncate(fd, size)
         except OSError as exc:
             raise StorageError(f"cannot size {self.part_path}: {exc.strerror or exc}") from exc
 
@@ -564,7 +572,7 @@ class PartialFile:
         """Write chunk ``index`` (given as pieces; no join) at its offset."""
         offset, length = self.state.span(index)
         try:
-            with self._using_fd() as fd:
+            with self._using_fd() as fd, self._write_lock:
                 pieces = list(data)
                 for i in range(0, len(pieces), IOV_MAX):
                     group = pieces[i : i + IOV_MAX]
@@ -679,6 +687,20 @@ class PartialFile:
         except OSError:
             pass
         return final
+
+
+def _preallocate(fd: int, have: int, size: int) -> None:
+    """Reserve the partial's blocks up front: a full disk shows at once rather
+    than mid-download, and writes into allocated blocks are cheaper than
+    delayed allocation.  Where the file system cannot, the file is just
+    extended (sparse)."""
+    try:
+        os.posix_fallocate(fd, have, size - have)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+    if os.fstat(fd).st_size < size:
+        os.ftruncate(fd, size)
 
 
 def _close_fd(fd: int) -> None:
