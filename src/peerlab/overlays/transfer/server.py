@@ -406,6 +406,7 @@ class _QueueEntry:
     """A peer waiting for a slot (active queueing)."""
 
     host: str
+    peer: str  # host:port of the connection that last polled
     key: int  # file index asked for
     name: str
     size: int
@@ -473,7 +474,7 @@ class UploadService:
             rows.append(
                 UploadInfo(
                     0,
-                    entry.host,
+                    entry.peer,
                     entry.name,
                     entry.size,
                     entry.urn,
@@ -550,6 +551,7 @@ class UploadService:
                     break
         if entry is not None:
             entry.owner = h
+            entry.peer = h.peer
             entry.last_poll = now
             h.queue_entry = entry
             position = self._queue.index(entry) + 1
@@ -565,7 +567,7 @@ class UploadService:
         if len(self._queue) >= self.config.queue_limit:
             return "busy", 0
         entry = _QueueEntry(
-            h.host, file.index, file.name, file.size, sha1_urn(file.sha1), now, now, h
+            h.host, h.peer, file.index, file.name, file.size, sha1_urn(file.sha1), now, now, h
         )
         self._queue.append(entry)
         h.queue_entry = entry
