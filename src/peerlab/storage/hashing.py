@@ -155,7 +155,12 @@ def _open_regular(path: Path) -> tuple[int, os.stat_result]:
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            try:
+                # A hint for cold reads (larger read-ahead); some file
+                # systems refuse it, which costs nothing but the hint.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except OSError:
+                pass
     except BaseException:
         os.close(fd)
         raise
