@@ -44,3 +44,14 @@ def test_rate_change_keeps_accounting() -> None:
     assert bucket.delay(1, 0.0) == 2.0
     bucket.set_rate(2000, 0.0)
     assert bucket.delay(1, 0.0) == 1.0
+
+
+def test_waiting_as_told_always_makes_progress() -> None:
+    """Float rounding must never ask for a wait too small to move the clock."""
+    bucket = TokenBucket(rate=3_000_000 / 7)
+    now = 1e6  # a large clock value, where tiny delays vanish in rounding
+    for _ in range(10_000):
+        wait = bucket.delay(16_384, now)
+        assert wait == 0.0 or now + wait > now
+        now += wait
+        bucket.consume(16_384, now)

@@ -52,9 +52,11 @@ class TokenBucket:
         if self.unlimited:
             return 0.0
         self._refill(now)
-        if self._tokens > 0:
+        # Less than a byte of debt counts as none: waiting for it would be a
+        # sub-nanosecond delay that a float clock cannot advance past.
+        if self._tokens > -1.0 or not n:
             return 0.0
-        return -self._tokens / self.rate if n else 0.0
+        return -self._tokens / self.rate
 
     def consume(self, n: int, now: float) -> None:
         if self.unlimited:
