@@ -146,3 +146,16 @@ def test_sigint_stops_a_node_cleanly(tmp_path: Path, start_node: Callable[..., A
     assert not (a.data_dir / "control.json").exists()
     assert "node stopped" in a.output()
     assert "Traceback" not in a.output()
+
+
+def test_node_never_shares_its_own_files(tmp_path: Path, start_node: Callable[..., Any]) -> None:
+    # The data dir lies inside the shared folder: the token must not leak.
+    shared = tmp_path / "everything"
+    music = make_music(shared / "music")
+    a = start_node("everything/data", "--share", str(shared))
+    a.wait_ready(files=3)
+    assert (a.data_dir / "control.json").exists() and (a.data_dir / "node.log").exists()
+    names = sorted(f["name"] for f in a.json("share", "list")["files"])
+    # (data.out is this test's capture of the node's output, beside its data dir.)
+    assert names == sorted([p.name for p in music.values()] + ["data.out"])
+    assert a.json("share", "scan")["files"] == 3

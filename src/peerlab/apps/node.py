@@ -114,6 +114,20 @@ def setup_logging(config: NodeConfig, *, console: bool = True) -> Path:
     return path
 
 
+def open_catalog(config: NodeConfig) -> Any:
+    """The data dir's catalog, never listing the node's own files.
+
+    Even when a shared folder contains the data dir, partial downloads, the
+    log and above all the control file (its token) are never shared.
+    """
+    from peerlab.storage.catalog import Catalog
+
+    private = [config.incomplete_path] + [
+        config.data_dir / name for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE)
+    ]
+    return Catalog(config.data_dir / CATALOG_FILE, exclude=private)
+
+
 class DataDirLock:
     """An exclusive ``flock`` on ``<data_dir>/node.lock``: one owner per data dir."""
 
@@ -357,8 +371,6 @@ class Node:
         from peerlab.overlays.transfer.download import DownloadConfig, DownloadManager
         from peerlab.overlays.transfer.server import UploadConfig, UploadService
         from peerlab.runtime.aio import AsyncioRuntime
-        from peerlab.storage.catalog import Catalog
-
         cfg = self.config
         try:
             cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -379,12 +391,7 @@ class Node:
             if hasattr(self.runtime, "close"):
                 self._stack.callback(self.runtime.close)
 
-            # The node's own files never go out, even when a share contains
-            # the data dir: the control token above all.
-            private = [cfg.incomplete_path] + [
-                cfg.data_dir / n for n in (CONTROL_FILE, LOCK_FILE, LOG_FILE)
-            ]
-            self.catalog = Catalog(cfg.data_dir / CATALOG_FILE, exclude=private)
+            self.catalog = open_catalog(cfg)
             self._stack.callback(self.catalog.close)
             for folder in cfg.shared:
                 await self._add_folder(folder)
