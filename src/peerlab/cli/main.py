@@ -206,10 +206,15 @@ def run_node(config: NodeConfig, *, exit_with_parent: bool = False) -> None:
         loop.add_signal_handler(sig, node_.request_stop)
     try:
         loop.run_until_complete(node_.run())
+    except PeerlabError as e:
+        # The user sees it as one line (main); the log keeps it too.
+        logging.getLogger("peerlab.node").debug("node did not start: %s", e)
+        raise
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         asyncio.set_event_loop(None)
 
