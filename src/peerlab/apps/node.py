@@ -51,7 +51,12 @@ from peerlab.errors import (
     RemoteProtocolError,
     StorageError,
 )
-from peerlab.runtime.base import Address
+from peerlab.overlays.transfer.browse import RemoteFile, browse
+from peerlab.overlays.transfer.download import DownloadConfig, DownloadManager, Source
+from peerlab.overlays.transfer.server import UploadConfig, UploadService
+from peerlab.runtime.aio import AsyncioRuntime
+from peerlab.runtime.base import Address, Listener
+from peerlab.storage.catalog import Catalog, SharedFile
 from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
 
 log = logging.getLogger("peerlab.node")
@@ -114,14 +119,12 @@ def setup_logging(config: NodeConfig, *, console: bool = True) -> Path:
     return path
 
 
-def open_catalog(config: NodeConfig) -> Any:
+def open_catalog(config: NodeConfig) -> Catalog:
     """The data dir's catalog, never listing the node's own files.
 
     Even when a shared folder contains the data dir, partial downloads, the
     log and above all the control file (its token) are never shared.
     """
-    from peerlab.storage.catalog import Catalog
-
     private = [config.incomplete_path] + [
         config.data_dir / name for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE)
     ]
@@ -356,21 +359,19 @@ class Node:
                                       "error": None, "started": None, "finished": None}
         self._scan_logged = 0.0
         self._stack = contextlib.AsyncExitStack()
-        # Set in start():
-        self.runtime: Any = None
-        self.catalog: Any = None
-        self.uploads: Any = None
-        self.downloads: Any = None
-        self.listener: Any = None
         self.control: ControlServer | None = None
+
+    # Set by start().
+    runtime: AsyncioRuntime
+    catalog: Catalog
+    uploads: UploadService
+    downloads: DownloadManager
+    listener: Listener
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Open everything; raises a one-line :class:`PeerlabError` on a user mistake."""
-        from peerlab.overlays.transfer.download import DownloadConfig, DownloadManager
-        from peerlab.overlays.transfer.server import UploadConfig, UploadService
-        from peerlab.runtime.aio import AsyncioRuntime
         cfg = self.config
         try:
             cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -388,8 +389,7 @@ class Node:
                     raise StorageError(f"folder {d} is not writable")
             loop = asyncio.get_running_loop()
             self.runtime = AsyncioRuntime(loop, observer=self.observer)
-            if hasattr(self.runtime, "close"):
-                self._stack.callback(self.runtime.close)
+            self._stack.callback(self.runtime.close)
 
             self.catalog = open_catalog(cfg)
             self._stack.callback(self.catalog.close)
@@ -582,19 +582,24 @@ class Node:
             raise ConfigError(f"unknown search field {field!r} (use one of {', '.join(FIELDS)})")
         if not text.strip():
             raise ConfigError("a search needs at least one word")
-        local = asyncio.to_thread(self.catalog.search, text, field=field, limit=limit)
-        remote = [self._browse_peer(p, text, PEER_SEARCH_LIMIT) for p in self.peer_list]
-        answers = await asyncio.gather(local, *remote, return_exceptions=True)
+        peers = list(self.peer_list)  # the list may change while we wait
+        remote = asyncio.gather(
+            *(self._browse_peer(p, text, PEER_SEARCH_LIMIT) for p in peers),
+            return_exceptions=True,
+        )
+        try:
+            local_files = await asyncio.to_thread(
+                self.catalog.search, text, field=field, limit=limit
+            )
+        except BaseException:
+            remote.cancel()
+            raise
+        answers = await remote
         found: dict[int, Result] = {}
-        local_files = answers[0]
-        if isinstance(local_files, BaseException):
-            if not isinstance(local_files, PeerlabError):
-                raise local_files
-            raise ConfigError(f"search: {local_files}") from None
         for f in local_files:
             r = self._note_local(f)
             found.setdefault(r.id, r)
-        for peer, files in zip(self.peer_list, answers[1:], strict=True):
+        for peer, files in zip(peers, answers, strict=True):
             if isinstance(files, BaseException):
                 log.warning("search: peer %s did not answer: %s", peer, files)
                 continue
@@ -606,7 +611,7 @@ class Node:
         ordered = sorted(found.values(), key=lambda r: -len(r.sources))
         return [r.to_json() for r in ordered[:limit]]
 
-    def _note_local(self, f: Any) -> Result:
+    def _note_local(self, f: SharedFile) -> Result:
         return self.found.note(
             urn=f.urn,
             name=f.name,
@@ -616,13 +621,9 @@ class Node:
             meta={k: getattr(f, k, None) for k in META_KEYS},
         )
 
-    def _note_remote(self, rf: Any) -> Result:
-        root = rf.chunk_root
-        if isinstance(root, str):
-            try:
-                root = unb32(root) if root else None
-            except RemoteProtocolError:
-                root = None
+    def _note_remote(self, rf: RemoteFile) -> Result:
+        # The browse client checked the chunk root is 32 bytes of base32.
+        root = unb32(rf.chunk_root) if rf.chunk_root else None
         address = (str(rf.address[0]), int(rf.address[1]))
         return self.found.note(
             urn=_normal_urn(rf.urn),
@@ -633,14 +634,12 @@ class Node:
             meta={k: getattr(rf, k, None) for k in META_KEYS},
         )
 
-    async def _browse_peer(self, peer: str, text: str, limit: int) -> list[Any]:
-        from peerlab.overlays.transfer.browse import browse
-
+    async def _browse_peer(self, peer: str, text: str, limit: int) -> list[RemoteFile]:
         address = parse_address(peer, "peer")
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Any]] = loop.create_future()
+        fut: asyncio.Future[list[RemoteFile]] = loop.create_future()
 
-        def done(files: list[Any] | None, exc: Exception | None) -> None:
+        def done(files: list[RemoteFile] | None, exc: Exception | None) -> None:
             if fut.done():
                 return
             if exc is not None:
@@ -670,8 +669,6 @@ class Node:
 
     async def download(self, ref: str) -> dict[str, Any]:
         """Start (or add sources to) the download of a result id or a URN."""
-        from peerlab.overlays.transfer.download import Source
-
         ref = ref.strip()
         if ref.isdigit():
             result = self.found.by_id(int(ref))
@@ -683,10 +680,13 @@ class Node:
         else:
             urn = _normal_urn(ref)
             result = self.found.by_urn(urn) or await self._find_urn(urn)
-        remote = [s for s in result.sources.values() if s.address is not None]
-        if not remote:
+        sources = [
+            Source(s.address, s.index, s.name)
+            for s in result.sources.values()
+            if s.address is not None
+        ]
+        if not sources:
             raise ConfigError(f"{result.name} is in your own shares already; no peer has it")
-        sources = [Source(s.address, s.index, s.name) for s in remote]
         self.downloads.add(
             result.urn, name=result.name, size=result.size, sources=sources,
             chunk_root=result.chunk_root,
@@ -793,7 +793,7 @@ class Node:
 # ------------------------------------------------------------ JSON shapes
 
 
-def shared_file_json(f: Any) -> dict[str, Any]:
+def shared_file_json(f: SharedFile) -> dict[str, Any]:
     return {
         "index": f.index,
         "name": f.name,

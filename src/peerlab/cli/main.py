@@ -180,7 +180,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
-def node(env: Env, exit_with_parent: bool, **flags: Any) -> None:
+def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     """Run a node in the foreground (Ctrl-C stops it cleanly)."""
     from peerlab.apps.node import setup_logging
 
@@ -454,7 +454,7 @@ async def _scan_via_node(c: ControlClient, *, quiet: bool = False) -> dict[str, 
     report = state.get("report") or {}
     if not quiet:
         click.echo(_scan_line(report))
-    return report  # type: ignore[no-any-return]
+    return report
 
 
 class _scan_progress:
