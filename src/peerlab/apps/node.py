@@ -52,11 +52,16 @@ from peerlab.errors import (
     StorageError,
 )
 from peerlab.overlays.transfer.browse import RemoteFile, browse
-from peerlab.overlays.transfer.download import DownloadConfig, DownloadManager, Source
-from peerlab.overlays.transfer.server import UploadConfig, UploadService
+from peerlab.overlays.transfer.download import (
+    DownloadConfig,
+    DownloadInfo,
+    DownloadManager,
+    Source,
+)
+from peerlab.overlays.transfer.server import UploadConfig, UploadInfo, UploadService
 from peerlab.runtime.aio import AsyncioRuntime
 from peerlab.runtime.base import Address, Listener
-from peerlab.storage.catalog import Catalog, SharedFile
+from peerlab.storage.catalog import Catalog, ScanProgress, SharedFile
 from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
 
 log = logging.getLogger("peerlab.node")
@@ -492,11 +497,9 @@ class Node:
                 log.info("parent process %d went away: stopping", parent)
                 self.request_stop()
 
-    def _download_changed(self, info: Any) -> None:
-        status = getattr(info, "status", None)
-        if status in ("complete", "failed"):
-            log.info("download %s: %s %s", status, getattr(info, "name", "?"),
-                     getattr(info, "error", None) or getattr(info, "path", None) or "")
+    def _download_changed(self, info: DownloadInfo) -> None:
+        if info.status in ("complete", "failed"):
+            log.info("download %s: %s %s", info.status, info.name, info.error or info.path or "")
 
     # ----------------------------------------------------------------- shares
 
@@ -541,7 +544,7 @@ class Node:
         fut.add_done_callback(self._scan_done)
         return self.scan_state()
 
-    def _scan_progress(self, progress: Any) -> None:
+    def _scan_progress(self, progress: ScanProgress) -> None:
         # Runs in the worker thread: plain assignments only, and the log is thread-safe.
         # Raising here is how a stopping node ends a long scan: the catalog
         # lets the exception through and keeps what it stored so far.
@@ -804,13 +807,13 @@ def shared_file_json(f: SharedFile) -> dict[str, Any]:
     }
 
 
-def download_json(info: Any) -> dict[str, Any]:
+def download_json(info: DownloadInfo) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(info)
     out["id"] = str(info.id)
     return out
 
 
-def upload_json(info: Any) -> dict[str, Any]:
+def upload_json(info: UploadInfo) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(info)
     return out
 
