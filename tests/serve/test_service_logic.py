@@ -144,6 +144,23 @@ def test_rate_limit_is_shared_by_all_connections(shares: Shares) -> None:
         assert parse_replies(bytes(s.received))[0].body == shares.contents["big.bin"]
 
 
+def test_rate_limited_uploads_share_the_limit_fairly(shares: Shares) -> None:
+    """Two downloads under one global limit both progress (no starvation)."""
+    rate = 300_000.0
+    rt, svc = make(shares, rate_limit=rate)
+    f = shares.file("big.bin")
+    conns = [fake_connection(svc, peer=("10.0.0.9", 6000 + i)) for i in range(2)]
+    for h, _ in conns:
+        h.data_received(get(n2r(f)))
+    while rt.now() < 3.0:
+        for _, s in conns:
+            s.drain()
+        rt.run(rt.now() + 0.05)
+    sent = sorted(row.sent for row in svc.uploads())
+    assert sum(sent) == pytest.approx(3.0 * rate + svc.bucket.burst, rel=0.15)
+    assert sent[0] >= 0.4 * sum(sent)
+
+
 def test_changing_the_rate_limit_mid_transfer(shares: Shares) -> None:
     rt, svc = make(shares, rate_limit=100_000.0)
     h, s = fake_connection(svc)

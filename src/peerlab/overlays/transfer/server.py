@@ -451,6 +451,10 @@ class UploadService:
         self._history: deque[_Record] = deque(maxlen=max(1, self.config.history_limit))
         self._next_id = 1
         self._closed = False
+        # Connections waiting for a share of the global upload limit, served
+        # one block each in turn so no upload starves another.
+        self._credit_waiters: deque[_UploadHandler] = deque()
+        self._gate: Timer | None = None
 
     # ------------------------------------------------------------ public
 
@@ -496,6 +500,10 @@ class UploadService:
             raise ConfigError("upload rate limit must be >= 0 (0: unlimited)")
         self.config.rate_limit = bytes_per_s
         self.bucket.set_rate(bytes_per_s, self.runtime.now())
+        if self._gate is not None:
+            self._gate.cancel()
+            self._gate = None
+        self._arm_gate()
         for h in list(self._handlers):
             h.rate_changed()
 
@@ -514,6 +522,45 @@ class UploadService:
         for h in list(self._handlers):
             h.shutdown("service closed")
         self._queue.clear()
+        self._credit_waiters.clear()
+        if self._gate is not None:
+            self._gate.cancel()
+            self._gate = None
+
+    # ------------------------------------------------- the shared limit
+
+    @property
+    def credit_waiting(self) -> bool:
+        """Are connections queued for upload credit?"""
+        return bool(self._credit_waiters)
+
+    def await_credit(self, handler: _UploadHandler) -> None:
+        """Queue ``handler`` for its next block under the global limit.
+
+        Waiters are served round robin, one block each per turn: without
+        this, the connection whose timer was armed first would take every
+        refill and a second upload would starve until the first ended.
+        """
+        if handler not in self._credit_waiters:
+            self._credit_waiters.append(handler)
+        self._arm_gate()
+
+    def _arm_gate(self) -> None:
+        if self._gate is not None or not self._credit_waiters:
+            return
+        wait = self.bucket.delay(1, self.runtime.now())
+        if wait > 0:
+            self._gate = self.runtime.call_later(max(wait, MIN_RATE_WAIT_S), self._open_gate)
+        else:
+            self._gate = self.runtime.call_soon(self._open_gate)
+
+    def _open_gate(self) -> None:
+        self._gate = None
+        for _ in range(len(self._credit_waiters)):
+            if self.bucket.delay(1, self.runtime.now()) > 0:
+                break
+            self._credit_waiters.popleft().credit_granted()
+        self._arm_gate()
 
     # ------------------------------------------------- slots and queue
 
@@ -605,6 +652,7 @@ class _UploadHandler(BaseStreamHandler):
         self._in_dispatch = False
         self._cycle_done = False
         self._pump_timer: Timer | None = None
+        self._granted = False
         self._watchdog: Timer | None = None
         self._linger_timer: Timer | None = None
         now = self.runtime.now()
@@ -1034,12 +1082,11 @@ class _UploadHandler(BaseStreamHandler):
                 return
             n = min(self._block(), up.remaining)
             now = runtime.now()
-            wait = bucket.delay(n, now)
-            if wait > 0:
-                # Never wait less than a tick: a float clock would not move
-                # and the bucket would never refill.
-                self._schedule_pump(max(wait, MIN_RATE_WAIT_S))
-                return
+            if not bucket.unlimited:
+                granted, self._granted = self._granted, False
+                if not granted and (bucket.delay(n, now) > 0 or self.service.credit_waiting):
+                    self.service.await_credit(self)
+                    return
             data = os.pread(up.fd, n, up.offset)
             if len(data) != n:
                 raise PeerlabError(f"{up.record.name} shrank while being uploaded")
@@ -1067,6 +1114,11 @@ class _UploadHandler(BaseStreamHandler):
             "upload.sent", peer=self.peer, name=up.record.name, sent=up.record.sent
         )
         self._response_done()
+
+    def credit_granted(self) -> None:
+        """The service's turn-taking gives this connection one block's credit."""
+        self._granted = True
+        self._guarded("pump", self._pump)
 
     def rate_changed(self) -> None:
         """The global limit changed: re-plan a pending rate wait."""
