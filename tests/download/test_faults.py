@@ -136,13 +136,15 @@ async def test_lying_sources_banned(tmp_path: Path, bad: Behaviour, reason: str)
 async def test_stalling_source_dropped(tmp_path: Path) -> None:
     obs, served, sources, mgr = await fetch(
         tmp_path,
-        [Behaviour(stall_after=CHUNK // 2), Behaviour(rate=600_000)],
-        stall_timeout=0.3,
+        [Behaviour(stall_after=CHUNK // 2), Behaviour(rate=300_000)],
+        stall_timeout=0.4,
+        max_source_failures=2,
     )
     assert_complete(mgr, served, tmp_path)
     (drop,) = obs.named("transfer.source_dropped")
     assert drop["source"] == f"{HOST}:{sources[0].address[1]}"
     assert "stalled" in drop["reason"]
+    assert len(obs.named("transfer.source_stalled")) == 2
     assert not obs.named("transfer.source_banned")
 
 

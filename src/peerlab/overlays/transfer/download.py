@@ -115,6 +115,9 @@ RATE_BUCKET = 0.25
 PROGRESS_INTERVAL = 0.25
 #: A Retry-After shorter than this is raised to it: a peer cannot make us spin.
 MIN_RETRY_DELAY = 0.25
+#: A rate-limit wait shorter than this is not worth pausing for (and floating
+#: point rounding must never schedule a wait that does not advance the clock).
+MIN_RATE_WAIT = 0.001
 #: Longest name of a source key kept in error strings.
 MAX_ERROR_CHARS = 200
 #: HTTP statuses that mean "this source does not have the file at this path".
@@ -525,9 +528,12 @@ class _Session:
     def _arm_stall(self) -> None:
         if self.stall_timer is None or self.stall_timer.cancelled:
             gen = self.gen
-            self.stall_timer = self.runtime.call_at(
-                self.last_rx + self.download.config.stall_timeout, lambda: self._stall_check(gen)
+            # Never at or before now: rounding must not make the check spin.
+            when = max(
+                self.last_rx + self.download.config.stall_timeout,
+                self.runtime.now() + MIN_RATE_WAIT,
             )
+            self.stall_timer = self.runtime.call_at(when, lambda: self._stall_check(gen))
 
     def _stall_check(self, gen: int) -> None:
         self.stall_timer = None
@@ -538,7 +544,12 @@ class _Session:
             self.last_rx = now
         timeout = self.download.config.stall_timeout
         if now - self.last_rx >= timeout:
-            self.download._drop(self, f"stalled: no data for {timeout:g} s")
+            # The connection is dropped; the source is tried again after the
+            # backoff and dropped for good after max_source_failures.
+            d = self.download
+            d.runtime.observer.event("transfer.source_stalled", urn=d.urn, source=self.key)
+            d.runtime.observer.count("transfer.stalls")
+            self._lost(f"stalled: no data for {timeout:g} s")
             return
         self._arm_stall()
 
@@ -1742,7 +1753,7 @@ class DownloadManager:
             return
         bucket.consume(n, now)
         delay = bucket.delay(1, now)
-        if delay > 0:
+        if delay >= MIN_RATE_WAIT:
             sess.hold("rate")
             self._held.add(sess)
             if self._rate_timer is None:
@@ -1752,7 +1763,7 @@ class DownloadManager:
         self._rate_timer = None
         now = self.runtime.now()
         delay = self.bucket.delay(1, now)
-        if delay > 0:
+        if delay >= MIN_RATE_WAIT:
             self._rate_timer = self.runtime.call_later(delay, self._rate_tick)
             return
         self._release_rate()
