@@ -63,8 +63,17 @@ class Behaviour:
 class FakeSource:
     """A raw HTTP/1.1 source listening on ``runtime``; counts what it serves."""
 
-    def __init__(self, runtime: Runtime, host: str, served: Served, behaviour: Behaviour) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        host: str,
+        served: Served,
+        behaviour: Behaviour,
+        tracker: dict[str, int] | None = None,
+    ) -> None:
         self.runtime = runtime
+        #: Shared by several sources: connections open now and the most ever.
+        self.tracker = tracker if tracker is not None else {"open": 0, "max": 0}
         self.served = served
         self.b = behaviour
         self.body_bytes = 0
@@ -88,7 +97,15 @@ class _Handler(BaseStreamHandler):
         self.busy = False
         self.timer = None
 
+    def connection_made(self, stream: Stream) -> None:
+        self.stream = stream
+        t = self.src.tracker
+        t["open"] += 1
+        t["max"] = max(t["max"], t["open"])
+
     def connection_lost(self, exc: object) -> None:
+        if self.stream is not None:
+            self.src.tracker["open"] -= 1
         self.stream = None
         if self.timer is not None:
             self.timer.cancel()

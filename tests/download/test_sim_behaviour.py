@@ -30,6 +30,7 @@ class Rig:
         self.obs = RecordingObserver()
         self.rt: Runtime = self.world.new_runtime("downloader", observer=self.obs)
         self.sources: list[FakeSource] = []
+        self.tracker = {"open": 0, "max": 0}
         self.mgr = DownloadManager(
             self.rt,
             incomplete_dir=tmp_path / "inc",
@@ -42,7 +43,7 @@ class Rig:
 
     def source(self, behaviour: Behaviour, served: Served | None = None) -> Source:
         rt = self.world.new_runtime(f"src{len(self.sources)}")
-        src = FakeSource(rt, self.world.host(rt), served or self.served, behaviour)
+        src = FakeSource(rt, self.world.host(rt), served or self.served, behaviour, self.tracker)
         self.sources.append(src)
         return Source(src.address)
 
@@ -168,3 +169,13 @@ def test_lying_chunk_list_is_blamed_on_whole_file_mismatch(tmp_path: Path) -> No
     bans = rig.obs.named("transfer.source_banned")
     assert [b["source"] for b in bans] == [f"{liar.address[0]}:{liar.address[1]}"]
     assert "SHA-1" in bans[0]["reason"]
+
+
+def test_connections_per_download_are_capped(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, 4 * MB, link=2 * MB, max_connections_per_download=2)
+    rig.add([rig.source(Behaviour(rate=300_000)) for _ in range(5)])
+    assert rig.run(60)
+    rig.assert_complete()
+    assert rig.tracker["max"] == 2
+    served = [s.body_bytes for s in rig.sources]
+    assert sum(1 for b in served if b) >= 2

@@ -1694,6 +1694,18 @@ class DownloadManager:
                 continue
             if partial.state.id in self._downloads:
                 continue
+            if partial.state.have is not None and partial.state.have.ones and not (
+                partial.part_path.exists()
+            ):
+                # The partial is gone (the move into the download folder was
+                # done and the state not yet removed, or someone deleted it):
+                # the state's chunks describe nothing, so it is dropped.
+                self.runtime.observer.event("transfer.state_orphaned", path=str(path))
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+                continue
             dl = Download(self, partial)
             self._downloads[dl.id] = dl
             found.append(dl)
