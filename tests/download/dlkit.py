@@ -55,6 +55,7 @@ class Behaviour:
     retry_after: int = 1
     serve_list: bool = True
     wrong_list: bool = False
+    list_delay: float = 0.0  # seconds before the chunk list is answered
     n2r_404: bool = False
     rate: float = 0.0  # body bytes/s, 0 = as fast as possible
     close_after_each: bool = False
@@ -158,9 +159,19 @@ class _Handler(BaseStreamHandler):
             if b.wrong_list:
                 listed = ChunkList(listed.size, listed.chunk_size, bytes(len(listed.digests)))
             body = listed.encode()
-            self._send_head("200 OK", [("Content-Length", str(len(body)))])
-            stream.write(body)
-            self._finish()
+
+            def answer() -> None:
+                if self.stream is None:
+                    return
+                self._send_head("200 OK", [("Content-Length", str(len(body)))])
+                self.stream.write(body)
+                self._finish()
+
+            if b.list_delay > 0:
+                self.busy = True
+                self.timer = src.runtime.call_later(b.list_delay, answer)
+            else:
+                answer()
             return
         if target.startswith("/uri-res/N2R?"):
             if b.n2r_404 or target[len("/uri-res/N2R?") :] != served.urn:

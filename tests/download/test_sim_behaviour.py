@@ -24,9 +24,17 @@ CHUNK = 64 * 1024
 class Rig:
     """A simulated downloader and any number of fake sources of one file."""
 
-    def __init__(self, tmp_path: Path, size: int, *, link: float = 10 * MB, **cfg: object) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        size: int,
+        *,
+        link: float = 10 * MB,
+        chunk: int | None = CHUNK,
+        **cfg: object,
+    ) -> None:
         self.world = SimWorld(seed=11, up=link, down=link, latency=0.01)
-        self.served = Served(make_data(size, seed=size), chunk_size=CHUNK)
+        self.served = Served(make_data(size, seed=size), chunk_size=chunk)
         self.obs = RecordingObserver()
         self.rt: Runtime = self.world.new_runtime("downloader", observer=self.obs)
         self.sources: list[FakeSource] = []
@@ -179,3 +187,21 @@ def test_connections_per_download_are_capped(tmp_path: Path) -> None:
     assert rig.tracker["max"] == 2
     served = [s.body_bytes for s in rig.sources]
     assert sum(1 for b in served if b) >= 2
+
+
+def test_late_chunk_list_is_adopted_and_checks_earlier_data(tmp_path: Path) -> None:
+    """A foreign source (no chunk list) starts the download unverified; when a
+    peerlab source's list arrives, what was fetched is re-verified against it
+    and from then on every chunk is checked (a bad one bans its sender)."""
+    rig = Rig(tmp_path, 4 * MB, chunk=None)  # the chunk size peerlab uses: 256 KiB
+    foreign = rig.source(Behaviour(serve_list=False, rate=400_000, corrupt_chunks={8, 9, 10}))
+    peer = rig.source(Behaviour(list_delay=2.0, rate=400_000))
+    rig.add([foreign, peer], chunk_root=rig.served.chunks.root)
+    assert rig.run(60)
+    rig.assert_complete()
+    c = rig.obs.counters
+    assert c["transfer.chunks_received"] > 0  # fetched before the list was known
+    assert c["transfer.chunks_recovered"] > 0  # and re-verified once it was
+    assert c["transfer.chunks_failed"] >= 1
+    (ban,) = rig.obs.named("transfer.source_banned")
+    assert ban["source"] == f"{foreign.address[0]}:{foreign.address[1]}"

@@ -1146,7 +1146,11 @@ class Download:
             return
         if st.have is None:
             st.set_layout(st.size, st.chunks)
-            self.partial.resize()
+            try:
+                self.partial.resize()
+            except StorageError as exc:
+                self._fail(str(exc))
+                return
         run = self._plan(sess)
         if run is None:
             sess._close_quietly()
@@ -1471,12 +1475,11 @@ class Download:
             return
         if st.chunks is not None:
             return
-        if st.have is not None and st.have.ones and st.chunk_size != chunks.chunk_size:
+        if st.chunk_size is not None and st.chunk_size != chunks.chunk_size and (
+            (st.have is not None and st.have.ones) or self.assigned or self.verifying
+        ):
             return  # unverified data already laid out another way: the SHA-1 decides
         previous = st.have
-        if st.size is None:
-            st.size = chunks.size
-            self.partial.resize()
         if previous is not None and st.chunk_size == chunks.chunk_size:
             st.chunks = chunks
             st.verified = True
@@ -1484,9 +1487,12 @@ class Download:
                 self._recover(previous_have=previous)
         else:
             st.set_layout(chunks.size, chunks)
-            self.partial.resize()
         st.list_from = sess.key
         self.dirty = True
+        try:
+            self.partial.resize()
+        except StorageError as exc:
+            self._fail(str(exc))
 
     def _learn_size(self, size: int, sess: _Session) -> None:
         st = self.state
