@@ -205,3 +205,25 @@ def test_late_chunk_list_is_adopted_and_checks_earlier_data(tmp_path: Path) -> N
     assert c["transfer.chunks_failed"] >= 1
     (ban,) = rig.obs.named("transfer.source_banned")
     assert ban["source"] == f"{foreign.address[0]}:{foreign.address[1]}"
+
+
+def test_unconfirmed_list_does_not_get_honest_sources_banned(tmp_path: Path) -> None:
+    """No chunk root known; an impostor's list arrives first.  The honest
+    source's chunks disagree with it, so it is set aside, not banned; the
+    whole-file SHA-1 then refutes the list, the impostor is banned, and the
+    honest source brings the download home."""
+    rig = Rig(tmp_path, 1 * MB, chunk=None)
+    impostor = Served(make_data(1 * MB, seed=98))
+    impostor.urn = rig.served.urn
+    liar = rig.source(Behaviour(rate=200_000), served=impostor)
+    honest = rig.source(Behaviour(serve_list=False, rate=2 * MB))
+    rig.add([liar, honest])
+    assert rig.run(60)
+    rig.assert_complete()
+    bans = rig.obs.named("transfer.source_banned")
+    assert [b["source"] for b in bans] == [f"{liar.address[0]}:{liar.address[1]}"]
+    assert rig.obs.counters["transfer.whole_file_mismatches"] == 1
+    assert rig.obs.counters["transfer.chunks_failed"] >= 1
+    (aside,) = rig.obs.named("transfer.source_dropped")
+    assert aside["source"] == f"{honest.address[0]}:{honest.address[1]}"
+    assert "unconfirmed" in aside["reason"]

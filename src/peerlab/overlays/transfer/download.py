@@ -911,6 +911,12 @@ class Download:
         self.sha1_mem: dict[int, list[Any]] = {}
         self.sha1_mem_bytes = 0
         self.recovering = False
+        # Without a known chunk root, a chunk list is only as good as its
+        # provider: sources whose chunks disagree with it are set aside
+        # (doubters) until another source confirms the list (then they are
+        # banned) or the whole-file SHA-1 refutes it (then they come back).
+        self.list_confirmed: set[str] = set()
+        self.doubters: set[str] = set()
         self.finish_after_save = False
         self.whole_failures = 0
         self.started_at: float | None = None
@@ -1291,13 +1297,28 @@ class Download:
             self._fail(error)
             return
         sess = self.sessions.get(key)
+        provider = self.state.list_from
+        unrooted = self.state.chunk_root is None and provider is not None
         if not ok:
             obs.count("transfer.chunks_failed")
             obs.event("transfer.chunk_failed", urn=self.urn, index=index, source=key)
             if sess is not None:
-                self._ban(sess, f"sent a bad chunk ({index})")
+                if unrooted and key != provider and not (self.list_confirmed - {key}):
+                    self.doubters.add(key)
+                    self._drop(
+                        sess, f"chunk {index} disagrees with the unconfirmed list of {provider}"
+                    )
+                else:
+                    self._ban(sess, f"sent a bad chunk ({index})")
             self._pump()
             return
+        if unrooted and key != provider and key not in self.list_confirmed:
+            self.list_confirmed.add(key)
+            for doubter in sorted(self.doubters - {key}):
+                other = self.sessions.get(doubter)
+                if other is not None:
+                    self._ban(other, "its chunks disagree with a confirmed chunk list")
+            self.doubters.clear()
         if self.state.have.set(index):
             self.dirty = True
             if index >= self.sha1_at and self.sha1_mem_bytes + length <= SHA1_MEMORY_BYTES:
@@ -1406,6 +1427,12 @@ class Download:
             if self.whole_failures >= self.config.max_whole_file_attempts:
                 self._fail(f"the data never matched {self.urn}")
                 return
+            for doubter in self.doubters:
+                other = self.sessions.get(doubter)
+                if other is not None and other.status == S_DROPPED:
+                    other.status, other.failures, other.error = S_IDLE, 0, None
+            self.doubters.clear()
+            self.list_confirmed.clear()
             size = self.state.size
             assert size is not None
             self.state.chunks = None
@@ -1488,6 +1515,8 @@ class Download:
         else:
             st.set_layout(chunks.size, chunks)
         st.list_from = sess.key
+        self.list_confirmed.clear()
+        self.doubters.clear()
         self.dirty = True
         try:
             self.partial.resize()
