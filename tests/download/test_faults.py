@@ -103,6 +103,7 @@ async def test_ban_is_remembered_in_state(tmp_path: Path) -> None:
         name=served.name,
         size=len(served.data),
         sources=[Source(s.address) for s in sources],
+        chunk_root=served.chunks.root,
     )
     assert await wait_for(lambda: obs.counters["transfer.sources_banned"] == 1, 10)
     mgr.pause(dl.id)

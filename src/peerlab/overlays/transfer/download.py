@@ -1446,6 +1446,12 @@ class Download:
             self.dirty = True
             self._pump()
             return
+        for doubter in sorted(self.doubters):
+            # The file is proven: their chunks disagreed with its true list.
+            other = self.sessions.get(doubter)
+            if other is not None:
+                self._ban(other, "its chunks disagree with the file's verified chunk list")
+        self.doubters.clear()
         self._finish()
 
     def _finish(self) -> None:
