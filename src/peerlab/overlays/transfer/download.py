@@ -388,6 +388,7 @@ class _Session:
         self.bytes = 0
         self.meter = RateMeter(download.config.rate_window)
         self.failures = 0
+        self.idle_version = -1
         self.request_rate = 0.0
         self.queue_position: int | None = None
         self.list_tried = False
@@ -900,6 +901,9 @@ class Download:
         self.meter = RateMeter(self.config.rate_window)
         self.assigned: dict[int, list[_Session]] = {}
         self.verifying: set[int] = set()
+        #: Bumped whenever the plan changes (chunks freed, done or re-laid):
+        #: a source that found nothing to do is reconnected only after that.
+        self.work_version = 0
         self.backlog = 0
         self.held = False
         self.dirty = False
@@ -1033,6 +1037,7 @@ class Download:
             return
         self.status = DOWNLOADING
         self.error = None
+        self.work_version += 1
         self.started_at = self.runtime.now()
         try:
             self.partial.open()
@@ -1052,6 +1057,7 @@ class Download:
             else:
                 sess._teardown()
         self.assigned.clear()
+        self.work_version += 1
 
     def _fail(self, error: str) -> None:
         self.stop_sessions()
@@ -1094,7 +1100,7 @@ class Download:
             for sess in list(self.sessions.values()):
                 if holding >= limit:
                     break
-                if sess.usable:
+                if sess.usable and sess.idle_version != self.work_version:
                     sess.connect()
                     holding += 1
         alive = any(s.status not in (S_BANNED, S_DROPPED) for s in self.sessions.values())
@@ -1159,6 +1165,8 @@ class Download:
                 return
         run = self._plan(sess)
         if run is None:
+            # Not reconnected until the plan changes (chunks freed or done).
+            sess.idle_version = self.work_version
             sess._close_quietly()
             self._check_complete()
             return
@@ -1247,6 +1255,8 @@ class Download:
                 del self.assigned[index]
 
     def _release_run(self, sess: _Session, req: _Req) -> None:
+        if req.chunk < req.stop:
+            self.work_version += 1
         for i in range(req.chunk, req.stop):
             self._unassign(sess, i)
         req.chunk = req.stop
@@ -1299,6 +1309,7 @@ class Download:
         sess = self.sessions.get(key)
         provider = self.state.list_from
         unrooted = self.state.chunk_root is None and provider is not None
+        self.work_version += 1
         if not ok:
             obs.count("transfer.chunks_failed")
             obs.event("transfer.chunk_failed", urn=self.urn, index=index, source=key)
@@ -1444,6 +1455,7 @@ class Download:
             self._reset_sha1()
             self.status = DOWNLOADING
             self.dirty = True
+            self.work_version += 1
             self._pump()
             return
         for doubter in sorted(self.doubters):
@@ -1563,6 +1575,7 @@ class Download:
 
         def done(good: list[int] | None, exc: BaseException | None) -> None:
             self.recovering = False
+            self.work_version += 1
             if exc is not None:
                 self._fail(str(exc) if isinstance(exc, PeerlabError) else f"disk error: {exc}")
                 return
