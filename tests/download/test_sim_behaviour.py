@@ -227,3 +227,25 @@ def test_unconfirmed_list_does_not_get_honest_sources_banned(tmp_path: Path) -> 
     (aside,) = rig.obs.named("transfer.source_dropped")
     assert aside["source"] == f"{honest.address[0]}:{honest.address[1]}"
     assert "unconfirmed" in aside["reason"]
+
+
+def test_load_skips_unreadable_and_orphaned_states(tmp_path: Path) -> None:
+    from peerlab.storage.partial import PartialFile, PartialState
+
+    inc = tmp_path / "inc"
+    inc.mkdir()
+    (inc / "GARBAGE.state").write_bytes(b"{not json")
+    served = Served(make_data(300_000, seed=4))
+    state = PartialState(urn=served.urn, name="gone.bin", size=len(served.data))
+    state.set_layout(len(served.data), served.chunks)
+    state.have.set(0)  # type: ignore[union-attr]
+    orphan = PartialFile(inc, state)
+    orphan.save_state()  # a state whose .part is gone (moved away before the crash)
+    rig = Rig(tmp_path, 1 * MB)
+    assert rig.mgr.load() == []
+    assert [e["path"] for e in rig.obs.named("transfer.state_unreadable")] == [
+        str(inc / "GARBAGE.state")
+    ]
+    assert len(rig.obs.named("transfer.state_orphaned")) == 1
+    assert not orphan.state_path.exists()
+    assert (inc / "GARBAGE.state").exists()  # left for a person to look at

@@ -1089,7 +1089,7 @@ class Download:
 
     def _pump(self) -> None:
         """Open connections for sources that could be given work."""
-        if self.status != DOWNLOADING or self.recovering:
+        if self.status != DOWNLOADING or self.recovering or self.manager._closed:
             return
         if not self._work_left():
             self._check_complete()
@@ -1295,6 +1295,8 @@ class Download:
     ) -> None:
         self.verifying.discard(index)
         self.backlog -= length
+        if self.manager._closed:
+            return
         if self.held and self.backlog <= MAX_VERIFY_BACKLOG // 2:
             self.held = False
             for s in self.sessions.values():
@@ -1363,6 +1365,8 @@ class Download:
     def _advance_sha1(self) -> None:
         have = self.state.have
         if self.sha1_busy or have is None or self.status not in (DOWNLOADING, VERIFYING):
+            return
+        if self.manager._closed:
             return
         if have.complete and self.status == DOWNLOADING:
             self.status = VERIFYING
@@ -1467,6 +1471,8 @@ class Download:
         self._finish()
 
     def _finish(self) -> None:
+        if self.manager._closed:
+            return  # the state stays; load() finishes the job next time
         if self.saving:
             # A state write is in flight; moving the partial under it could
             # leave a state file naming a partial that is gone.
@@ -1576,6 +1582,8 @@ class Download:
         def done(good: list[int] | None, exc: BaseException | None) -> None:
             self.recovering = False
             self.work_version += 1
+            if self.manager._closed:
+                return
             if exc is not None:
                 self._fail(str(exc) if isinstance(exc, PeerlabError) else f"disk error: {exc}")
                 return
