@@ -50,7 +50,6 @@ from typing import Any
 from urllib.parse import quote
 
 from peerlab.errors import (
-    IntegrityError,
     NetworkError,
     PeerlabError,
     RemoteProtocolError,
@@ -81,7 +80,7 @@ from peerlab.wire.chunks import (
     ChunkList,
     chunk_count,
 )
-from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
+from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn
 
 __all__ = [
     "Download",
@@ -293,9 +292,9 @@ def parse_x_queue(value: str | None) -> dict[str, int]:
         return out
     for part in value.split(",")[:16]:
         name, eq, num = part.partition("=")
-        num = num.strip()
-        if eq and num.isdigit() and len(num) <= 9:
-            out[name.strip().lower()] = int(num)
+        name, num = name.strip().lower(), num.strip()
+        if name and eq and num.isdigit() and len(num) <= 9:
+            out[name] = int(num)
     return out
 
 
@@ -1884,17 +1883,3 @@ class DownloadManager:
 
         self.runtime.offload(work, done)
 
-
-def source_key(address: Address) -> str:
-    """How a source is named in ban lists and events: ``host:port``."""
-    return _key(address)
-
-
-def chunk_root_from_b32(text: str | None) -> bytes | None:
-    """A chunk root as search results carry it (base32), or ``None``."""
-    if not text:
-        return None
-    root = unb32(text)
-    if len(root) != 32:
-        raise IntegrityError("a chunk root is 32 bytes")
-    return root
