@@ -42,6 +42,8 @@ MIB = 1024 * 1024
 #: it while developing).
 SIZE = int(os.environ.get("PEERLAB_BENCH_TRANSFER_MIB", "1024")) * MIB
 RUNS = 2
+#: Offload threads of the downloading runtime (hashing and writing).
+WORKERS = int(os.environ.get("PEERLAB_BENCH_WORKERS", "2"))
 #: Longest a single fetch may take before the benchmark gives up, seconds.
 FETCH_TIMEOUT = 300.0
 WRITE_PIECE = 16 * MIB
@@ -92,7 +94,7 @@ def _fetch(port: int, meta: dict[str, Any], work: Path) -> tuple[float, dict[str
         shutil.rmtree(work / sub, ignore_errors=True)
     loop = new_event_loop()
     obs = RecordingObserver()
-    runtime = AsyncioRuntime(loop, observer=obs)
+    runtime = AsyncioRuntime(loop, observer=obs, workers=WORKERS)
     mgr = DownloadManager(
         runtime,
         incomplete_dir=work / "inc",
