@@ -140,6 +140,7 @@ def place_file(src: Path, directory: Path, name: str) -> Path:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
                 raise
             staged = directory / f".{src.name}.copying"
+            staged.unlink(missing_ok=True)  # left by a crash mid-copy
             _copy_synced(src, staged)
             final = _link_free_name(staged, directory, name)
             staged.unlink()

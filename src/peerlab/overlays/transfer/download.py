@@ -1653,6 +1653,8 @@ class DownloadManager:
             return existing
         if size is not None and size < 0:
             raise ValueError("a file size is never negative")
+        if chunk_root is not None and len(chunk_root) != DIGEST_SIZE:
+            chunk_root = None  # not a SHA-256 root: no use checking lists against it
         state = PartialState(urn=urn, name=sanitize_name(name), size=size, chunk_root=chunk_root)
         state.created = self.runtime.wall_time()
         if size is not None:
