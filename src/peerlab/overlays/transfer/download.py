@@ -907,6 +907,11 @@ class Download:
         self.held = False
         self.dirty = False
         self.saving = False
+        self.save_again = False
+        #: Loaded from disk before its chunk list was saved (a kill in the
+        #: first seconds): once a list arrives, what the partial already
+        #: holds is re-hashed and taken back rather than fetched again.
+        self.recover_when_listed = False
         self.sha1: Any = hashlib.sha1()
         self.sha1_at = 0
         self.sha1_busy = False
@@ -1545,6 +1550,13 @@ class Download:
             self.partial.resize()
         except StorageError as exc:
             self._fail(str(exc))
+            return
+        if self.recover_when_listed:
+            self.recover_when_listed = False
+            self._recover()
+        # The list is what makes chunks recoverable after a crash: persist it
+        # now rather than at the next batched save.
+        self.manager._save(self)
 
     def _learn_size(self, size: int, sess: _Session) -> None:
         st = self.state
@@ -1772,6 +1784,8 @@ class DownloadManager:
             dl = Download(self, partial)
             self._downloads[dl.id] = dl
             found.append(dl)
+            if partial.state.chunks is None and partial.part_path.exists():
+                dl.recover_when_listed = True
             if partial.state.chunks is not None and partial.state.have is not None:
                 try:
                     partial.open()
@@ -1864,7 +1878,10 @@ class DownloadManager:
 
     def _save(self, dl: Download) -> None:
         """Persist ``dl``'s state off the loop: partial fsync, then atomic state write."""
-        if dl.saving or self._closed or dl.status in (COMPLETE, VERIFYING):
+        if self._closed or dl.status in (COMPLETE, VERIFYING):
+            return
+        if dl.saving:
+            dl.save_again = True  # this snapshot may be older than the change
             return
         dl.saving = True
         dl.dirty = False
@@ -1879,6 +1896,9 @@ class DownloadManager:
             if exc is not None:
                 dl.dirty = True
                 self.runtime.observer.event("transfer.state_unsaved", urn=dl.urn, error=str(exc))
+            if dl.save_again:
+                dl.save_again = False
+                self._save(dl)
             if dl.finish_after_save:
                 dl.finish_after_save = False
                 dl._finish()
