@@ -42,6 +42,7 @@ from peerlab.runtime.base import (
     DatagramHandler,
     NullObserver,
     Observer,
+    QueuedTimer,
     StreamHandler,
 )
 
@@ -101,35 +102,11 @@ def _reset_error(exc: BaseException | None) -> NetworkError | None:
 # ------------------------------------------------------------------ timers
 
 
-class _AioTimer:
-    """A timer in :class:`AsyncioRuntime`'s own queue."""
+class _AioTimer(QueuedTimer):
+    """A timer in :class:`AsyncioRuntime`'s own queue (asyncio does not keep
+    ties in creation order, so the runtime orders them itself)."""
 
-    __slots__ = ("_when", "_fn", "_cancelled", "_runtime")
-
-    def __init__(self, runtime: AsyncioRuntime, when: float, fn: Callable[[], None]) -> None:
-        self._runtime = runtime
-        self._when = when
-        self._fn: Callable[[], None] | None = fn
-        self._cancelled = False
-
-    @property
-    def when(self) -> float:
-        return self._when
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def cancel(self) -> None:
-        if not self._cancelled:
-            self._cancelled = True
-            if self._fn is not None:
-                self._fn = None
-                self._runtime._timer_cancelled()
-
-    def __repr__(self) -> str:
-        state = " cancelled" if self._cancelled else ""
-        return f"<AioTimer when={self._when:.6f}{state}>"
+    __slots__ = ()
 
 
 # ------------------------------------------------------------------ streams
@@ -493,11 +470,11 @@ class AsyncioRuntime:
         timers = self._timers
         while timers and timers[0][0] <= cutoff:
             timer = heapq.heappop(timers)[2]
-            fn = timer._fn
+            fn = timer.fn
             if fn is None:
                 self._timers_cancelled = max(0, self._timers_cancelled - 1)
                 continue
-            timer._fn = None
+            timer.fn = None
             try:
                 fn()
             except Exception as exc:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peerlab.errors import ConfigError
-from peerlab.runtime.base import Observer
+from peerlab.runtime.base import Observer, QueuedTimer
 from peerlab.sim.net import PacketSink, SimHost
 
 #: The virtual wall clock at virtual time 0 (2024-01-01T00:00:00Z), so that
@@ -35,45 +35,24 @@ DEFAULT_EPOCH = 1_704_067_200.0
 COMPACT_THRESHOLD = 10_000
 
 
-class SimTimer:
+class SimTimer(QueuedTimer):
     """A scheduled callback on the virtual clock.  Cancelled timers are
     skipped without moving the clock."""
 
-    __slots__ = ("_when", "_fn", "_cancelled", "_sim", "_ip")
+    __slots__ = ("_sim", "_ip")
 
     def __init__(self, sim: Simulator, when: float, fn: Callable[[], None], ip: str | None) -> None:
+        super().__init__(sim, when, fn)
         self._sim = sim
-        self._when = when
-        self._fn: Callable[[], None] | None = fn
-        self._cancelled = False
         self._ip = ip
-
-    @property
-    def when(self) -> float:
-        return self._when
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def cancel(self) -> None:
-        if not self._cancelled:
-            self._cancelled = True
-            if self._fn is not None:
-                self._fn = None
-                self._sim._timer_cancelled()
-
-    def __repr__(self) -> str:
-        state = " cancelled" if self._cancelled else ""
-        return f"<SimTimer when={self._when!r}{state}>"
 
 
 def fire_timer(timer: SimTimer) -> None:
     """The heap callback of every :class:`SimTimer`."""
-    fn = timer._fn
+    fn = timer.fn
     if fn is None:
         return
-    timer._fn = None
+    timer.fn = None
     if timer._ip is not None:
         timer._sim.trace(timer._ip, "timer")
     fn()
@@ -160,14 +139,14 @@ class Simulator:
     def _timer_cancelled(self) -> None:
         self._cancelled += 1
         if self._cancelled > COMPACT_THRESHOLD and 2 * self._cancelled > len(self._heap):
-            self._heap = [e for e in self._heap if not (e[2] is fire_timer and e[3]._fn is None)]
+            self._heap = [e for e in self._heap if not (e[2] is fire_timer and e[3].fn is None)]
             heapq.heapify(self._heap)
             self._cancelled = 0
 
     def _pop_cancelled(self) -> None:
         """Drop cancelled timers from the top of the heap, clock untouched."""
         heap = self._heap
-        while heap and heap[0][2] is fire_timer and heap[0][3]._fn is None:
+        while heap and heap[0][2] is fire_timer and heap[0][3].fn is None:
             heapq.heappop(heap)
             if self._cancelled:
                 self._cancelled -= 1
