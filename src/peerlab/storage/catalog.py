@@ -24,6 +24,10 @@ Properties the rest of peerlab relies on:
 * **Thread-safe.**  One connection, every use under one lock; hashing runs
   outside the lock, so searches stay quick while a long scan runs.
 
+Each file also carries its Napster md5 (:func:`napster_md5`), the partial
+hash Napster clients share and search results carry (napster.txt, section
+"MD5"), computed at scan time next to the SHA-1.
+
 Hidden files and folders (names starting with ``.``), the catalog's own
 database files and any folder given in ``exclude`` (the node's incomplete
 downloads) are not shared.
@@ -31,6 +35,7 @@ downloads) are not shared.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
@@ -49,7 +54,7 @@ from peerlab.wire.urn import parse_sha1_urn, sha1_urn
 
 #: Bumped whenever the schema changes; an older database is rebuilt (it is a
 #: cache of what is on disk: a rescan restores it).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a write waits for another process holding the database (the
 #: CLI and the node may open the same file), in seconds.
 BUSY_TIMEOUT_S = 10.0
@@ -65,6 +70,15 @@ MAX_REPORTED_PROBLEMS = 1000
 #: Folder nesting followed below a shared folder (a guard against bind-mount
 #: loops and absurd trees; symlinked folders are never followed).
 MAX_DEPTH = 64
+#: Bytes of the Napster md5 region: napster.txt, section "MD5", says "the
+#: vast majority of the files are hashed using the first 299,008 bytes of the
+#: file" (the Windows client; the linux nap client hashed 300,000, which the
+#: spec calls out as not what Napster does), after skipping an ID3v2 tag.
+NAPSTER_MD5_BYTES = 299_008
+#: ID3v2 header: "ID3", version (2 bytes), flags, syncsafe size (4 bytes).
+ID3V2_HEADER_BYTES = 10
+#: ID3v2 flag bit announcing a 10-byte footer after the tag (ID3v2.4, 3.1).
+ID3V2_FOOTER_FLAG = 0x10
 #: Search result bound, whatever the caller asks for.
 MAX_SEARCH_LIMIT = 10_000
 #: Query words used; more add nothing to a match and cost time.
@@ -113,9 +127,11 @@ CREATE TABLE IF NOT EXISTS files (
     genre TEXT,
     bitrate INTEGER,
     duration REAL,
-    sample_rate INTEGER
+    sample_rate INTEGER,
+    napster_md5 TEXT
 );
 CREATE INDEX IF NOT EXISTS files_sha1 ON files(sha1);
+CREATE INDEX IF NOT EXISTS files_napster_md5 ON files(napster_md5, size);
 CREATE INDEX IF NOT EXISTS files_root ON files(root);
 CREATE TABLE IF NOT EXISTS chunks (
     idx INTEGER PRIMARY KEY REFERENCES files(idx) ON DELETE CASCADE,
@@ -130,7 +146,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5(
 
 _FILE_COLUMNS = (
     "idx, path, root, name, size, mtime_ns, sha1, chunk_size, chunk_root, kind, mime,"
-    " title, artist, album, genre, bitrate, duration, sample_rate"
+    " title, artist, album, genre, bitrate, duration, sample_rate, napster_md5"
 )
 
 
@@ -156,6 +172,8 @@ class SharedFile:
     bitrate: int | None = None
     duration: float | None = None
     sample_rate: int | None = None
+    #: The Napster md5 (hex, :func:`napster_md5`), shared in Napster's 100 message.
+    napster_md5: str | None = None
 
     @property
     def urn(self) -> str:
@@ -202,6 +220,56 @@ class ScanReport:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _id3v2_length(head: bytes) -> int:
+    """Bytes an ID3v2 tag at the start of a file takes (0 when there is none).
+
+    ID3v2.4 section 3.1: "ID3", two version bytes (neither 0xFF), flags, then
+    the tag size as four syncsafe bytes (7 bits each), not counting the
+    10-byte header or the optional footer.
+    """
+    if len(head) < ID3V2_HEADER_BYTES or head[:3] != b"ID3":
+        return 0
+    if head[3] == 0xFF or head[4] == 0xFF or any(b & 0x80 for b in head[6:10]):
+        return 0
+    size = 0
+    for b in head[6:10]:
+        size = (size << 7) | b
+    footer = ID3V2_HEADER_BYTES if head[5] & ID3V2_FOOTER_FLAG else 0
+    return ID3V2_HEADER_BYTES + size + footer
+
+
+def napster_md5_of(f: Any, size: int) -> str:
+    """The Napster md5 of the open binary file ``f`` of ``size`` bytes.
+
+    napster.txt, section "MD5": the hex MD5 of the first
+    :data:`NAPSTER_MD5_BYTES` bytes after an ID3v2 tag ("skip id3v2 ...
+    and hash"); a file shorter than that is hashed to its end.  A tag that
+    claims to run past the end of the file is not skipped.  It names a
+    file only loosely (a partial hash, as Napster had), so peerlab checks
+    it together with the size.
+    """
+    f.seek(0)
+    start = _id3v2_length(f.read(ID3V2_HEADER_BYTES))
+    if start >= size:
+        start = 0
+    f.seek(start)
+    h = hashlib.md5(usedforsecurity=False)
+    left = NAPSTER_MD5_BYTES
+    while left > 0:
+        block = f.read(min(left, 1 << 16))
+        if not block:
+            break
+        h.update(block)
+        left -= len(block)
+    return h.hexdigest()
+
+
+def napster_md5(path: Path | str) -> str:
+    """:func:`napster_md5_of` the file at ``path`` (raises ``OSError``)."""
+    with open(path, "rb") as f:
+        return napster_md5_of(f, os.fstat(f.fileno()).st_size)
 
 
 def _name_text(name: str) -> str:
@@ -266,6 +334,31 @@ class _Problems:
         self.count += 1
         if len(self.items) < MAX_REPORTED_PROBLEMS:
             self.items.append((Path(path), reason))
+
+
+#: One hashed file on its way into the database: where it was found, its
+#: hashes, its tags and its Napster md5.
+_Hashed = tuple[_Candidate, HashResult, FileMetadata, str]
+
+
+def _md5_for(result: HashResult) -> tuple[str | None, OSError | StorageError | None]:
+    """The Napster md5 of a hashed file, from the bytes the SHA-1 described.
+
+    Read in a second, short pass (at most :data:`NAPSTER_MD5_BYTES` plus an
+    ID3v2 tag); a file whose size or mtime changed since it was hashed is an
+    error, like a file changing while it is hashed.
+    """
+    st = result.stat
+    assert st is not None
+    try:
+        with open(result.path, "rb") as f:
+            now = os.fstat(f.fileno())
+            was = (st.st_size, st.st_mtime_ns, st.st_ino)
+            if (now.st_size, now.st_mtime_ns, now.st_ino) != was:
+                return None, StorageError("file changed while it was hashed")
+            return napster_md5_of(f, now.st_size), None
+    except OSError as exc:
+        return None, exc
 
 
 # ------------------------------------------------------------------ catalog
@@ -374,13 +467,13 @@ class Catalog:
     @staticmethod
     def _file(row: tuple[Any, ...]) -> SharedFile:
         (idx, path, root, name, size, mtime_ns, sha1, chunk_size, chunk_root, kind, mime,
-         title, artist, album, genre, bitrate, duration, sample_rate) = row  # fmt: skip
+         title, artist, album, genre, bitrate, duration, sample_rate, md5) = row  # fmt: skip
         return SharedFile(
             index=idx, path=Path(path), root=Path(root), name=name, size=size,
             mtime_ns=mtime_ns, sha1=bytes(sha1), chunk_size=chunk_size,
             chunk_root=bytes(chunk_root), kind=kind, mime=mime, title=title,
             artist=artist, album=album, genre=genre, bitrate=bitrate,
-            duration=duration, sample_rate=sample_rate,
+            duration=duration, sample_rate=sample_rate, napster_md5=md5,
         )  # fmt: skip
 
     def _select(self, sql: str, params: Iterable[Any] = ()) -> list[SharedFile]:
@@ -404,6 +497,15 @@ class Catalog:
 
     def by_index(self, index: int) -> SharedFile | None:
         found = self._select(f"SELECT {_FILE_COLUMNS} FROM files WHERE idx = ?", (int(index),))
+        return found[0] if found else None
+
+    def by_napster_md5(self, md5: str, size: int) -> SharedFile | None:
+        """A shared file with this Napster md5 and size (napster.txt "MD5"), or ``None``."""
+        found = self._select(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE napster_md5 = ? AND size = ?"
+            " ORDER BY idx LIMIT 1",
+            (str(md5).lower(), int(size)),
+        )
         return found[0] if found else None
 
     def by_urn(self, urn_or_digest: str | bytes) -> SharedFile | None:
@@ -593,7 +695,7 @@ class Catalog:
             db.execute("DELETE FROM files WHERE idx = ?", (i,))
         return len(ids)
 
-    def _store(self, batch: list[tuple[_Candidate, HashResult, FileMetadata]]) -> tuple[int, int]:
+    def _store(self, batch: list[_Hashed]) -> tuple[int, int]:
         """Write hashed files in one transaction; ``(added, changed)``."""
         added = changed = 0
         with self._lock:
@@ -601,10 +703,10 @@ class Catalog:
             roots = {r[0] for r in db.execute("SELECT path FROM folders")}
             db.execute("BEGIN IMMEDIATE")
             try:
-                for cand, result, meta in batch:
+                for cand, result, meta, md5 in batch:
                     if cand.root not in roots:
                         continue  # the folder was removed while we hashed
-                    was = self._store_one(db, cand, result, meta)
+                    was = self._store_one(db, cand, result, meta, md5)
                     if was:
                         changed += 1
                     else:
@@ -616,7 +718,12 @@ class Catalog:
         return added, changed
 
     def _store_one(
-        self, db: sqlite3.Connection, cand: _Candidate, result: HashResult, meta: FileMetadata
+        self,
+        db: sqlite3.Connection,
+        cand: _Candidate,
+        result: HashResult,
+        meta: FileMetadata,
+        md5: str,
     ) -> bool:
         """Insert or update one file; True when the path was listed before."""
         hashes = result.hashes
@@ -628,7 +735,7 @@ class Catalog:
             st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, cand.root, name,
             hashes.chunks.chunk_size, hashes.chunks.root, meta.kind, meta.mime,
             meta.title, meta.artist, meta.album, meta.genre, meta.bitrate,
-            meta.duration, meta.sample_rate,
+            meta.duration, meta.sample_rate, md5,
         )  # fmt: skip
         if old is not None and bytes(old[1]) == hashes.sha1:
             # Same content (touched, copied over): keep the index.
@@ -636,7 +743,7 @@ class Catalog:
             db.execute(
                 "UPDATE files SET size=?, mtime_ns=?, inode=?, dev=?, root=?, name=?,"
                 " chunk_size=?, chunk_root=?, kind=?, mime=?, title=?, artist=?, album=?,"
-                " genre=?, bitrate=?, duration=?, sample_rate=? WHERE idx=?",
+                " genre=?, bitrate=?, duration=?, sample_rate=?, napster_md5=? WHERE idx=?",
                 (*values, idx),
             )
             db.execute("DELETE FROM files_fts WHERE rowid = ?", (idx,))
@@ -647,7 +754,8 @@ class Catalog:
             cur = db.execute(
                 "INSERT INTO files(size, mtime_ns, inode, dev, root, name, chunk_size,"
                 " chunk_root, kind, mime, title, artist, album, genre, bitrate, duration,"
-                " sample_rate, path, sha1) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " sample_rate, napster_md5, path, sha1)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*values, cand.path, hashes.sha1),
             )
             idx = cur.lastrowid
@@ -735,7 +843,7 @@ class Catalog:
         report()
         by_path = {c.path: c for c in to_hash}
         added = changed = hashed = bytes_hashed = 0
-        batch: list[tuple[_Candidate, HashResult, FileMetadata]] = []
+        batch: list[_Hashed] = []
         stale: list[str] = []
         results: Iterator[HashResult] = hash_files(
             (Path(c.path) for c in to_hash), on_bytes=on_bytes
@@ -745,8 +853,10 @@ class Catalog:
                 path = str(result.path)
                 cand = by_path[path]
                 state["files"] += 1
-                if result.error is not None:
-                    reason = getattr(result.error, "strerror", None) or str(result.error)
+                md5, md5_error = (None, None) if result.error else _md5_for(result)
+                if result.error is not None or md5 is None:
+                    error = result.error or md5_error
+                    reason = getattr(error, "strerror", None) or str(error)
                     errors.add(path, f"cannot hash: {reason}")
                     if path in known:
                         stale.append(path)
@@ -755,7 +865,7 @@ class Catalog:
                     hashed += 1
                     bytes_hashed += result.hashes.size
                     # Tags are read here, outside the database lock.
-                    batch.append((cand, result, read_metadata(result.path)))
+                    batch.append((cand, result, read_metadata(result.path), md5))
                     if len(batch) >= COMMIT_EVERY_FILES:
                         a, c = self._store(batch)
                         added, changed, batch = added + a, changed + c, []
