@@ -48,6 +48,19 @@ DEFAULT_QUEUE_LENGTH = 32
 MAX_UPLOAD_SLOTS = 1024
 MAX_QUEUE_LENGTH = 100_000
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The data port Napster clients listened on for peer transfers (napster.txt
+#: section 3, message 2's example: ``foo badpass 6699 "nap v0.8" 3``).
+DEFAULT_NAPSTER_PORT = 6699
+#: Napster link types (napster.txt, message 2 "login": 0 unknown ... 10 T3 or
+#: greater), by the names a user may write in the config instead of the number.
+NAPSTER_LINK_NAMES = {
+    "unknown": 0, "14.4": 1, "28.8": 2, "33.6": 3, "56k": 4, "isdn-64k": 5,
+    "isdn-128k": 6, "cable": 7, "dsl": 8, "t1": 9, "t3": 10,
+}  # fmt: skip
+#: Longest Napster nick or password accepted from the config (the server has
+#: its own bound; this keeps a typo from sending a page of text).
+MAX_NAPSTER_CREDENTIAL = 64
+_NICK_RE = re.compile(r"^[A-Za-z0-9_\[\]{}\-@^!$]+$")
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
@@ -98,6 +111,25 @@ class NodeConfig:
     peers: list[str] = field(default_factory=list)
     #: How much the node logs: debug, info, warning, error.
     log_level: str = "info"
+    #: Napster index servers, ``HOST:PORT``, in fail-over order: the node logs
+    #: in to the first that answers, shares its catalog there, and moves on
+    #: to the next when it goes away.  Empty: the node does not join Napster.
+    napster: list[str] = field(default_factory=list)
+    #: The Napster nick (default: one generated once and kept in
+    #: ``<data_dir>/napster.json``).
+    napster_nick: str | None = None
+    #: The Napster password the nick is registered with (default: one
+    #: generated once and kept, mode 0600, in ``<data_dir>/napster.json``).
+    napster_password: str | None = None
+    #: Napster data port for peer transfers (``GET``/``SEND``) on
+    #: ``listen_host``; 0 picks a free one.
+    napster_port: int = DEFAULT_NAPSTER_PORT
+    #: Behind a firewall: log in with data port 0, accept no connections and
+    #: push uploads out (``SEND``) when the server relays a 501.
+    napster_firewalled: bool = False
+    #: The link type announced to Napster (0-10 or a name: unknown, 14.4, 28.8,
+    #: 33.6, 56k, isdn-64k, isdn-128k, cable, dsl, t1, t3).
+    napster_link: int = 0
 
     @property
     def downloads_path(self) -> Path:
@@ -122,6 +154,10 @@ class NodeConfig:
                 value = [str(v) for v in value]
             out[f.name] = value
         return out
+
+    def to_display(self) -> dict[str, Any]:
+        """:meth:`to_dict` with secrets (the Napster password) masked."""
+        return {k: ("********" if k in SECRET_FIELDS else v) for k, v in self.to_dict().items()}
 
 
 # ------------------------------------------------------------------ converters
@@ -207,6 +243,39 @@ def _host(value: Any, where: str) -> str:
     return value.strip()
 
 
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _link(value: Any, where: str) -> int:
+    if isinstance(value, str) and value.strip().lower() in NAPSTER_LINK_NAMES:
+        return NAPSTER_LINK_NAMES[value.strip().lower()]
+    if isinstance(value, str) and not value.strip().isdigit():
+        names = ", ".join(NAPSTER_LINK_NAMES)
+        raise ConfigError(f"{where}: expected a link type 0-10 or one of {names}, got {value!r}")
+    return _int(value, where, 0, 10)
+
+
+def _credential(value: Any, where: str, *, nick: bool) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAPSTER_CREDENTIAL:
+        raise ConfigError(
+            f"{where}: expected 1-{MAX_NAPSTER_CREDENTIAL} characters, got {value!r}"
+        )
+    if nick and not _NICK_RE.match(value):
+        raise ConfigError(
+            f"{where}: a Napster nick is letters, digits and _[]{{}}-@^!$ only, got {value!r}"
+        )
+    if not nick and (not value.isascii() or any(c.isspace() or not c.isprintable() for c in value)):
+        raise ConfigError(f"{where}: a Napster password is printable ASCII without spaces")
+    return value
+
+
 def _level(value: Any, where: str) -> str:
     if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{where}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
@@ -235,7 +304,17 @@ _CONVERTERS: dict[str, _Converter] = {
         format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
     ],
     "log_level": lambda v, w, b: _level(v, w),
+    "napster": lambda v, w, b: [
+        format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
+    ],
+    "napster_nick": lambda v, w, b: _credential(v, w, nick=True),
+    "napster_password": lambda v, w, b: _credential(v, w, nick=False),
+    "napster_port": lambda v, w, b: _port(v, w),
+    "napster_firewalled": lambda v, w, b: _bool(v, w),
+    "napster_link": lambda v, w, b: _link(v, w),
 }
+#: Settings ``peerlab config`` shows masked.
+SECRET_FIELDS = frozenset({"napster_password"})
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(NodeConfig))
 assert set(_CONVERTERS) == set(FIELD_NAMES)
 

@@ -177,6 +177,18 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Another node to search and download from (repeatable).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="How much to log.")
+@click.option("--napster", "napster", multiple=True, metavar="HOST:PORT[,HOST:PORT...]",
+              help="Join Napster through these index servers, in fail-over order.")
+@click.option("--napster-nick", metavar="NICK", help="Napster nick (default: generated, kept).")
+@click.option("--napster-password", metavar="PASSWORD",
+              help="Napster password (better in the config file or PEERLAB_NAPSTER_PASSWORD; "
+                   "default: generated and kept in the data dir).")
+@click.option("--napster-port", metavar="PORT",
+              help="Napster data port for peer transfers (default 6699; 0: any free port).")
+@click.option("--napster-firewalled/--no-napster-firewalled", default=None,
+              help="Log in with data port 0; uploads are pushed out (SEND).")
+@click.option("--napster-link", metavar="TYPE",
+              help="Napster link type: 0-10 or unknown, 56k, isdn-128k, cable, dsl, t1, t3...")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
@@ -184,10 +196,12 @@ def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     """Run a node in the foreground (Ctrl-C stops it cleanly)."""
     from peerlab.apps.node import setup_logging
 
-    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
     for key in ("shared", "peers"):
         if key in given:
             given[key] = list(given[key])
+    if "napster" in given:
+        given["napster"] = [a for item in given["napster"] for a in item.split(",") if a.strip()]
     config = env.config(given)
     log_path = setup_logging(config)
     logging.getLogger("peerlab.node").debug("peerlab %s, log in %s", peerlab.__version__, log_path)
@@ -230,11 +244,13 @@ def config_cmd(env: Env, as_json: bool) -> None:
     cfg = env.config()
     path = config_file_in_use(env.config_path)
     if as_json:
-        emit_json({"config_file": str(path), "exists": path.exists(), "settings": cfg.to_dict()})
+        emit_json(
+            {"config_file": str(path), "exists": path.exists(), "settings": cfg.to_display()}
+        )
         return
     state = "" if path.exists() else " (not present: defaults apply)"
     click.echo(f"config file: {path}{state}")
-    for key, value in cfg.to_dict().items():
+    for key, value in cfg.to_display().items():
         click.echo(f"  {key} = {value!r}")
     click.echo(f"keys: {', '.join(FIELD_NAMES)}; env: PEERLAB_<KEY>; flags: peerlab node --help")
 
