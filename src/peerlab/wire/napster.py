@@ -81,6 +81,15 @@ The search grammar (200, as OpenNap and opennap-ng parse it)::
     LinkType: IntEnum 0..10 (UNKNOWN, K14_4, K28_8, K33_6, K56, ISDN_64K,
               ISDN_128K, CABLE, DSL, T1, T3); ``.label`` is what the client showed
 
+Peer-to-peer transfer lines (section 5; machines in :mod:`peerlab.proto.napster`)::
+
+    TRANSFER_READY = b"1";  TRANSFER_GET = b"GET";  TRANSFER_SEND = b"SEND"
+    INVALID_REQUEST = "INVALID REQUEST";  FILE_NOT_SHARED = "FILE NOT SHARED"
+    TransferLine(nick, filename, number)     # number: GET offset or SEND size
+        .to_bytes() -> bytes                 # '<nick> "<filename>" <number>'
+    parse_transfer_line(data: bytes) -> TransferLine | None   # None: incomplete so far
+    MAX_TRANSFER_LINE_BYTES
+
 Helpers::
 
     split_fields(text: str) -> list[str]     # the quoted-field tokenizer
@@ -137,6 +146,14 @@ __all__ = [
     "MAX_NICK_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_SEARCH_RESULTS",
+    "MAX_TRANSFER_LINE_BYTES",
+    "FILE_NOT_SHARED",
+    "INVALID_REQUEST",
+    "TRANSFER_GET",
+    "TRANSFER_READY",
+    "TRANSFER_SEND",
+    "TransferLine",
+    "parse_transfer_line",
     "MESSAGE_TYPES",
     "AcceptFailed",
     "AlternateDownloadAck",
@@ -1631,3 +1648,69 @@ def decode(type: int, payload: bytes) -> Message:
 def decode_frame(frame: Frame) -> Message:
     """:func:`decode` of one :class:`Frame`."""
     return decode(frame.type, frame.payload)
+
+
+# ------------------------------------------------------------------ peer transfers
+
+#: The byte a peer sends as soon as it accepts a data connection (section 5.1).
+TRANSFER_READY = b"1"
+#: Sent by a downloader that connected out, before its request line (5.1).
+TRANSFER_GET = b"GET"
+#: Sent by a firewalled sharer that connected out, before its offer line (5.2).
+TRANSFER_SEND = b"SEND"
+#: Error replies named by section 5 (any other text is passed through).
+INVALID_REQUEST = "INVALID REQUEST"
+FILE_NOT_SHARED = "FILE NOT SHARED"
+#: Longest ``<nick> "<filename>" <number>`` line: the field bounds, two
+#: quotes, two spaces, the digits and a tolerated CR LF.
+MAX_TRANSFER_LINE_BYTES = MAX_NICK_BYTES + MAX_FILENAME_BYTES + MAX_INT_DIGITS + 6
+
+# The line is not terminated on the wire (the digits end the packet); a
+# trailing LF or CR LF is tolerated.  Runs of spaces are tolerated as in frames.
+_TL_NICK = rb'[^ "\x00-\x1f\x7f]'
+_TL_NAME = rb'[^"\x00-\x1f\x7f]'
+_TRANSFER_LINE_RE = re.compile(
+    rb"(" + _TL_NICK + rb"{1,%d}) +\"(" % MAX_NICK_BYTES
+    + _TL_NAME + rb'{1,%d})" +([0-9]{1,%d})(?:\r?\n)?' % (MAX_FILENAME_BYTES, MAX_INT_DIGITS)
+)
+_TRANSFER_PREFIX_RE = re.compile(
+    _TL_NICK + rb"{0,%d}(?: +(?:\"" % MAX_NICK_BYTES
+    + _TL_NAME + rb'{0,%d}(?:" *(?:[0-9]{0,%d}\r?)?)?)?)?' % (MAX_FILENAME_BYTES, MAX_INT_DIGITS)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLine:
+    """``<nick> "<filename>" <number>`` after GET (number: the offset to start
+    at) or SEND (number: the file's size), napster.txt sections 5.1 and 5.2."""
+
+    nick: str
+    filename: str
+    number: int
+
+    def to_bytes(self) -> bytes:
+        """The line as sent, unterminated, in one packet."""
+        text = f"{_e_nick(self.nick)} {_e_filename(self.filename)} {_e_size(self.number)}"
+        if _BAD_CHARS_RE.search(text) is not None:
+            raise LocalProtocolError(f"bad character in transfer line {text[:80]!r}")
+        return text.encode("latin-1")
+
+
+def parse_transfer_line(data: bytes) -> TransferLine | None:
+    """The line in ``data`` if complete, ``None`` if ``data`` may still grow into one.
+
+    Completeness is only syntactic: the protocol ends the line with the end of
+    its packet, so the caller decides when no more digits will come.  Raises
+    :class:`RemoteProtocolError` when ``data`` can never become a line.
+    """
+    m = _TRANSFER_LINE_RE.fullmatch(data)
+    if m is not None:
+        number = int(m.group(3))
+        if number > MAX_FILE_SIZE:
+            raise _remote("napster transfer line number out of range")
+        return TransferLine(
+            m.group(1).decode("latin-1"), m.group(2).decode("latin-1"), number
+        )
+    if len(data) > MAX_TRANSFER_LINE_BYTES or _TRANSFER_PREFIX_RE.fullmatch(data) is None:
+        raise _remote(f"malformed napster transfer line {bytes(data[:80])!r}")
+    return None
