@@ -140,8 +140,14 @@ def test_share_search_and_constraints(store: IndexStore) -> None:
     moved = store.find_user("slow")
     assert moved is not None and moved.link == 10 and moved.data_port == 0
 
-    assert store.remove_file(fast.session_id, "little toot.mp3")
-    assert not store.remove_file(fast.session_id, "little toot.mp3")
+    assert store.session_totals(fast.session_id) == (2, 9_000_000)
+    ex = store.search(IndexQuery(("little", "toot"), 10, excludes=("remix", "disney")))
+    assert names(ex) == {"little toot.mp3"}
+    assert names(store.search(IndexQuery(("toot",), 10, server_id=sid + 1))) == set()
+    assert len(store.search(IndexQuery(("toot",), 10, server_id=sid))) == 3
+
+    assert store.remove_file(fast.session_id, "little toot.mp3") == 4_000_000
+    assert store.remove_file(fast.session_id, "little toot.mp3") is None
     assert q() == everything - {"little toot.mp3"}
     assert store.remove_all_files(fast.session_id) == 1
     assert q() == {"Little Toot - Disney.mp3"}

@@ -158,11 +158,15 @@ class Constraint:
 @dataclass(frozen=True, slots=True)
 class IndexQuery:
     """A search as the index runs it: every word in ``terms`` must occur in
-    the file name, every constraint must hold, at most ``limit`` hits."""
+    the file name and none in ``excludes`` (``FILENAME EXCLUDES``), every
+    constraint must hold, at most ``limit`` hits; ``server_id`` keeps only
+    the files of that server's users (``LOCAL_ONLY``)."""
 
     terms: tuple[str, ...]
     limit: int
     constraints: tuple[Constraint, ...] = ()
+    excludes: tuple[str, ...] = ()
+    server_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,10 +419,16 @@ class IndexStore(ABC):
         Returns how many were added."""
 
     @abstractmethod
-    def remove_file(self, session_id: int, filename: str) -> bool: ...
+    def remove_file(self, session_id: int, filename: str) -> int | None:
+        """Unshare one file (napster.txt 102); returns its size, None if not shared."""
 
     @abstractmethod
-    def remove_all_files(self, session_id: int) -> int: ...
+    def remove_all_files(self, session_id: int) -> int:
+        """Unshare everything (napster.txt 110); returns how many files."""
+
+    @abstractmethod
+    def session_totals(self, session_id: int) -> tuple[int, int]:
+        """(files, bytes) a session shares."""
 
     @abstractmethod
     def search(self, query: IndexQuery, exclude_servers: Sequence[int] = ()) -> list[Hit]:
@@ -661,16 +671,24 @@ class _SqlIndexStore(IndexStore):
 
     # -- files
 
-    def remove_file(self, session_id: int, filename: str) -> bool:
+    def remove_file(self, session_id: int, filename: str) -> int | None:
         with self._tx() as c:
-            n = c.execute(
-                "DELETE FROM files WHERE session_id = ? AND filename = ?", (session_id, filename)
-            ).rowcount
-            if n > 0:
-                c.execute(
-                    "UPDATE users SET shared = shared - ? WHERE session_id = ?", (n, session_id)
-                )
-        return n > 0
+            row = c.execute(
+                "DELETE FROM files WHERE session_id = ? AND filename = ? RETURNING size",
+                (session_id, filename),
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE users SET shared = shared - 1 WHERE session_id = ?", (session_id,))
+        return int(row[0])
+
+    def session_totals(self, session_id: int) -> tuple[int, int]:
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        return int(row[0]), int(row[1])
 
     def remove_all_files(self, session_id: int) -> int:
         with self._tx() as c:
@@ -727,13 +745,17 @@ class _SqlIndexStore(IndexStore):
         return mail
 
 
-def _constraint_sql(query: IndexQuery) -> tuple[str, list[int]]:
+def _constraint_sql(query: IndexQuery) -> tuple[str, list[Any]]:
+    """The WHERE additions for a query's constraints (and LOCAL_ONLY)."""
     _check_query(query)
     parts: list[str] = []
-    values: list[int] = []
+    values: list[Any] = []
     for cons in query.constraints:
         parts.append(f" AND {_CONSTRAINT_COLUMNS[cons.field]} {cons.op} ?")
         values.append(cons.value)
+    if query.server_id is not None:
+        parts.append(" AND f.server_id = ?")
+        values.append(query.server_id)
     return "".join(parts), values
 
 
@@ -907,6 +929,8 @@ class SqliteIndexStore(_SqlIndexStore):
         if not query.terms or query.limit <= 0:
             return []
         match = " ".join(f'"{t}"' for t in query.terms)
+        if query.excludes:
+            match = f"({match})" + "".join(f' NOT "{x}"' for x in query.excludes)
         extra, values = _constraint_sql(query)
         if exclude_servers:
             extra += f" AND f.server_id NOT IN ({','.join('?' * len(exclude_servers))})"
@@ -1110,7 +1134,9 @@ class PostgresIndexStore(_SqlIndexStore):
             return []
         # Words are runs of letters and digits, so quoting each is enough to
         # keep user text out of the tsquery syntax.
-        tsquery = " & ".join(f"'{t}'" for t in query.terms)
+        tsquery = " & ".join(
+            [f"'{t}'" for t in query.terms] + [f"!'{x}'" for x in query.excludes]
+        )
         extra, values = _constraint_sql(query)
         params: list[Any] = [tsquery, *values]
         if exclude_servers:
