@@ -461,7 +461,7 @@ _LINKS = tuple(LinkType)
 
 
 def _d_nick(s: str) -> str:
-    if not s or len(s) > MAX_NICK_BYTES or " " in s:
+    if not s or len(s) > MAX_NICK_BYTES or " " in s or '"' in s:
         raise _remote(f"bad napster nick {s[:80]!r}")
     return s
 
@@ -810,11 +810,13 @@ class UnshareFile(Message):
 
     @classmethod
     def from_payload(cls, text: str) -> UnshareFile:
-        if text.startswith('"'):
+        if text.lstrip(" ").startswith('"'):
             fields = split_fields(text)
             if len(fields) != 1:
                 raise _remote("napster message 102 carries one filename")
             return cls(_d_filename(fields[0]))
+        if '"' in text:
+            raise _remote(f"bad napster filename {text[:80]!r}")
         return cls(_d_filename(text))
 
 
