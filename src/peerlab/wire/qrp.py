@@ -1,0 +1,556 @@
+"""The Query Routing Protocol (gtk-gnutella ``doc/gnutella/QRP``, Rohrs, v1.0;
+its use between leaves and ultrapeers: ``doc/gnutella/ultrapeer_qrp``).
+
+A leaf hashes every keyword of its shared files into a table of
+``table_length`` entries (a power of two); an entry holds the distance to a
+matching file, ``infinity`` meaning none.  It sends the table to its
+ultrapeer as one ROUTE_TABLE_UPDATE RESET (function 0x30, variant 0) and a
+sequence of PATCH messages (variant 1) carrying the entry-wise difference to
+the previous table, 4 or 8 signed bits per entry, optionally zlib-compressed
+and cut into chunks ("Gnutella Protocol Changes").  The ultrapeer forwards a
+query to the leaf only when every keyword of the query hits the table.
+
+Public API:
+
+- :func:`qrp_hash` -- the spec's hash (Appendix A), test vectors included.
+- :func:`split_keywords` -- how query and file names are cut into keywords.
+- :class:`ResetTable`, :class:`PatchTable` -- the two variants;
+  :func:`decode_route_table_update` / :func:`encode_route_table_update` their payloads.
+- :class:`QueryRouteTable` -- a table: add, lookup, match, merge, scale.
+- :func:`make_update` -- the RESET/PATCH messages that move a receiver from
+  one table to the next.
+- :class:`QrpReceiver` -- the receiving side: RESET, PATCH reassembly with
+  sequence checks, bounded decompression, the finished table.
+
+Everything a peer controls is bounded: the table length
+(:data:`MAX_TABLE_LENGTH`), the sequence (255 messages, one byte), the
+inflated patch (exactly ``table_length * entry_bits / 8`` bytes, so a zip
+bomb is refused at the first byte too many).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from peerlab.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "COMPRESSOR_NONE",
+    "COMPRESSOR_ZLIB",
+    "DEFAULT_INFINITY",
+    "DEFAULT_TABLE_LENGTH",
+    "MAX_INFINITY",
+    "MAX_TABLE_LENGTH",
+    "MIN_TABLE_LENGTH",
+    "ROUTE_TABLE_UPDATE",
+    "PatchTable",
+    "QrpReceiver",
+    "QueryRouteTable",
+    "ResetTable",
+    "decode_route_table_update",
+    "encode_route_table_update",
+    "make_update",
+    "qrp_hash",
+    "split_keywords",
+]
+
+#: "Gnutella Protocol Changes": the function code of ROUTE_TABLE_UPDATE.
+ROUTE_TABLE_UPDATE = 0x30
+VARIANT_RESET = 0x00
+VARIANT_PATCH = 0x01
+#: PATCH COMPRESSOR values: "0x0 no compression, 0x1 ZLIB compression".
+COMPRESSOR_NONE = 0x00
+COMPRESSOR_ZLIB = 0x01
+#: PATCH ENTRY_BITS: "Must be 4 or 8".
+ENTRY_BITS = (4, 8)
+#: LimeWire's table length (2**16 entries, 16-bit hashes).
+DEFAULT_TABLE_LENGTH = 1 << 16
+#: "Typically INFINITY is chosen to be one greater than the maximum TTL";
+#: the spec's appendix and LimeWire use 7.
+DEFAULT_INFINITY = 7
+#: Smallest table we accept: the spec's appendix uses 8 entries; anything
+#: smaller routes nothing useful.
+MIN_TABLE_LENGTH = 8
+#: Largest table a peer may make us hold, one byte per entry.  LimeWire sends
+#: 2**16 entries and gtk-gnutella at most 2**21 (its largest generated table);
+#: 2**21 bytes per leaf is the memory we grant.
+MAX_TABLE_LENGTH = 1 << 21
+#: Largest INFINITY: an 8-bit signed patch entry must span 1 - INFINITY.
+MAX_INFINITY = 127
+#: "sequences are limited to 255 messages, since only one unsigned byte is
+#: used per SEQ_SIZE field".
+MAX_SEQUENCE = 255
+#: The spec's suggested PATCH chunk ("A maximum message size of 1KB might be
+#: a good choice").
+DEFAULT_CHUNK = 1024
+
+# Appendix A: "A 32-bit integer version of the golden ratio".
+_A_INT = 0x4F1BBCDC
+_MASK32 = 0xFFFFFFFF
+
+
+def qrp_hash(keyword: str | bytes, bits: int) -> int:
+    """The QRP hash of ``keyword`` in ``bits`` bits (Appendix A).
+
+    The keyword is lower-cased (``str.lower`` for text, ASCII for bytes) and,
+    as text, encoded in UTF-8: "the hash function operates on bytes ... all
+    characters must be encoded in a unique, canonical manner".  Its bytes are
+    XORed together as little-endian 32-bit words (zero-padded), the result is
+    multiplied by 0x4F1BBCDC and bits 31..32-bits of the product kept.
+    """
+    data = keyword.lower().encode("utf-8") if isinstance(keyword, str) else keyword.lower()
+    if not 0 < bits <= 32:
+        raise LocalProtocolError(f"QRP hash width {bits} out of range")
+    n = len(data)
+    if n % 4:
+        data = data + bytes(4 - n % 4)
+    value = int.from_bytes(data, "little")
+    xor = 0
+    while value:
+        xor ^= value & _MASK32
+        value >>= 32
+    return ((xor * _A_INT) & _MASK32) >> (32 - bits)
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def split_keywords(text: str, *, min_length: int = 1) -> list[str]:
+    """The lower-cased keywords of ``text``, in order, without repeats.
+
+    Keywords are runs of letters and digits: "These keywords should be
+    separated by ... a space"; servents (LimeWire, gtk-gnutella) also cut at
+    punctuation, so file names like ``Lebowski_-_Intro.mp3`` yield keywords.
+    """
+    seen: dict[str, None] = {}
+    for word in _NON_WORD.split(text.lower()):
+        if len(word) >= min_length:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class ResetTable:
+    """ROUTE_TABLE_UPDATE RESET: "resets the receiver's route table to a
+    completely empty table of TABLE_LENGTH elements"."""
+
+    TYPE: ClassVar[int] = ROUTE_TABLE_UPDATE
+    VARIANT: ClassVar[int] = VARIANT_RESET
+
+    table_length: int
+    infinity: int = DEFAULT_INFINITY
+
+
+@dataclass(frozen=True, slots=True)
+class PatchTable:
+    """ROUTE_TABLE_UPDATE PATCH: one chunk of a (compressed) table patch."""
+
+    TYPE: ClassVar[int] = ROUTE_TABLE_UPDATE
+    VARIANT: ClassVar[int] = VARIANT_PATCH
+
+    seq_no: int
+    seq_size: int
+    compressor: int
+    entry_bits: int
+    data: bytes
+
+
+RouteTableUpdate = ResetTable | PatchTable
+
+
+def encode_route_table_update(msg: RouteTableUpdate) -> bytes:
+    """The payload of a RESET or PATCH (field order of the spec's tables)."""
+    if isinstance(msg, ResetTable):
+        if not 0 <= msg.table_length <= _MASK32 or not 0 <= msg.infinity <= 255:
+            raise LocalProtocolError(f"unencodable {msg!r}")
+        return (
+            bytes((VARIANT_RESET,))
+            + msg.table_length.to_bytes(4, "little")
+            + bytes((msg.infinity,))
+        )
+    fields = (msg.seq_no, msg.seq_size, msg.compressor, msg.entry_bits)
+    if not all(0 <= f <= 255 for f in fields):
+        raise LocalProtocolError(f"unencodable PATCH fields {fields}")
+    return bytes((VARIANT_PATCH, *fields)) + msg.data
+
+
+def decode_route_table_update(payload: bytes) -> RouteTableUpdate:
+    """Parse a ROUTE_TABLE_UPDATE payload (structure only; :class:`QrpReceiver`
+    checks the values against the state of the exchange)."""
+    if not payload:
+        raise RemoteProtocolError("empty ROUTE_TABLE_UPDATE")
+    variant = payload[0]
+    if variant == VARIANT_RESET:
+        if len(payload) != 6:
+            raise RemoteProtocolError(f"RESET of {len(payload)} bytes, not 6")
+        return ResetTable(int.from_bytes(payload[1:5], "little"), payload[5])
+    if variant == VARIANT_PATCH:
+        if len(payload) < 5:
+            raise RemoteProtocolError(f"PATCH of {len(payload)} bytes, less than 5")
+        return PatchTable(payload[1], payload[2], payload[3], payload[4], bytes(payload[5:]))
+    raise RemoteProtocolError(f"unknown ROUTE_TABLE_UPDATE variant {variant}")
+
+
+# ------------------------------------------------------------------- table
+
+
+def _bits_of(length: int) -> int:
+    return length.bit_length() - 1
+
+
+def _check_shape(length: int, infinity: int, exc: type[Exception]) -> None:
+    if length < MIN_TABLE_LENGTH or length > MAX_TABLE_LENGTH or length & (length - 1):
+        raise exc(f"QRP table length {length} is not a power of two in range")
+    if not 1 <= infinity <= MAX_INFINITY:
+        raise exc(f"QRP infinity {infinity} out of range")
+
+
+class QueryRouteTable:
+    """One query route table: ``length`` one-byte entries, each the distance
+    to a matching file or ``infinity`` (no file).  An entry below infinity is
+    present.  Mutable; :meth:`copy` before sharing."""
+
+    __slots__ = ("length", "infinity", "bits", "entries")
+
+    def __init__(
+        self,
+        length: int = DEFAULT_TABLE_LENGTH,
+        infinity: int = DEFAULT_INFINITY,
+        entries: bytes | bytearray | None = None,
+    ) -> None:
+        _check_shape(length, infinity, LocalProtocolError)
+        self.length = length
+        self.infinity = infinity
+        self.bits = _bits_of(length)
+        if entries is None:
+            self.entries = bytearray((infinity,)) * length
+        else:
+            if len(entries) != length:
+                raise LocalProtocolError("entries do not match the table length")
+            self.entries = bytearray(entries)
+
+    @classmethod
+    def from_keywords(
+        cls,
+        keywords: Iterable[str],
+        length: int = DEFAULT_TABLE_LENGTH,
+        infinity: int = DEFAULT_INFINITY,
+    ) -> QueryRouteTable:
+        """A leaf's table: every keyword at distance 1."""
+        table = cls(length, infinity)
+        for word in keywords:
+            table.add(word)
+        return table
+
+    def copy(self) -> QueryRouteTable:
+        return QueryRouteTable(self.length, self.infinity, self.entries)
+
+    def add(self, keyword: str | bytes, distance: int = 1) -> None:
+        """Record ``keyword`` at ``distance`` (keeping any shorter one)."""
+        if not 0 <= distance < self.infinity:
+            raise LocalProtocolError(f"distance {distance} not below infinity {self.infinity}")
+        slot = qrp_hash(keyword, self.bits)
+        if self.entries[slot] > distance:
+            self.entries[slot] = distance
+
+    def contains(self, keyword: str | bytes) -> bool:
+        """Does the table claim ``keyword``?"""
+        return self.entries[qrp_hash(keyword, self.bits)] < self.infinity
+
+    def matches(self, keywords: Iterable[str | bytes]) -> bool:
+        """Do all ``keywords`` hit the table ("Queries are interpreted as
+        logical AND's of keywords")?  No keywords match nothing."""
+        seen = False
+        for word in keywords:
+            seen = True
+            if not self.contains(word):
+                return False
+        return seen
+
+    @property
+    def present(self) -> int:
+        """How many entries are present (below infinity)."""
+        inf = self.infinity
+        if inf == 1:
+            return self.entries.count(0)
+        return self.length - sum(self.entries.count(v) for v in range(inf, 256))
+
+    def fill_ratio(self) -> float:
+        """Fraction of entries present: a table claiming every keyword has 1.0."""
+        return self.present / self.length
+
+    def scaled(self, length: int) -> QueryRouteTable:
+        """This table interpolated to ``length`` entries ("Hashing Details": an
+        entry of the new table is the minimum of the entries it overlaps)."""
+        out = QueryRouteTable(length, self.infinity)
+        if length == self.length:
+            out.entries[:] = self.entries
+        elif length > self.length:
+            k = length // self.length
+            out.entries[:] = b"".join(bytes((v,)) * k for v in self.entries)
+        else:
+            k = self.length // length
+            src = self.entries
+            out.entries[:] = bytes(min(src[i : i + k]) for i in range(0, self.length, k))
+        return out
+
+    def merge(self, other: QueryRouteTable) -> None:
+        """Fold ``other`` into this table (entry-wise minimum), scaling it to our
+        length and mapping its infinity to ours: an ultrapeer's merged table of
+        its leaves (``ultrapeer_qrp``)."""
+        src = other if other.length == self.length else other.scaled(self.length)
+        inf = self.infinity
+        oinf = other.infinity
+        mine = self.entries
+        for i, v in enumerate(src.entries):
+            if v < oinf and v < mine[i]:
+                mine[i] = v if v < inf else inf
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QueryRouteTable):
+            return NotImplemented
+        return (self.length, self.infinity, self.entries) == (
+            other.length,
+            other.infinity,
+            other.entries,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"QueryRouteTable(length={self.length}, infinity={self.infinity}, "
+            f"present={self.present})"
+        )
+
+
+# ------------------------------------------------------------------ patches
+
+
+def _pack_patch(deltas: list[int], entry_bits: int) -> bytes:
+    if entry_bits == 8:
+        if any(not -128 <= d <= 127 for d in deltas):
+            raise LocalProtocolError("patch entry does not fit 8 bits")
+        return bytes(d & 0xFF for d in deltas)
+    if any(not -8 <= d <= 7 for d in deltas):
+        raise LocalProtocolError("patch entry does not fit 4 bits; use 8-bit entries")
+    # High nibble first: the spec's appendix writes [0, 0, -6, 0, ...] as "00 a0 ..".
+    return bytes(((deltas[i] & 0xF) << 4) | (deltas[i + 1] & 0xF) for i in range(0, len(deltas), 2))
+
+
+def make_update(
+    table: QueryRouteTable,
+    previous: QueryRouteTable | None = None,
+    *,
+    entry_bits: int = 4,
+    compressor: int = COMPRESSOR_ZLIB,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> list[RouteTableUpdate]:
+    """The messages that bring a receiver holding ``previous`` to ``table``.
+
+    Without ``previous`` (or when its shape differs) the update starts with a
+    RESET and patches against the empty table ("subtracts the last route
+    table sent (or INFINITY if no table has been sent)").  An unchanged table
+    needs no message.  The (compressed) patch is cut into ``chunk_size``
+    pieces, each one PATCH of the sequence.
+    """
+    if entry_bits not in ENTRY_BITS:
+        raise LocalProtocolError(f"entry bits {entry_bits} not 4 or 8")
+    if compressor not in (COMPRESSOR_NONE, COMPRESSOR_ZLIB):
+        raise LocalProtocolError(f"unknown compressor {compressor}")
+    if chunk_size < 1:
+        raise LocalProtocolError("chunk size must be positive")
+    out: list[RouteTableUpdate] = []
+    if previous is None or previous.length != table.length or previous.infinity != table.infinity:
+        out.append(ResetTable(table.length, table.infinity))
+        base = bytes((table.infinity,)) * table.length
+    else:
+        base = bytes(previous.entries)
+        if base == table.entries:
+            return []
+    deltas = [new - old for new, old in zip(table.entries, base, strict=True)]
+    data = _pack_patch(deltas, entry_bits)
+    if compressor == COMPRESSOR_ZLIB:
+        data = zlib.compress(data)
+    chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
+    if len(chunks) > MAX_SEQUENCE:
+        raise LocalProtocolError(f"patch needs {len(chunks)} messages; raise the chunk size")
+    size = len(chunks)
+    out.extend(
+        PatchTable(n, size, compressor, entry_bits, chunk) for n, chunk in enumerate(chunks, 1)
+    )
+    return out
+
+
+_NONZERO_RUNS = re.compile(rb"[^\x00]+")
+# bytes.translate tables for the vectorised patch (see _apply).
+_HIGH_NIBBLE = bytes(b >> 4 for b in range(256))
+_LOW_NIBBLE = bytes(b & 0xF for b in range(256))
+_SHIFT4 = bytes((b << 4) & 0xFF for b in range(256))
+# A signed byte saturated to a signed nibble [-8, 7], as a raw nibble.
+_SATURATE4 = bytes((max(-8, min(7, b - 256 if b > 127 else b))) & 0xF for b in range(256))
+
+
+def _clamp(v: int, infinity: int) -> int:
+    return 0 if v < 0 else infinity if v > infinity else v
+
+
+@functools.lru_cache(maxsize=256)
+def _sum_table(infinity: int) -> bytes:
+    """Key ``old << 4 | nibble`` -> ``clamp(old + signed(nibble))``."""
+    return bytes(
+        _clamp((k >> 4) + ((k & 0xF) - 16 if k & 0xF > 7 else k & 0xF), infinity)
+        for k in range(256)
+    )
+
+
+def _add_nibbles(old: bytes, nibbles: bytes, infinity: int) -> bytes:
+    """Entry-wise ``clamp(old + signed(nibble))`` for entries below 16, in C:
+    the two byte strings are joined into keys with one big-integer OR."""
+    n = len(old)
+    keys = int.from_bytes(old.translate(_SHIFT4), "big") | int.from_bytes(nibbles, "big")
+    return keys.to_bytes(n, "big").translate(_sum_table(infinity))
+
+
+def _apply(entries: bytearray, start: int, delta: bytes, entry_bits: int, infinity: int) -> None:
+    """Add the signed patch entries in ``delta`` to ``entries`` from entry ``start``,
+    clamping to ``[0, infinity]``.
+
+    Tables whose infinity fits a nibble (LimeWire's 7, gtk-gnutella's 2) are
+    patched without a Python loop per entry: an 8-bit entry changes such an
+    entry exactly as its value saturated to [-8, 7] does, so every case is a
+    nibble added to a nibble, done with ``bytes.translate``.  Larger
+    infinities take the loop, skipping runs of zero (unchanged) entries."""
+    if entry_bits == 4 and infinity <= 15:
+        i = start
+        j = i + 2 * len(delta)
+        entries[i:j:2] = _add_nibbles(
+            bytes(entries[i:j:2]), delta.translate(_HIGH_NIBBLE), infinity
+        )
+        entries[i + 1 : j : 2] = _add_nibbles(
+            bytes(entries[i + 1 : j : 2]), delta.translate(_LOW_NIBBLE), infinity
+        )
+        return
+    if entry_bits == 8 and infinity <= 7:
+        j = start + len(delta)
+        entries[start:j] = _add_nibbles(
+            bytes(entries[start:j]), delta.translate(_SATURATE4), infinity
+        )
+        return
+    per_byte = 8 // entry_bits
+    for m in _NONZERO_RUNS.finditer(delta):
+        i = start + per_byte * m.start()
+        for b in m.group():
+            if entry_bits == 8:
+                entries[i] = _clamp(entries[i] + (b - 256 if b > 127 else b), infinity)
+                i += 1
+            else:
+                for nib in (b >> 4, b & 0xF):
+                    if nib:
+                        entries[i] = _clamp(entries[i] + (nib - 16 if nib > 7 else nib), infinity)
+                    i += 1
+
+
+class QrpReceiver:
+    """The receiving end of one connection's QRP exchange.
+
+    Feed it every ROUTE_TABLE_UPDATE in order; :meth:`receive` returns the
+    new table when a PATCH sequence completes, else ``None``.  The published
+    :attr:`table` changes only then (patches are applied to a working copy),
+    and is ``None`` between a RESET and the end of its first sequence ("a
+    host is encouraged to disregard the route table ... until the table has
+    been fully updated").  Any rule broken raises
+    :class:`~peerlab.errors.RemoteProtocolError`: "there is no way to recover
+    from a missing message", so the connection is closed.
+    """
+
+    __slots__ = ("max_table_length", "table", "updates", "_work", "_seq", "_inflater", "_fed")
+
+    def __init__(self, *, max_table_length: int = MAX_TABLE_LENGTH) -> None:
+        self.max_table_length = max_table_length
+        self.table: QueryRouteTable | None = None
+        #: Completed sequences so far.
+        self.updates = 0
+        self._work: QueryRouteTable | None = None
+        # (seq_size, compressor, entry_bits, next seq_no) of the sequence in progress.
+        self._seq: tuple[int, int, int, int] | None = None
+        self._inflater: zlib._Decompress | None = None
+        self._fed = 0  # patch bytes (uncompressed) received in this sequence
+
+    def receive(self, msg: RouteTableUpdate) -> QueryRouteTable | None:
+        if isinstance(msg, ResetTable):
+            self._reset(msg)
+            return None
+        return self._patch(msg)
+
+    def _reset(self, msg: ResetTable) -> None:
+        _check_shape(msg.table_length, msg.infinity, RemoteProtocolError)
+        if msg.table_length > self.max_table_length:
+            raise RemoteProtocolError(
+                f"QRP table of {msg.table_length} entries exceeds {self.max_table_length}"
+            )
+        self._work = QueryRouteTable(msg.table_length, msg.infinity)
+        self.table = None
+        self._seq = None
+        self._inflater = None
+        self._fed = 0
+
+    def _patch(self, msg: PatchTable) -> QueryRouteTable | None:
+        work = self._work
+        if work is None:
+            raise RemoteProtocolError("QRP PATCH before any RESET")
+        if self._seq is None:
+            if msg.seq_no != 1 or msg.seq_size < 1:
+                raise RemoteProtocolError(f"QRP sequence starts at {msg.seq_no}/{msg.seq_size}")
+            if msg.entry_bits not in ENTRY_BITS:
+                raise RemoteProtocolError(f"QRP entry bits {msg.entry_bits} not 4 or 8")
+            if msg.compressor == COMPRESSOR_ZLIB:
+                self._inflater = zlib.decompressobj()
+            elif msg.compressor != COMPRESSOR_NONE:
+                raise RemoteProtocolError(f"unknown QRP compressor {msg.compressor}")
+            self._seq = (msg.seq_size, msg.compressor, msg.entry_bits, 1)
+            self._fed = 0
+        size, compressor, bits, expected = self._seq
+        if (msg.seq_no, msg.seq_size, msg.compressor, msg.entry_bits) != (
+            expected,
+            size,
+            compressor,
+            bits,
+        ):
+            raise RemoteProtocolError(
+                f"QRP PATCH {msg.seq_no}/{msg.seq_size} out of sequence "
+                f"(expected {expected}/{size})"
+            )
+        total = work.length * bits // 8
+        remaining = total - self._fed
+        if self._inflater is not None:
+            try:
+                delta = self._inflater.decompress(msg.data, remaining + 1)
+            except zlib.error as exc:
+                raise RemoteProtocolError(f"bad zlib data in QRP PATCH: {exc}") from None
+        else:
+            delta = msg.data
+        if len(delta) > remaining:
+            raise RemoteProtocolError("QRP patch larger than the table")
+        _apply(work.entries, self._fed * 8 // bits, delta, bits, work.infinity)
+        self._fed += len(delta)
+        if expected < size:
+            self._seq = (size, compressor, bits, expected + 1)
+            return None
+        # Last message of the sequence.
+        inflater = self._inflater
+        if self._fed != total or (
+            inflater is not None and (not inflater.eof or inflater.unused_data)
+        ):
+            raise RemoteProtocolError(f"QRP patch holds {self._fed} bytes, the table needs {total}")
+        self._seq = None
+        self._inflater = None
+        self.updates += 1
+        self.table = work.copy()
+        return self.table
