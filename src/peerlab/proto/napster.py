@@ -57,6 +57,10 @@ Peer to peer (section 5)::
     Transfer events also: ConnectionClosed(), LoginTimedOut is not used; a stalled
     handshake raises RemoteProtocolError from handle_timeout.
 
+A machine that dials out sends its keyword (GET or SEND) at once and its
+line from ``handle_timeout`` at the same ``now`` (its ``next_deadline``), so
+the driver writes them as two packets, as section 5 asks.
+
 The request line and the offset reply are not terminated on the wire: a
 Napster client sends each in one packet and reads it with one ``recv``.  A
 machine therefore takes a line that is syntactically complete at the end of a
@@ -465,6 +469,8 @@ class _Transfer:
         "_out",
         "_deadline",
         "_settle_at",
+        "_held",
+        "_release_at",
         "_remaining",
         "_done",
         "_closed",
@@ -476,6 +482,8 @@ class _Transfer:
         self._out: list[bytes] = []
         self._deadline: float | None = now + self.config.handshake_timeout
         self._settle_at: float | None = None
+        self._held: bytes | None = None  # a line waiting for its own packet
+        self._release_at: float | None = None
         self._remaining: int | None = None  # file bytes still expected (receiving side)
         self._done = False
         self._closed = False
@@ -496,14 +504,16 @@ class _Transfer:
             self._out.append(bytes(data))
 
     def next_deadline(self) -> float | None:
-        if self._settle_at is not None:
-            if self._deadline is None:
-                return self._settle_at
-            return min(self._settle_at, self._deadline)
-        return self._deadline
+        times = [t for t in (self._release_at, self._settle_at, self._deadline) if t is not None]
+        return min(times) if times else None
 
     def handle_timeout(self, now: float) -> list[Event]:
         events: list[Event] = []
+        if self._release_at is not None and now >= self._release_at:
+            self._release_at = None
+            if self._held is not None:
+                self._out.append(self._held)
+                self._held = None
         if self._settle_at is not None and now >= self._settle_at:
             self._settle_at = None
             self._advance(events, now, settled=True)
@@ -554,6 +564,14 @@ class _Transfer:
             self._done = True
             self._deadline = None
             events.append(_COMPLETE)
+
+    def _keyword_then_line(self, keyword: bytes, line: bytes, now: float) -> None:
+        """Queue ``keyword`` now and ``line`` at the next timer turn, so they
+        leave in two packets as section 5 asks ("GET" / "SEND" "in a single
+        packet, then" the line)."""
+        self._out.append(keyword)
+        self._held = line
+        self._release_at = now
 
     def _start_receiving(self, remaining: int, events: list[Event]) -> None:
         self._remaining = remaining
@@ -737,9 +755,7 @@ class OutgoingGet(_Transfer):
                     f"napster transfer: expected '1', got {bytes(buf[:16])!r}"
                 )
             del buf[:1]
-            # "GET" in its own packet, then the line (section 5.1).
-            self._out.append(TRANSFER_GET)
-            self._out.append(self._line)
+            self._keyword_then_line(TRANSFER_GET, self._line, now)
             self._phase = "reply"
         if self._phase == "reply":
             self._reply(events, now, settled, eof=False)
@@ -826,8 +842,7 @@ class OutgoingSend(_Transfer):
                     f"napster transfer: expected '1', got {bytes(buf[:16])!r}"
                 )
             del buf[:1]
-            self._out.append(TRANSFER_SEND)
-            self._out.append(self._line)
+            self._keyword_then_line(TRANSFER_SEND, self._line, now)
             self._phase = "reply"
         if self._phase == "reply" and buf:
             if 0x30 <= buf[0] <= 0x39:
