@@ -819,6 +819,16 @@ def demo(nodes: int, keep: bool) -> None:
         sys.exit(code)
 
 
+def _register_napster_server() -> None:
+    """``peerlab napster-server`` (issue 3, section 2: the index server's own command)."""
+    from peerlab.cli.napster_server import napster_server
+
+    cli.add_command(napster_server, "napster-server")
+
+
+_register_napster_server()
+
+
 # ------------------------------------------------------------ entry point
 
 
