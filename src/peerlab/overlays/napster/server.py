@@ -534,12 +534,14 @@ class _Connection:
             if not frame.payload:
                 self.write(_HEADER.pack(0, SERVER_PING))
             return
-        msg = decode(mtype, frame.payload)
-        if self.state != _ONLINE:
+        online = self.state == _ONLINE
+        msg = None if online and mtype in _SERVER_ONLY else decode(mtype, frame.payload)
+        if not online:
+            assert msg is not None
             self._before_login(msg)
             return
-        handler = _HANDLERS.get(type(msg))
-        if handler is None or mtype in _SERVER_ONLY:
+        handler = None if msg is None else _HANDLERS.get(type(msg))
+        if handler is None or msg is None:
             self.server.observer.count("napster.server.unknown_type")
             self.error(f"unknown command code {mtype}")
             return
@@ -700,7 +702,7 @@ class _Connection:
             frame = self.pending[0] if self.pending[0].type == ShareFile.TYPE else None
             if frame is not None:
                 self.pending.popleft()
-        for text in errors[:1]:
+        for text in errors:
             self.error(text)
         room = self.config.max_shares - self.shared
         if len(entries) > room:
