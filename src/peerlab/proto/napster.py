@@ -46,16 +46,22 @@ Peer to peer (section 5)::
     IncomingTransfer(config=None, now=0.0)   # we accepted: sends "1", reads GET or SEND
         -> GetRequested(nick, filename, offset)  then .accept_get(size) / .refuse(text)
                                                  then .send_data(bytes) (or write directly)
-        -> SendOffered(nick, filename, size)     then .accept_send(offset) / .refuse(text)
+        -> SendOffered(nick, filename, size)     then .accept_send(offset) -> list[Event]
+                                                 ([TransferComplete()] if nothing is left)
+                                                 or .refuse(text);
                                                  then Data(...) ... TransferComplete()
+        .mode (b"GET" / b"SEND"), .request (the TransferLine)
     OutgoingGet(nick, filename, offset, config=None, now=0.0, expected_size=None)
         # we dialled the sharer: waits for "1", sends GET and the request line
         -> FileSize(size) Data(...) ... TransferComplete()  |  TransferRefused(text)
+        .size (the sharer's answer)
     OutgoingSend(nick, filename, size, config=None, now=0.0)
         # firewalled sharer dialled the downloader: waits for "1", sends SEND and the offer
         -> OffsetRequested(offset) then .send_data(bytes)   |  TransferRefused(text)
-    Transfer events also: ConnectionClosed(), LoginTimedOut is not used; a stalled
-    handshake raises RemoteProtocolError from handle_timeout.
+    Every transfer machine: .receive_data(data, now), .receive_eof(now) (ends with
+    ConnectionClosed()), .data_to_send(), .next_deadline(), .handle_timeout(now).
+    A stalled handshake raises RemoteProtocolError from handle_timeout; file
+    data beyond the announced size raises RemoteProtocolError.
 
 A machine that dials out sends its keyword (GET or SEND) at once and its
 line from ``handle_timeout`` at the same ``now`` (its ``next_deadline``), so
