@@ -94,6 +94,7 @@ _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "data_port": ports,
     "last_seen": u32,
     "limit": u32,
+    "server": words,
     "query": search_queries,
     "text": free_text,
     "message": free_text,
@@ -115,9 +116,10 @@ def messages_of(draw: st.DrawFn, cls: type[nap.Message]) -> nap.Message:
         )
     values: dict[str, Any] = {}
     # Optional trailing fields are present as a prefix; 604's six extras go together.
-    keep_optionals = 6 * draw(st.integers(0, 1)) if cls is nap.WhoisResponse else draw(
-        st.integers(0, 2)
-    )
+    if cls is nap.WhoisResponse:
+        keep_optionals = draw(st.sampled_from([0, 6, 7]))
+    else:
+        keep_optionals = draw(st.integers(0, 2))
     optionals = 0
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         if field.default is None:

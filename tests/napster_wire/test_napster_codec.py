@@ -285,6 +285,13 @@ def test_whois_examples() -> None:
     assert (mod.total_downloads, mod.total_uploads, mod.ip, mod.connecting_port,
             mod.data_port, mod.email) == (12, 34, "unavailable", 8888, 6699, "unavailable")
     assert encode_payload(mod) == full
+    # OpenNap tells admins the user's server too (libpurple's sample line).
+    admin = b'flounder "Elite" 37 " " "Active" 0 0 0 0 "purple 0.63cvs" 0 0 192.168.1.41 ' \
+        b"32798 0 unknown opennap.example"
+    seen = decode(604, admin)
+    assert isinstance(seen, nap.WhoisResponse) and seen.server == "opennap.example"
+    assert seen.ip == "192.168.1.41" and seen.channels == " "
+    assert encode_payload(seen) == admin
     with pytest.raises(RemoteProtocolError):
         decode(604, line + b" 12 34")  # the extras come all together
     with pytest.raises(LocalProtocolError):

@@ -233,3 +233,11 @@ def test_arbitrary_bytes_to_a_server_raise_only_remote_protocol_error(
         server.receive_eof(0.0)
     except RemoteProtocolError:
         pass
+
+
+def test_a_search_that_cannot_be_encoded_is_not_counted() -> None:
+    client, _ = logged_in_pair()
+    with pytest.raises(LocalProtocolError):
+        client.send(nap.SearchRequest(SearchQuery(('say "hi"',))))
+    assert client.pending_searches == 0
+    assert client.data_to_send() == b""

@@ -280,14 +280,16 @@ class _Session:
 
     def send(self, msg: Message) -> None:
         """Queue ``msg`` (LocalProtocolError if it may not be sent now)."""
+        data = encode(msg)
         self._check_send(msg)
-        self._out.append(encode(msg))
+        self._out.append(data)
 
     def send_many(self, msgs: Iterable[Message]) -> None:
         """Queue several messages at once (a result list and its end marker)."""
         for msg in msgs:
+            data = encode(msg)
             self._check_send(msg)
-            self._out.append(encode(msg))
+            self._out.append(data)
 
     def data_to_send(self) -> bytes:
         out = self._out

@@ -55,7 +55,7 @@ number in ``TYPE`` and its fields in the spec's order::
     604 WhoisResponse(nick, level, online_seconds, channels, status, shared,
                       downloads, uploads, link_type, client_info,
                       total_downloads=None, total_uploads=None, ip=None,
-                      connecting_port=None, data_port=None, email=None)
+                      connecting_port=None, data_port=None, email=None, server=None)
     605 WhowasResponse(nick, level, last_seen)
     607 UploadRequest(nick, filename, link_type=None)
     608 UploadAccept(nick, filename)         609 AcceptFailed(nick, filename)
@@ -1408,11 +1408,13 @@ class WhoisResponse(Message):
 
         <nick> "<user-level>" <time> "<channels>" "<status>" <shared> <downloads>
         <uploads> <link-type> "<client-info>" [<total downloads> <total uploads>
-        <ip> <connecting port> <data port> <email>]
+        <ip> <connecting port> <data port> <email> [<server>]]
 
     ``online_seconds`` is <time>; ``status`` is "Active" or "Remote" (on another
     server of the farm).  The six bracketed fields go to moderators and above:
-    all or none of them.
+    all or none of them.  OpenNap adds a seventeenth, the user's server, for
+    admins (``server``).  The total counts come in the spec's order; OpenNap
+    versions disagree on it.
     """
 
     TYPE: ClassVar[int] = 604
@@ -1432,6 +1434,7 @@ class WhoisResponse(Message):
     connecting_port: int | None = None
     data_port: int | None = None
     email: str | None = None
+    server: str | None = None
     _SPEC = (
         _f("nick", _NICK),
         _f("level", _QUOTED),
@@ -1449,6 +1452,7 @@ class WhoisResponse(Message):
         _f("connecting_port", _PORT),
         _f("data_port", _PORT),
         _f("email", _WORD),
+        _f("server", _WORD),
     )
     _REQUIRED = 10
 
@@ -1459,13 +1463,15 @@ class WhoisResponse(Message):
         )
         if any(v is None for v in extras) and any(v is not None for v in extras):
             raise LocalProtocolError("604 whois: give all six moderator fields or none")
+        if self.server is not None and self.email is None:
+            raise LocalProtocolError("604 whois: the server field comes after the six others")
         return Message.to_payload(self)
 
     @classmethod
     def from_payload(cls, text: str) -> WhoisResponse:
         values = _parse_spec(cls, text)
-        if len(values) not in (10, 16):
-            raise _remote("napster 604 whois carries 10 or 16 fields")
+        if len(values) not in (10, 16, 17):
+            raise _remote("napster 604 whois carries 10, 16 or 17 fields")
         return cls(*values)
 
 
