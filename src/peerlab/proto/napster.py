@@ -109,6 +109,7 @@ from peerlab.wire.napster import (
 __all__ = [
     "MAX_REFUSAL_BYTES",
     "MAX_PENDING_SEARCHES",
+    "PRE_LOGIN_TYPES",
     "ClientSession",
     "ConnectionClosed",
     "Data",

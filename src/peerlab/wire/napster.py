@@ -90,6 +90,11 @@ Peer-to-peer transfer lines (section 5; machines in :mod:`peerlab.proto.napster`
     parse_transfer_line(data: bytes) -> TransferLine | None   # None: incomplete so far
     MAX_TRANSFER_LINE_BYTES
 
+Bounds (named constants, each with its reason below): HEADER_BYTES,
+MAX_PAYLOAD_BYTES, MAX_FIELDS, MAX_FILENAME_BYTES, MAX_NICK_BYTES,
+MAX_MD5_BYTES, MAX_SEARCH_RESULTS, MAX_FILE_SIZE, MAX_UINT32, MAX_PORT,
+MAX_INT_DIGITS, MAX_TRANSFER_LINE_BYTES.
+
 Helpers::
 
     split_fields(text: str) -> list[str]     # the quoted-field tokenizer
@@ -141,12 +146,16 @@ from peerlab.errors import LocalProtocolError, RemoteProtocolError
 __all__ = [
     "HEADER_BYTES",
     "MAX_FIELDS",
+    "MAX_FILE_SIZE",
     "MAX_FILENAME_BYTES",
+    "MAX_INT_DIGITS",
     "MAX_MD5_BYTES",
     "MAX_NICK_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_PORT",
     "MAX_SEARCH_RESULTS",
     "MAX_TRANSFER_LINE_BYTES",
+    "MAX_UINT32",
     "FILE_NOT_SHARED",
     "INVALID_REQUEST",
     "TRANSFER_GET",
