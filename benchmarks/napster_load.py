@@ -12,6 +12,8 @@ JSON object a line; each phase answers with one JSON line on stdout:
     connect and log in every user (napster.txt 2, or 6 for a new user with
     ``--register``), at most :data:`LOGIN_CONCURRENCY` at once; answers the
     count logged in, the failures and the first distinct error texts.
+``{"cmd": "prepare"}``
+    encode every share and a pool of searches (before any clock starts).
 ``{"cmd": "share"}``
     every user shares its library (one 100 frame per file, written at once
     as a client does after login), then sends a server stats request (214)
@@ -49,7 +51,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,9 @@ SHARE_CONCURRENCY = 64
 PHASE_TIMEOUT = 300.0
 #: Longest a search may stay unanswered after the phase's time is up, seconds.
 DRAIN_TIMEOUT = 10.0
-#: Distinct search requests prepared, cycled through.
-QUERY_POOL = 20_000
+#: Distinct search requests prepared, cycled through (more than the phases
+#: of a run send, so that no search repeats).
+QUERY_POOL = 100_000
 #: Error texts reported per phase (the first distinct ones).
 MAX_ERRORS = 8
 #: Most latency samples one process reports for an open-loop phase.
@@ -393,7 +396,12 @@ class Users:
     register: bool
     corpus: Corpus
     max_results: int
-    clients: list[Client]
+    clients: list[Client] = field(default_factory=list)
+    #: Prepared (untimed): each user's share frames and a stats request.
+    share_blobs: dict[str, bytes] = field(default_factory=dict)
+    share_files: int = 0
+    #: Prepared (untimed): search frames, cycled through by every search phase.
+    queries: Iterator[bytes] = field(default_factory=lambda: iter(()))
 
     def server_of(self, user: int) -> tuple[str, int]:
         return self.servers[user % len(self.servers)]
@@ -462,20 +470,30 @@ async def phase_login(users: Users) -> dict[str, Any]:
     return {"ok": len(ok), "failed": failed + len(pending), "errors": errors, "seconds": elapsed}
 
 
+def phase_prepare(users: Users) -> dict[str, Any]:
+    """Encode every share and a pool of searches before any clock starts:
+    the load generator's own encoding is not the server's rate."""
+    t0 = time.perf_counter()
+    libraries = {c.nick: users.corpus.library(int(c.nick[5:]), users.files) for c in users.clients}
+    users.share_blobs = {
+        nick: b"".join(share_frame(s) for s in library) + STATS_FRAME
+        for nick, library in libraries.items()
+    }
+    users.share_files = sum(len(library) for library in libraries.values())
+    pool = [
+        search_frame(words, cons, users.max_results)
+        for words, cons in users.corpus.queries(QUERY_POOL, users.first)
+    ]
+    users.queries = itertools.cycle(pool)
+    return {"files": users.share_files, "queries": len(pool), "seconds": time.perf_counter() - t0}
+
+
 async def phase_share(users: Users) -> dict[str, Any]:
     """Every logged-in user shares its library, then awaits a stats reply."""
     loop = asyncio.get_running_loop()
     errors: list[str] = []
-    # The frames are encoded before the clock starts: the load generator's
-    # own encoding is not the server's share rate.
-    blobs = {
-        c.nick: b"".join(
-            share_frame(s) for s in users.corpus.library(int(c.nick[5:]), users.files)
-        )
-        + STATS_FRAME
-        for c in users.clients
-    }
-    files = sum(users.files for _ in users.clients)
+    blobs = users.share_blobs
+    files = users.share_files
     gate = asyncio.Semaphore(SHARE_CONCURRENCY)
     taken = 0
     last_stats = ""
@@ -547,14 +565,10 @@ async def phase_stats(users: Users) -> dict[str, Any]:
     return {"stats": out}
 
 
-async def phase_search(users: Users, cmd: dict[str, Any], seed: int) -> dict[str, Any]:
+async def phase_search(users: Users, cmd: dict[str, Any]) -> dict[str, Any]:
     """Searches, closed loop (``concurrency`` outstanding) or open loop (``rate``/s)."""
     loop = asyncio.get_running_loop()
-    pool = [
-        search_frame(words, cons, users.max_results)
-        for words, cons in users.corpus.queries(QUERY_POOL, seed)
-    ]
-    queries = itertools.cycle(pool)
+    queries = users.queries
     idle: deque[Client] = deque(c for c in users.clients if not c.closed.done())
     latencies: list[float] = []
     errors: list[str] = []
@@ -637,7 +651,6 @@ async def serve(users: Users) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    searches = 0
     try:
         while True:
             line = await reader.readline()
@@ -647,13 +660,14 @@ async def serve(users: Users) -> None:
             name = cmd.get("cmd")
             if name == "login":
                 reply = await phase_login(users)
+            elif name == "prepare":
+                reply = phase_prepare(users)
             elif name == "share":
                 reply = await phase_share(users)
             elif name == "stats":
                 reply = await phase_stats(users)
             elif name == "search":
-                searches += 1
-                reply = await phase_search(users, cmd, users.first * 1000 + searches)
+                reply = await phase_search(users, cmd)
             elif name == "quit":
                 break
             else:
@@ -695,7 +709,6 @@ def main(argv: list[str] | None = None) -> int:
         register=args.register,
         corpus=Corpus(args.seed, args.songs),
         max_results=args.max_results,
-        clients=[],
     )
     try:
         import uvloop
