@@ -254,3 +254,24 @@ async def test_closed_server_refuses_cleanly(make_server: MakeServer) -> None:
     server.close()
     with pytest.raises((Closed, ConnectionError)):
         await c.search("anything")
+
+
+async def test_a_server_declared_dead_drops_its_users_and_rejoins(
+    make_server: MakeServer,
+) -> None:
+    """If the farm reaped this server (it missed its heartbeats), its users'
+    rows are gone: it drops them so they log in again, and registers anew."""
+    server = make_server(heartbeat_interval=0.05, server_timeout=0.2)
+    c = await honest(server)
+    old_id = server.server_id
+    server.store.unregister_server(old_id)  # what a live peer's reaping does
+    tail = await c.until_closed()
+    assert any("reconnect" in getattr(m, "text", getattr(m, "message", "")) for m in tail)
+    for _ in range(100):
+        if server.server_id != old_id:
+            break
+        await asyncio.sleep(0.02)
+    assert server.server_id != old_id
+    again = await honest(server, "again")
+    await still_works(again, "again")
+    assert server.pending_logins == 0

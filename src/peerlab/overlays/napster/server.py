@@ -498,15 +498,23 @@ class _Connection:
             return
         self._offload(fn, then)
 
-    def slow(self, fn: Callable[[], T], then: Callable[[T], None]) -> None:
-        """Run CPU-heavy work (a password hash) on a worker, always."""
-        self._offload(fn, then)
+    def slow(
+        self, fn: Callable[[], T], then: Callable[[T], None], *, finally_: Callable[[], None]
+    ) -> None:
+        """Run CPU-heavy work (a password hash) on a worker, always;
+        ``finally_`` runs first when it ends, whether it worked or not."""
+        self._offload(fn, then, finally_)
 
-    def _offload(self, fn: Callable[[], T], then: Callable[[T], None]) -> None:
+    def _offload(
+        self, fn: Callable[[], T], then: Callable[[T], None],
+        finally_: Callable[[], None] | None = None,
+    ) -> None:
         self.busy = True
 
         def done(result: T | None, exc: BaseException | None) -> None:
             self.busy = False
+            if finally_ is not None:
+                finally_()
             try:
                 if exc is not None:
                     if isinstance(exc, PeerlabError):
@@ -599,13 +607,13 @@ class _Connection:
             srv.pending_logins += 1
 
             def checked(ok: bool) -> None:
-                srv.pending_logins -= 1
                 if not ok:
                     self._login_failed("Invalid Password")
                     return
                 self._open_session(msg, acct.nick, acct.email)
 
-            self.slow(lambda: verify_password(msg.password, stored), checked)
+            self.slow(lambda: verify_password(msg.password, stored), checked,
+                      finally_=srv._login_done)
             return
         if isinstance(msg, Login) and not srv.config.auto_register:
             self._login_failed(f"nickname {msg.nick} is not registered")
@@ -617,7 +625,6 @@ class _Connection:
         now = self.runtime.wall_time()
 
         def hashed(stored: str) -> None:
-            srv.pending_logins -= 1
             account = Account(msg.nick, stored, email, USER_LEVEL, now, now)
             self.db(lambda: srv.store.create_account(account), created)
 
@@ -629,7 +636,8 @@ class _Connection:
             srv.observer.count("napster.server.registered")
             self._open_session(msg, msg.nick, email)
 
-        self.slow(lambda: hash_password(msg.password, salt, cost), hashed)
+        self.slow(lambda: hash_password(msg.password, salt, cost), hashed,
+                  finally_=srv._login_done)
 
     def _login_failed(self, reason: str) -> None:
         self.server.observer.count("napster.server.login_failed")
@@ -1117,6 +1125,10 @@ class NapsterServer:
                 self.observer.event("napster.server.storage_error", error=str(e))
 
     # -- sessions
+
+    def _login_done(self) -> None:
+        """A password hash finished (either way): one login slot is free."""
+        self.pending_logins -= 1
 
     def _next_session_id(self) -> int:
         # Unique in the farm: the server's id (never reused) above a counter.
