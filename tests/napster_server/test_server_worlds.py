@@ -77,8 +77,7 @@ def test_session_in_both_worlds(world_name: str) -> None:
         assert push == AlternateDownloadAck("seeker", ip_to_napster(world.host(seeker_rt)), 6699,
                                             "little toot.mp3", "0" * 32, LinkType.T1)
         server.close()
-        gone = lambda r: r.eof or r.lost  # noqa: E731
-        assert world.run_until(lambda: gone(sharer) and gone(seeker), 10)
+        assert world.run_until(lambda: all(r.eof or r.lost for r in (sharer, seeker)), 10)
     finally:
         world.close()
         store.close()
