@@ -105,6 +105,7 @@ class NapPeer:
         self.client.on_online = self.transfers.online
         self.client.on_push_request = self.transfers.push_requested
         self.client.on_upload_request = self.transfers.upload_requested
+        self.client.on_link_speed = self.transfers.link_speed
 
     def start(self) -> NapPeer:
         self.client.start()

@@ -51,6 +51,8 @@ def test_login_share_search_and_direct_download(
     assert not list((mred.dir / "incomplete" / "napster").iterdir())
     [up] = lefty.transfers.uploads()
     assert (up.peer, up.status, up.done, up.offset) == ("mred", "complete", shared.size, 0)
+    # The GET named only a nick; the server told lefty mred's link type (600/601).
+    assert world.run_until(lambda: lefty.transfers.uploads()[0].link == "DSL", WAIT)
     assert lefty.observer.counters["napster.upload_bytes"] == shared.size
     assert mred.observer.counters["napster.download_bytes"] == shared.size
     assert mred.observer.named("napster.download_started")[0]["pushed"] is False

@@ -13,6 +13,13 @@ Issue 2, section 5.  A :class:`Node` composes the cores on the real runtime
   ``/browse`` until the networks land), results grouped by ``urn:sha1`` with
   all their sources and numbered for the session, so ``peerlab download 3``
   names the third result;
+* with ``--napster HOST:PORT,...`` (issue 3, sections 3 and 4): a Napster
+  client (:mod:`peerlab.overlays.napster.client`) logged in to the first
+  index server that answers, sharing the catalog, failing over to the next
+  server; its search results join the others (grouped with a known file by
+  Napster md5 and size), and its downloads and uploads
+  (:mod:`peerlab.overlays.napster.peer`) run on a data port of their own and
+  show in the same transfers table;
 * the control API (:mod:`peerlab.apps.control`) the CLI talks to.
 
 One node owns a data directory: a lock file (``node.lock``, ``flock``) keeps a
@@ -26,9 +33,12 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import json
 import logging
 import logging.handlers
 import os
+import re
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,7 +52,7 @@ from peerlab.apps.config import (
     format_address,
     parse_address,
 )
-from peerlab.apps.control import CONTROL_FILE, ControlServer, NotFound
+from peerlab.apps.control import CONTROL_FILE, ControlServer, NotFound, write_private_json
 from peerlab.errors import (
     AddressInUse,
     ConfigError,
@@ -50,6 +60,25 @@ from peerlab.errors import (
     PeerlabError,
     RemoteProtocolError,
     StorageError,
+)
+from peerlab.overlays.napster.client import (
+    CLOSED,
+    ONLINE,
+    ClientConfig,
+    NapsterClient,
+    NapsterHit,
+    NapsterLoginRefused,
+)
+from peerlab.overlays.napster.peer import (
+    NapsterSource,
+    NapsterTransfers,
+    ShareIndex,
+    TransferInfo,
+    TransfersConfig,
+    display_name,
+    display_text,
+    md5_of_announced,
+    wire_text,
 )
 from peerlab.overlays.transfer.browse import RemoteFile, browse
 from peerlab.overlays.transfer.download import (
@@ -62,6 +91,7 @@ from peerlab.overlays.transfer.server import UploadConfig, UploadInfo, UploadSer
 from peerlab.runtime.aio import AsyncioRuntime
 from peerlab.runtime.base import Address, Listener
 from peerlab.storage.catalog import Catalog, ScanProgress, SharedFile
+from peerlab.wire.napster import MAX_SEARCH_RESULTS, LinkType, SearchQuery
 from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
 
 log = logging.getLogger("peerlab.node")
@@ -69,6 +99,16 @@ log = logging.getLogger("peerlab.node")
 LOCK_FILE = "node.lock"
 LOG_FILE = "node.log"
 CATALOG_FILE = "catalog.db"
+#: The generated Napster nick and password (mode 0600), when the config names none.
+NAPSTER_FILE = "napster.json"
+#: How long a starting node waits for its first Napster login to succeed or be
+#: refused (a refusal stops the node with the server's words); servers that
+#: do not answer in time are tried again in the background.
+NAPSTER_START_WAIT = 15.0
+#: Poll interval of that wait.
+NAPSTER_POLL = 0.05
+#: Bytes of randomness in a generated Napster password (printable, no spaces).
+NAPSTER_PASSWORD_BYTES = 18
 #: The node's log rotates at this size, keeping this many old files: bounded disk.
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
@@ -131,9 +171,44 @@ def open_catalog(config: NodeConfig) -> Catalog:
     log and above all the control file (its token) are never shared.
     """
     private = [config.incomplete_path] + [
-        config.data_dir / name for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE)
+        config.data_dir / name for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE)
     ]
     return Catalog(config.data_dir / CATALOG_FILE, exclude=private)
+
+
+def napster_credentials(config: NodeConfig) -> tuple[str, str]:
+    """The Napster nick and password: the config's, else generated once and kept.
+
+    Generated values live in ``<data_dir>/napster.json`` (mode 0600), so the
+    node logs in as the same registered nick every time.
+    """
+    path = config.data_dir / NAPSTER_FILE
+    stored: dict[str, Any] = {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            stored = {k: v for k, v in loaded.items() if isinstance(v, str) and v}
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    nick = config.napster_nick or stored.get("nick")
+    password = config.napster_password or stored.get("password")
+    changed = False
+    if not nick:
+        nick = f"peerlab{secrets.randbelow(10**6):06d}"
+        stored["nick"] = nick
+        changed = True
+    if not password:
+        password = secrets.token_urlsafe(NAPSTER_PASSWORD_BYTES)
+        stored["password"] = password
+        changed = True
+    if changed:
+        try:
+            write_private_json(path, stored)
+        except OSError as e:
+            raise StorageError(f"cannot write {path}: {e.strerror or e}") from None
+    return nick, password
 
 
 class DataDirLock:
@@ -250,31 +325,65 @@ def _normal_urn(text: str) -> str:
 
 @dataclass
 class SourceRef:
-    """One place a result can be fetched from."""
+    """One place a result can be fetched from: our catalog (no address), a
+    peer's HTTP service (its address), or a Napster user (``nick``)."""
 
-    address: Address | None  # None: our own catalog
+    address: Address | None  # None: our own catalog, or a Napster user
     index: int | None
     name: str
+    #: Napster: the sharer's nick, link type and the name it shared (wire text).
+    nick: str | None = None
+    link: int | None = None
+    filename: str | None = None
+    bitrate: int | None = None
+    md5: str | None = None
 
     @property
     def key(self) -> str:
+        if self.nick is not None:
+            return NAPSTER_PREFIX + self.nick
         return LOCAL if self.address is None else format_address(self.address)
+
+    @property
+    def napster(self) -> bool:
+        return self.nick is not None
+
+
+#: Source keys of Napster users: ``napster:<nick>``.
+NAPSTER_PREFIX = "napster:"
+#: Words of a Napster search: anything but quotes (the protocol cannot carry
+#: one inside a quoted field, napster.txt section 2) and control characters.
+_NAPSTER_WORD = re.compile(r'[^\s"\x00-\x1f\x7f]+')
 
 
 @dataclass
 class Result:
-    """One file found by a search, with every source that has it."""
+    """One file found by a search, with every source that has it.
+
+    A file is named by its ``urn:sha1`` when any source told it (our catalog,
+    a peer's HTTP service); a file only Napster users have is named by its
+    Napster md5 and size, all Napster can tell (napster.txt, "MD5").
+    """
 
     id: int
-    urn: str
+    urn: str | None
     name: str
     size: int
     chunk_root: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, SourceRef] = field(default_factory=dict)
+    napster_md5: str | None = None
+
+    def napster_sources(self) -> list[SourceRef]:
+        return [s for s in self.sources.values() if s.napster]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        users = [
+            {"nick": s.nick, "link": _link_label(s.link), "link_type": s.link,
+             "bitrate": s.bitrate, "filename": display_text(s.filename or "")}
+            for s in self.napster_sources()
+        ]  # fmt: skip
+        out = {
             "id": self.id,
             "urn": self.urn,
             "name": self.name,
@@ -284,47 +393,81 @@ class Result:
             "sources": [s.key for s in self.sources.values()],
             "local": LOCAL in self.sources,
         }
+        if self.napster_md5 is not None or users:
+            out["napster_md5"] = self.napster_md5
+            out["users"] = users
+            out["user"] = users[0]["nick"] if users else None
+            out["link"] = users[0]["link"] if users else None
+        return out
 
 
 META_KEYS = ("kind", "title", "artist", "album", "genre", "bitrate", "duration")
 
 
+def _link_label(link: int | None) -> str:
+    try:
+        return LinkType(int(link or 0)).label
+    except ValueError:
+        return LinkType.UNKNOWN.label
+
+
 class Results:
-    """Search results of the session, numbered 1, 2, 3... stable per URN."""
+    """Search results of the session, numbered 1, 2, 3... stable per file.
+
+    A file is one result however it was found: by ``urn:sha1``, or by Napster
+    md5 and size once either is known for it.
+    """
 
     def __init__(self, limit: int = MAX_RESULTS) -> None:
         self.limit = limit
         self._by_id: dict[int, Result] = {}
         self._by_urn: dict[str, Result] = {}
+        self._by_md5: dict[tuple[str, int], Result] = {}
         self._next = 1
 
     def note(
         self,
         *,
-        urn: str,
+        urn: str | None,
         name: str,
         size: int,
         source: SourceRef,
         chunk_root: bytes | None,
         meta: dict[str, Any],
+        napster_md5: str | None = None,
     ) -> Result:
-        r = self._by_urn.get(urn)
+        md5_key = (napster_md5.lower(), size) if napster_md5 else None
+        r = self._by_urn.get(urn) if urn else None
+        if r is None and md5_key is not None:
+            r = self._by_md5.get(md5_key)
         if r is None:
             r = Result(self._next, urn, name, size, chunk_root, dict(meta))
             self._next += 1
             self._by_id[r.id] = r
-            self._by_urn[urn] = r
             while len(self._by_id) > self.limit:
-                oldest = next(iter(self._by_id))
-                del self._by_urn[self._by_id.pop(oldest).urn]
+                self._forget(self._by_id[next(iter(self._by_id))])
         else:
             if r.chunk_root is None and chunk_root is not None:
                 r.chunk_root = chunk_root
             for k, v in meta.items():
                 if r.meta.get(k) is None and v is not None:
                     r.meta[k] = v
+        if urn and r.urn is None:
+            r.urn = urn
+        if r.urn:
+            self._by_urn[r.urn] = r
+        if md5_key is not None and r.size == size and r.napster_md5 in (None, md5_key[0]):
+            r.napster_md5 = md5_key[0]
+            self._by_md5[md5_key] = r
         r.sources[source.key] = source
         return r
+
+    def _forget(self, r: Result) -> None:
+        del self._by_id[r.id]
+        if r.urn and self._by_urn.get(r.urn) is r:
+            del self._by_urn[r.urn]
+        if r.napster_md5 and self._by_md5.get((r.napster_md5, r.size)) is r:
+            del self._by_md5[(r.napster_md5, r.size)]
 
     def by_id(self, result_id: int) -> Result | None:
         return self._by_id.get(result_id)
@@ -365,6 +508,11 @@ class Node:
         self._scan_logged = 0.0
         self._stack = contextlib.AsyncExitStack()
         self.control: ControlServer | None = None
+        #: Napster (issue 3): the client, its transfers and what we share there.
+        self.napster: NapsterClient | None = None
+        self.napster_transfers: NapsterTransfers | None = None
+        self.napster_index = ShareIndex()
+        self.napster_listener: Listener | None = None
 
     # Set by start().
     runtime: AsyncioRuntime
@@ -441,6 +589,9 @@ class Node:
             resumed = self.downloads.downloads()
             if resumed:
                 log.info("resuming %d download(s) found in %s", len(resumed), cfg.incomplete_path)
+
+            if cfg.napster:
+                await self._start_napster()
 
             self.control = ControlServer(self, cfg.data_dir, port=cfg.control_port)
             await self.control.start({"peer_port": self.listen_address[1]})
@@ -530,6 +681,8 @@ class Node:
         if target not in folders and target.resolve() not in folders:
             raise NotFound(f"{path} is not a shared folder")
         await asyncio.to_thread(self.catalog.remove_folder, target)
+        if self.napster is not None:
+            self._spawn(self._napster_reshare())
         return {"removed": str(target)}
 
     def start_scan(self) -> dict[str, Any]:
@@ -573,6 +726,8 @@ class Node:
         report = jsonable(fut.result())
         self._scan["report"] = report
         log.info("scan done: %s", _progress_line(report))
+        if self.napster is not None:
+            self._spawn(self._napster_reshare())
 
     def scan_state(self) -> dict[str, Any]:
         return dict(self._scan)
@@ -580,7 +735,11 @@ class Node:
     # ----------------------------------------------------------------- search
 
     async def search(self, text: str, field: str, limit: int) -> list[dict[str, Any]]:
-        """Local catalog and every peer at once; results grouped by urn."""
+        """Local catalog, every peer and Napster at once; results grouped by file.
+
+        Napster has no tags: with ``field`` set, its results are the files
+        whose name holds the words (napster.txt 200 matches file names only).
+        """
         if field not in FIELDS:
             raise ConfigError(f"unknown search field {field!r} (use one of {', '.join(FIELDS)})")
         if not text.strip():
@@ -590,14 +749,21 @@ class Node:
             *(self._browse_peer(p, text, PEER_SEARCH_LIMIT) for p in peers),
             return_exceptions=True,
         )
+        napster = (
+            asyncio.ensure_future(self._napster_search(text, limit))
+            if self.napster is not None else None
+        )  # fmt: skip
         try:
             local_files = await asyncio.to_thread(
                 self.catalog.search, text, field=field, limit=limit
             )
         except BaseException:
             remote.cancel()
+            if napster is not None:
+                napster.cancel()
             raise
         answers = await remote
+        hits = await napster if napster is not None else []
         found: dict[int, Result] = {}
         for f in local_files:
             r = self._note_local(f)
@@ -611,6 +777,9 @@ class Node:
                     continue
                 r = self._note_remote(rf)
                 found.setdefault(r.id, r)
+        for hit in hits:
+            r = self._note_napster(hit)
+            found.setdefault(r.id, r)
         ordered = sorted(found.values(), key=lambda r: -len(r.sources))
         return [r.to_json() for r in ordered[:limit]]
 
@@ -622,7 +791,64 @@ class Node:
             source=SourceRef(None, f.index, f.name),
             chunk_root=f.chunk_root,
             meta={k: getattr(f, k, None) for k in META_KEYS},
+            napster_md5=f.napster_md5,
         )
+
+    def _note_napster(self, hit: NapsterHit) -> Result:
+        """A Napster result, grouped with the file it is when we know it:
+        same Napster md5 and size as a file in our catalog or in an earlier
+        result (napster.txt "MD5": all Napster says about a file's content)."""
+        md5 = md5_of_announced(hit.md5)
+        local = self.catalog.by_napster_md5(md5, hit.size) if md5 else None
+        name = display_name(hit.filename)
+        return self.found.note(
+            urn=local.urn if local is not None else None,
+            name=local.name if local is not None else name,
+            size=hit.size,
+            source=SourceRef(None, None, name, nick=hit.nick, link=int(hit.link_type),
+                             filename=hit.filename, bitrate=hit.bitrate or None, md5=hit.md5),
+            chunk_root=local.chunk_root if local is not None else None,
+            meta={
+                "kind": "audio" if name.lower().endswith(".mp3") else None,
+                "bitrate": hit.bitrate or None,
+                "duration": hit.duration or None,
+            },
+            napster_md5=md5,
+        )
+
+    async def _napster_search(self, text: str, limit: int) -> list[NapsterHit]:
+        """One Napster search (200 -> 201... 202), bounded by PEER_TIMEOUT.
+
+        A search asked while the client fails over waits for the next server
+        within that bound.  Our own shares come from the catalog, so our own
+        nick's results are left out.
+        """
+        client = self.napster
+        assert client is not None
+        words = " ".join(_NAPSTER_WORD.findall(text))
+        if not words:
+            return []
+        query = SearchQuery(
+            contains=(wire_text(words),), max_results=min(limit, MAX_SEARCH_RESULTS)
+        )
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str | None] = loop.create_future()
+        hits: list[NapsterHit] = []
+
+        def done(error: str | None) -> None:
+            if not fut.done():
+                fut.set_result(error)
+
+        handle = client.search(query, hits.append, done)
+        try:
+            error = await asyncio.wait_for(fut, PEER_TIMEOUT)
+        except TimeoutError:
+            error = f"no answer within {PEER_TIMEOUT:g} s ({client.state}: {client.detail})"
+        finally:
+            handle.cancel()
+        if error:
+            log.warning("search: Napster: %s", error)
+        return [h for h in hits if h.nick != client.nick]
 
     def _note_remote(self, rf: RemoteFile) -> Result:
         # The browse client checked the chunk root is 32 bytes of base32.
@@ -688,7 +914,12 @@ class Node:
             for s in result.sources.values()
             if s.address is not None
         ]
-        if not sources:
+        users = result.napster_sources()
+        if not sources and users:
+            # Only Napster users have it: Napster's own transfer, one sharer at
+            # a time, checked against size and Napster md5 (peer.py).
+            return self._napster_download(result, users)
+        if not sources or result.urn is None:
             raise ConfigError(f"{result.name} is in your own shares already; no peer has it")
         self.downloads.add(
             result.urn, name=result.name, size=result.size, sources=sources,
@@ -717,12 +948,38 @@ class Node:
             raise NotFound(f"none of the {len(self.peer_list)} peer(s) has {urn}")
         return result
 
+    def _napster_download(self, result: Result, users: list[SourceRef]) -> dict[str, Any]:
+        transfers = self.napster_transfers
+        if transfers is None:
+            raise ConfigError(f"{result.name} is on Napster, and this node is not (use --napster)")
+        md5 = result.napster_md5 or next((u.md5 for u in users if u.md5), None)
+        if md5 is None:
+            raise ConfigError(f"{result.name}: the Napster result carries no md5")
+        dl = transfers.add(
+            name=result.name, size=result.size, md5=md5,
+            sources=[NapsterSource(u.nick or "", u.filename or "", int(u.link or 0))
+                     for u in users],
+        )  # fmt: skip
+        log.info("napster download %s from %s", result.name, ", ".join(u.nick or "" for u in users))
+        info = napster_download_json(dl.info(self.runtime.now()))
+        return {"result": result.to_json(), "download": info}
+
     def _download_info(self, id_or_urn: str) -> dict[str, Any] | None:
         dl = self.downloads.get(id_or_urn)
         return download_json(dl.info()) if dl is not None else None
 
     def control_download(self, download_id: str, action: str) -> dict[str, Any]:
         """pause, resume or cancel a download named by its id (or a prefix of it, or urn)."""
+        nt = self.napster_transfers
+        ndl = nt.get(download_id) if nt is not None else None
+        if nt is not None and ndl is not None:
+            before = ndl.info(self.runtime.now())
+            getattr(nt, action)(ndl.id)
+            log.info("napster download %s: %s", ndl.name, action)
+            still = nt.get(ndl.id)
+            if still is None:
+                return {"download": {**napster_download_json(before), "status": "cancelled"}}
+            return {"download": napster_download_json(still.info(self.runtime.now()))}
         dl = self.downloads.get(download_id)
         if dl is None:
             raise NotFound(f"no download {download_id!r} (see 'peerlab transfers')")
@@ -735,11 +992,18 @@ class Node:
     def clear_finished(self) -> dict[str, Any]:
         before = len(self.downloads.downloads())
         self.downloads.clear_finished()
-        return {"cleared": before - len(self.downloads.downloads())}
+        cleared = before - len(self.downloads.downloads())
+        if self.napster_transfers is not None:
+            cleared += self.napster_transfers.clear_finished()
+        return {"cleared": cleared}
 
     def transfers(self) -> dict[str, Any]:
+        """HTTP and Napster transfers in one table (Napster rows say ``network``)."""
         downloads = [download_json(d) for d in self.downloads.downloads()]
         uploads = [upload_json(u) for u in self.uploads.uploads()]
+        if self.napster_transfers is not None:
+            downloads += [napster_download_json(i) for i in self.napster_transfers.downloads()]
+            uploads += [napster_upload_json(i) for i in self.napster_transfers.uploads()]
         return {
             "downloads": downloads,
             "uploads": uploads,
@@ -790,7 +1054,136 @@ class Node:
             "concurrent_downloads": t["concurrent_downloads"],
             "concurrent_uploads": t["concurrent_uploads"],
             "counters": dict(sorted(self.observer.counters.items())),
+            "napster": self.napster_status(),
         }
+
+    def napster_status(self) -> dict[str, Any] | None:
+        """Where the Napster client is (None when the node is not on Napster)."""
+        client = self.napster
+        if client is None:
+            return None
+        return {
+            "state": client.state,
+            "detail": client.detail,
+            "server": format_address(client.server) if client.server else None,
+            "servers": list(self.config.napster),
+            "nick": client.nick,
+            "link": _link_label(client.config.link_type),
+            "data_port": client.config.data_port,
+            "firewalled": client.firewalled,
+            "shared": len(client.shared) if client.online else 0,
+            "shareable": len(self.napster_index),
+            "not_shareable": self.napster_index.skipped,
+            "logins": client.logins,
+            "refusals": {format_address(a): r for a, r in client.refusals.items()},
+            "motd": list(client.motd),
+        }
+
+    # ---------------------------------------------------------------- napster
+
+    async def _start_napster(self) -> None:
+        """Join Napster: data port, client, transfers; wait for the first login.
+
+        A refusal from every server that answered (a wrong password, a nick
+        registered by someone else) stops the node with the server's words;
+        servers that do not answer are tried again in the background.
+        """
+        cfg = self.config
+        nick, password = napster_credentials(cfg)
+        servers = [parse_address(a, "napster server") for a in cfg.napster]
+        self.napster_index.rebuild(await asyncio.to_thread(self.catalog.files))
+        made: list[NapsterTransfers] = []
+        port = 0
+        if not cfg.napster_firewalled:
+            try:
+                self.napster_listener = self.runtime.listen(
+                    (cfg.listen_host, cfg.napster_port), lambda: made[0].handler_factory()()
+                )
+            except AddressInUse:
+                raise AddressInUse(
+                    f"cannot listen for Napster transfers on {cfg.listen_host}:"
+                    f"{cfg.napster_port}: the port is already in use (choose another with "
+                    "--napster-port, or 0 for any free port)"
+                ) from None
+            except NetworkError as e:
+                raise NetworkError(
+                    f"cannot listen for Napster transfers on {cfg.listen_host}:"
+                    f"{cfg.napster_port}: {e}"
+                ) from None
+            self._stack.callback(self.napster_listener.close)
+            port = self.napster_listener.address[1]
+        client = NapsterClient(
+            self.runtime,
+            ClientConfig(
+                servers=servers, nick=nick, password=password, data_port=port,
+                link_type=LinkType(cfg.napster_link),
+                client_info=f"peerlab {peerlab.__version__}",
+            ),
+            shares=lambda: self.napster_index.messages,
+        )  # fmt: skip
+        transfers = NapsterTransfers(
+            self.runtime, client, self.catalog, self.napster_index,
+            incomplete_dir=cfg.incomplete_path, download_dir=cfg.downloads_path,
+            config=TransfersConfig(slots=cfg.upload_slots), bucket=self.uploads.bucket,
+        )  # fmt: skip
+        made.append(transfers)
+        client.on_online = transfers.online
+        client.on_push_request = transfers.push_requested
+        client.on_upload_request = transfers.upload_requested
+        client.on_link_speed = transfers.link_speed
+        client.on_state = self._napster_state
+        transfers.on_change = self._napster_changed
+        self.napster, self.napster_transfers = client, transfers
+        self._stack.callback(client.close)
+        self._stack.callback(transfers.close)
+        resumed = transfers.load()
+        if resumed:
+            log.info("resuming %d Napster download(s)", len(resumed))
+        log.info(
+            "napster: logging in as %s (data port %s) to %s", nick,
+            port or "0, firewalled", ", ".join(cfg.napster),
+        )  # fmt: skip
+        client.start()
+        await self._await_napster_login(client, servers)
+
+    async def _await_napster_login(self, client: NapsterClient, servers: list[Address]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NAPSTER_START_WAIT
+        while loop.time() < deadline:
+            if client.state == ONLINE:
+                return
+            answered = set(client.refusals) | set(client.failures)
+            if client.refusals and answered >= set(servers):
+                address, reason = next(iter(client.refusals.items()))
+                raise NapsterLoginRefused(
+                    f"Napster server {format_address(address)} refused the login of "
+                    f"{client.nick!r}: {reason} (a registered nick needs its own password: "
+                    "set napster_password, or choose another --napster-nick)"
+                )
+            await asyncio.sleep(NAPSTER_POLL)
+        log.warning(
+            "napster: no server logged us in within %g s (%s); still trying",
+            NAPSTER_START_WAIT, client.detail,
+        )  # fmt: skip
+
+    def _napster_state(self, state: str, detail: str) -> None:
+        if state == ONLINE:
+            log.info("napster: online at %s as %s", detail,
+                     self.napster.nick if self.napster else "?")
+        elif state not in (CLOSED,):
+            log.info("napster: %s %s", state, detail)
+
+    def _napster_changed(self, info: TransferInfo) -> None:
+        if info.status in ("complete", "failed"):
+            log.info("napster download %s: %s %s", info.status, info.name,
+                     info.error or info.path or "")
+
+    async def _napster_reshare(self) -> None:
+        """After a rescan: share what changed (100/102) on the Napster server."""
+        files = await asyncio.to_thread(self.catalog.files)
+        self.napster_index.rebuild(files)
+        if self.napster is not None:
+            self.napster.reshare()
 
 
 # ------------------------------------------------------------ JSON shapes
@@ -811,6 +1204,58 @@ def download_json(info: DownloadInfo) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(info)
     out["id"] = str(info.id)
     return out
+
+
+def _napster_peer(info: TransferInfo) -> str:
+    """The other side as Napster's transfer window showed it: nick and link."""
+    if info.peer and info.link:
+        return f"{info.peer} ({info.link})"
+    return info.peer
+
+
+def napster_download_json(info: TransferInfo) -> dict[str, Any]:
+    """A Napster download in the shape of the HTTP downloads' rows."""
+    active = info.status == "downloading"
+    return {
+        "id": info.id,
+        "network": "napster",
+        "urn": None,
+        "napster_md5": info.md5,
+        "name": info.name,
+        "size": info.size,
+        "done": info.done,
+        "status": info.status,
+        "rate": info.rate,
+        "eta": info.eta,
+        "error": info.error,
+        "path": str(info.path) if info.path else None,
+        "user": info.peer,
+        "link": info.link,
+        "firewalled": info.firewalled,
+        "sources": [{
+            "address": _napster_peer(info), "status": info.status if active else "idle",
+            "bytes": info.done, "rate": info.rate, "error": None, "queue_position": None,
+        }] if info.peer else [],
+    }  # fmt: skip
+
+
+def napster_upload_json(info: TransferInfo) -> dict[str, Any]:
+    """A Napster upload in the shape of the HTTP uploads' rows."""
+    return {
+        "id": info.id,
+        "network": "napster",
+        "peer": _napster_peer(info),
+        "name": info.name,
+        "size": info.size,
+        "urn": None,
+        "sent": info.done,
+        "length": info.size - info.offset,
+        "offset": info.offset,
+        "status": info.status,
+        "rate": info.rate,
+        "error": info.error,
+        "position": None,
+    }
 
 
 def upload_json(info: UploadInfo) -> dict[str, Any]:

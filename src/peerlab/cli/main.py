@@ -41,6 +41,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 import peerlab
 from peerlab.apps.config import (
@@ -55,6 +56,7 @@ from peerlab.apps.config import (
 from peerlab.apps.control import ControlClient, ControlError, NodeNotRunning, read_control_file
 from peerlab.cli.render import (
     SHORT_ID,
+    clock,
     files_table,
     human_size,
     results_table,
@@ -530,8 +532,49 @@ def search(
     if not results:
         click.echo("no results")
         return
-    console.print(results_table(results))
+    console.print(search_table(results))
     click.echo("download one with: peerlab download ID")
+
+
+def search_table(results: list[dict[str, Any]]) -> Table:
+    """The results table; with Napster results, the lecture's Napster columns too.
+
+    Napster's result list showed each file's size, bitrate, length, the
+    user sharing it and that user's declared link speed; a result several
+    users share shows the first and how many more.
+    """
+    if not any(r.get("users") for r in results):
+        return results_table(results)
+    table = Table(pad_edge=False)
+    table.add_column("ID", justify="right")
+    table.add_column("File", overflow="fold", max_width=44)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Artist", overflow="fold", max_width=20)
+    table.add_column("Bitrate", justify="right", no_wrap=True)
+    table.add_column("Length", justify="right", no_wrap=True)
+    table.add_column("User", overflow="fold", max_width=20)
+    table.add_column("Link", no_wrap=True)
+    table.add_column("Sources", justify="right")
+    for r in results:
+        sources = r.get("sources") or []
+        users = r.get("users") or []
+        where = "local" if r.get("local") and len(sources) == 1 else str(len(sources))
+        user = str(users[0]["nick"]) if users else ""
+        if len(users) > 1:
+            user += f" +{len(users) - 1}"
+        duration = r.get("duration")
+        table.add_row(
+            str(r.get("id", "")),
+            str(r.get("name", "")),
+            human_size(r.get("size")),
+            str(r.get("artist") or ""),
+            f"{r['bitrate']} kbps" if r.get("bitrate") else "",
+            clock(duration)[3:] if duration else "",
+            user,
+            str(users[0]["link"]) if users else "",
+            where,
+        )
+    return table
 
 
 @cli.command()
@@ -641,7 +684,11 @@ def download(env: Env, ref: str, wait: bool, as_json: bool) -> None:
         d = started["download"]
         if d.get("status") != "complete":
             raise PeerlabError(f"download failed: {d.get('error') or d.get('status')}")
-        click.echo(f"complete and verified: {d.get('path')}")
+        if d.get("network") == "napster":
+            # All Napster offers (napster.txt "MD5"): the size and the md5 of the start.
+            click.echo(f"complete; size and Napster md5 check out: {d.get('path')}")
+        else:
+            click.echo(f"complete and verified: {d.get('path')}")
 
 
 def _find(downloads: list[dict[str, Any]], download_id: str) -> dict[str, Any] | None:
@@ -762,6 +809,14 @@ def status(env: Env, as_json: bool) -> None:
         f"downloads:  {data.get('downloads')} ({data.get('concurrent_downloads')} active)"
         f"   uploads: {data.get('uploads')} ({data.get('concurrent_uploads')} active)",
     ]
+    nap = data.get("napster")
+    if nap:
+        where = nap.get("server") or f"{nap.get('state')} ({nap.get('detail')})"
+        port = "firewalled" if nap.get("firewalled") else f"data port {nap.get('data_port')}"
+        lines.append(
+            f"napster:    {nap.get('nick')} ({nap.get('link')}, {port}) on {where}; "
+            f"{nap.get('shared')} file(s) shared; servers {', '.join(nap.get('servers') or [])}"
+        )
     for line in lines:
         click.echo(line)
 

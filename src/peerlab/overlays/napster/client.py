@@ -60,6 +60,8 @@ from peerlab.wire.napster import (
     ErrorMessage,
     GetError,
     InvalidNick,
+    LinkSpeed,
+    LinkSpeedRequest,
     LinkType,
     Login,
     LoginAck,
@@ -235,7 +237,9 @@ class NapsterClient:
     * ``on_push_request(nick, address, filename, link_type)``: a 501: connect
       to ``address`` and SEND ``filename`` to ``nick``;
     * ``on_upload_request(nick, filename, link_type) -> bool``: a 607; True
-      accepts it with a 608.
+      accepts it with a 608;
+    * ``on_link_speed(nick, link_type)``: a 601, the answer to
+      :meth:`request_link_speed`.
 
     ``shares()`` returns the share messages (100) of everything we share; it
     is asked at every login and by :meth:`reshare`.
@@ -269,6 +273,7 @@ class NapsterClient:
         self.on_online: Callable[[], None] | None = None
         self.on_push_request: Callable[[str, Address, str, LinkType], None] | None = None
         self.on_upload_request: Callable[[str, str, LinkType | None], bool] | None = None
+        self.on_link_speed: Callable[[str, LinkType], None] | None = None
         self._index = -1  # position in config.servers of the current attempt
         self._failed_in_row = 0
         self._driver: StreamDriver | None = None
@@ -391,6 +396,10 @@ class NapsterClient:
     def notice(self, msg: Downloading | DownloadComplete | Uploading | UploadComplete) -> None:
         """A transfer notice (218-221, napster.txt section 5.1); dropped when offline."""
         self._send(msg)
+
+    def request_link_speed(self, nick: str) -> None:
+        """Ask the server for ``nick``'s link type (600); the 601 goes to ``on_link_speed``."""
+        self._send(LinkSpeedRequest(nick))
 
     def queue_limit(self, nick: str, filename: str, limit: int) -> None:
         """Tell ``nick`` (through the server, 619) that our upload slots are full."""
@@ -588,6 +597,9 @@ class NapsterClient:
             accept = self.on_upload_request
             if accept is not None and accept(ev.nick, ev.filename, ev.link_type):
                 self._send(UploadAccept(ev.nick, ev.filename))
+        elif isinstance(ev, LinkSpeed):
+            if self.on_link_speed is not None:
+                self.on_link_speed(ev.nick, ev.link_type)
         elif isinstance(ev, ErrorMessage):
             self._server_error(ev.text)
         elif isinstance(ev, Ping):

@@ -150,6 +150,9 @@ MAX_SOURCES = 100
 MAX_HANDSHAKES = 64
 #: Finished uploads kept for the transfers table (the oldest go first).
 MAX_UPLOAD_RECORDS = 200
+#: Link types of downloaders learnt from the server (601), kept for the
+#: transfers table; the oldest are forgotten first.
+MAX_KNOWN_LINKS = 256
 #: Window of the rate shown in the transfers table.
 RATE_WINDOW_S = 3.0
 #: Error text when every upload slot is busy (napster.txt names only two
@@ -186,8 +189,12 @@ def display_name(wire_filename: str) -> str:
 
 
 def download_id(md5: str, size: int) -> str:
-    """A Napster download's id: ``nap`` and ten hex digits of its (md5, size)."""
-    return "nap" + hashlib.sha1(f"{md5.lower()}:{size}".encode()).hexdigest()[:10]
+    """A Napster download's id: ``NAP`` and ten hex digits of its (md5, size).
+
+    Upper case like the HTTP downloads' base32 ids (and never mistaken for
+    markup by the terminal tables).
+    """
+    return "NAP" + hashlib.sha1(f"{md5.lower()}:{size}".encode()).hexdigest()[:10].upper()
 
 
 def md5_of_announced(md5: str) -> str | None:
@@ -1060,7 +1067,8 @@ class NapsterTransfers:
 
     Hook it to the client: ``client.on_online = transfers.online``,
     ``client.on_push_request = transfers.push_requested``,
-    ``client.on_upload_request = transfers.upload_requested``.  Listen with
+    ``client.on_upload_request = transfers.upload_requested``,
+    ``client.on_link_speed = transfers.link_speed``.  Listen with
     :meth:`handler_factory` on the data port (unless firewalled).
     """
 
@@ -1093,12 +1101,23 @@ class NapsterTransfers:
         self._handshakes: set[_Link] = set()
         self._pending_pushes = 0
         self._upload_ids = 0
+        self._links: dict[str, int] = {}
 
     # -- wiring
 
     def handler_factory(self) -> Callable[[], StreamHandler]:
         """Handlers for connections on our data port."""
         return lambda: _Incoming(self)
+
+    def link_speed(self, nick: str, link_type: LinkType) -> None:
+        """A 601: ``nick``'s link type, for its rows in the transfers table."""
+        self._links.pop(nick, None)
+        self._links[nick] = int(link_type)
+        while len(self._links) > MAX_KNOWN_LINKS:
+            del self._links[next(iter(self._links))]
+        for rec in self._records:
+            if rec.nick == nick and rec.link is None:
+                rec.link = int(link_type)
 
     def online(self) -> None:
         """The client logged in (again): downloads waiting for a server go on."""
@@ -1168,7 +1187,8 @@ class NapsterTransfers:
         return found
 
     def get(self, ref: str) -> NapsterDownload | None:
-        """A download by its id or a unique prefix of it."""
+        """A download by its id or a unique prefix of it (any case)."""
+        ref = ref.strip().upper()
         dl = self._downloads.get(ref)
         if dl is not None:
             return dl
@@ -1295,7 +1315,7 @@ class NapsterTransfers:
         self, nick: str, filename: str, size: int, offset: int, md5: str, link: int | None
     ) -> _UploadRecord:
         self._upload_ids += 1
-        rec = _UploadRecord(f"napup{self._upload_ids}", nick, display_name(filename), filename,
+        rec = _UploadRecord(f"NAPUP{self._upload_ids}", nick, display_name(filename), filename,
                             size, offset, md5, link)
         self._records.append(rec)
         while len(self._records) > MAX_UPLOAD_RECORDS:
@@ -1363,8 +1383,12 @@ class NapsterTransfers:
             return
         machine.accept_get(size)
         link.flush()
+        known = self._links.get(ev.nick)
         rec = self._new_record(ev.nick, ev.filename, size, ev.offset,
-                               entry.md5 if entry else "", None)
+                               entry.md5 if entry else "", known)
+        if known is None:
+            # A GET does not say who is asking beyond a nick: ask the server.
+            self.client.request_link_speed(ev.nick)
         self._start_upload(link, rec, fd)
 
 
