@@ -9,6 +9,7 @@ messages, and QHD trailers laid out as gtk-gnutella and LimeWire write them.
 
 from __future__ import annotations
 
+import random
 import zlib
 
 import pytest
@@ -499,6 +500,17 @@ def test_deflated_link_refuses_a_bomb() -> None:
         for i in range(0, len(bomb), 4096):
             rx.decompress(bomb[i : i + 4096])
     assert rx.bytes_out <= rx.slack + rx.max_ratio * rx.bytes_in
+
+
+def test_deflated_link_cannot_bank_credit_for_a_burst() -> None:
+    tx, rx = LinkDeflater(), LinkInflater()
+    noise = random.Random(1).randbytes(2_000_000)  # incompressible: ratio ~1
+    assert rx.decompress(tx.compress(noise) + tx.flush()) == noise
+    burst = tx.compress(bytes(16 * 1024 * 1024)) + tx.flush()  # ~16 KiB
+    # The link's lifetime ratio would allow it; one call may not.
+    assert rx.slack + rx.max_ratio * (rx.bytes_in + len(burst)) > 16 * 1024 * 1024
+    with pytest.raises(RemoteProtocolError, match="bound"):
+        rx.decompress(burst)
 
 
 def test_deflated_link_garbage() -> None:

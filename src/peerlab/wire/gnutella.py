@@ -28,14 +28,17 @@ Public API:
 - :func:`decode_payload`, :func:`encode_payload`, :func:`message_type`,
   :func:`encode_descriptor`, :func:`frame` (a raw descriptor).
 - :class:`DescriptorDecoder` -- incremental framing of a byte stream.
-- :class:`QueryFlags` -- the query flags; :func:`make_guid` -- a marked GUID.
+- :class:`QueryFlags` -- the query flags (:data:`DEFAULT_QUERY_FLAGS` what we
+  send); :func:`make_guid` -- a marked GUID.
 - Vendor messages: the typed bodies (:class:`MessagesSupported` ...),
   :data:`VENDOR_MESSAGES` (what a servent does with each known one),
   :func:`decode_vendor`, :func:`encode_vendor`.
 - :class:`XmlRecord`, :func:`parse_xml_records`, :func:`build_xml_records` --
-  the LimeWire XML metadata collections carried in Query Hits.
+  the LimeWire XML metadata collections carried in Query Hits
+  (:data:`AUDIO_SCHEMA`, :data:`MAX_XML_RECORDS`).
 - :class:`LinkDeflater`, :class:`LinkInflater` -- sans-I/O ``deflate``
-  stream compression for a connection, inflation bounded.
+  stream compression for a connection, inflation bounded
+  (:data:`DEFAULT_MAX_INFLATE_RATIO`, :data:`DEFAULT_INFLATE_SLACK`).
 
 Decoding garbage raises :class:`~peerlab.errors.RemoteProtocolError` (the
 message, or for framing errors the connection, pays); encoding something the
@@ -87,11 +90,16 @@ from peerlab.wire.qrp import (
 from peerlab.wire.urn import parse_sha1_urn
 
 __all__ = [
+    "AUDIO_SCHEMA",
     "BYE",
+    "DEFAULT_INFLATE_SLACK",
+    "DEFAULT_MAX_INFLATE_RATIO",
     "DEFAULT_MAX_PAYLOAD",
+    "DEFAULT_QUERY_FLAGS",
     "GUID_LENGTH",
     "HEADER_LENGTH",
     "MAX_HITS",
+    "MAX_XML_RECORDS",
     "PING",
     "PONG",
     "PUSH",
@@ -1100,21 +1108,24 @@ class LinkDeflater:
 
 #: Ratio bound of a compressed link.  Gnutella traffic compresses 2:1 (the
 #: ``compression`` doc measured 40-50% savings); zlib's own ceiling is about
-#: 1032:1, which is what a deflate bomb uses.  Past a slack for the first
-#: bytes, a link may inflate to at most this many times what it received.
+#: 1032:1, which is what a deflate bomb uses.  Past a slack, a link may
+#: inflate to at most this many times what it received.
 DEFAULT_MAX_INFLATE_RATIO = 32
-#: Inflated bytes allowed before the ratio bound applies.
-DEFAULT_INFLATE_SLACK = 256 * 1024
+#: Inflated bytes allowed beyond the ratio: enough for one whole maximal
+#: descriptor of zeros (an uncompressed QRP patch, say) arriving in a few bytes.
+DEFAULT_INFLATE_SLACK = 1024 * 1024
 
 
 class LinkInflater:
     """Receiving half of a ``deflate`` link, with bounded inflation.
 
-    :meth:`decompress` returns what the bytes fed inflate to.  The total
-    inflated may not exceed ``slack + max_ratio * total received``: a
-    compressed stream that does is a bomb and raises
-    :class:`~peerlab.errors.RemoteProtocolError` before the memory is spent
-    (zlib is asked for one byte more than the bound, never more).
+    :meth:`decompress` returns what the bytes fed inflate to.  Two bounds:
+    over the life of the link, the total inflated may not exceed ``slack +
+    max_ratio * total received``; and one call may not return more than
+    ``slack + max_ratio * len(data)``, so a long well-behaved link cannot
+    bank credit for one huge burst.  A stream breaking either is a bomb and
+    raises :class:`~peerlab.errors.RemoteProtocolError` before the memory is
+    spent (zlib is asked for one byte more than the bound, never more).
     """
 
     __slots__ = ("max_ratio", "slack", "_z", "bytes_in", "bytes_out")
@@ -1134,7 +1145,10 @@ class LinkInflater:
         if self._z.eof:
             raise RemoteProtocolError("data after the end of the deflate stream")
         self.bytes_in += len(data)
-        allowed = self.slack + self.max_ratio * self.bytes_in - self.bytes_out
+        allowed = min(
+            self.slack + self.max_ratio * self.bytes_in - self.bytes_out,
+            self.slack + self.max_ratio * len(data),
+        )
         try:
             out = self._z.decompress(data, allowed + 1)
         except zlib.error as exc:
