@@ -342,6 +342,17 @@ def test_query_hit_opaque_private_data_that_looks_like_ggep() -> None:
     assert isinstance(hit, QueryHit) and hit.ggep is None and hit.private_prefix == b"\xc3\xff\xff"
 
 
+def test_query_hit_keeps_good_ggep_before_opaque_bytes() -> None:
+    wire = bytes(11) + b"GTKG\x02\x20\x20" + b"\x01" + b"\xc3\x82BH\x40" + b"\xc3\xff"
+    hit = decode_payload(0x81, wire + SERVENT)
+    assert isinstance(hit, QueryHit)
+    assert (hit.private_prefix, hit.ggep, hit.private_suffix) == (
+        b"\x01",
+        GGEP.of(("BH", b"")),
+        b"\xc3\xff",
+    )
+
+
 def test_query_hit_local_misuse() -> None:
     r = QueryHitResult(0, 1, "x")
     with pytest.raises(LocalProtocolError):

@@ -788,21 +788,22 @@ def _dec_query_hit(p: bytes) -> QueryHit:
     prefix, ggep, suffix = private, None, b""
     if has_ggep:
         # "search for the GGEP block by looking for the first occurrence of the
-        # GGEP magic byte"; encrypted vendor data that only looks like it
-        # (the spec's BearShare caveat) stays opaque.
+        # GGEP magic byte"; blocks may follow one another.  Vendor data that
+        # only looks like GGEP (the spec's BearShare caveat) stays opaque.
         at = private.find(MAGIC)
-        if at >= 0:
+        exts: list[Extension] = []
+        ggep_end = at
+        while 0 <= ggep_end < len(private) and private[ggep_end] == MAGIC:
             try:
-                ggep_end = at
-                exts: list[Extension] = []
-                while ggep_end < len(private) and private[ggep_end] == MAGIC:
-                    block, ggep_end = decode_block(private, ggep_end)
-                    exts.extend(block.extensions)
-                    if len(exts) > MAX_EXTENSIONS:
-                        raise RemoteProtocolError("too many GGEP extensions")
-                prefix, ggep, suffix = private[:at], GGEP(tuple(exts)), private[ggep_end:]
+                block, after = decode_block(private, ggep_end)
             except RemoteProtocolError:
-                prefix, ggep, suffix = private, None, b""
+                break
+            exts.extend(block.extensions)
+            ggep_end = after
+            if len(exts) > MAX_EXTENSIONS:
+                raise RemoteProtocolError(f"more than {MAX_EXTENSIONS} GGEP extensions")
+        if exts:
+            prefix, ggep, suffix = private[:at], GGEP(tuple(exts)), private[ggep_end:]
     return QueryHit(
         hit.port,
         hit.ip,
@@ -968,8 +969,8 @@ def _enc_query_hit(m: QueryHit) -> bytes:
         if ggep:
             b0 |= 0x20
             b1 |= 0x20
-            if MAGIC in m.private_prefix:
-                raise LocalProtocolError("private data before GGEP holds the GGEP magic")
+            if MAGIC in m.private_prefix or m.private_suffix[:1] == bytes((MAGIC,)):
+                raise LocalProtocolError("private data around GGEP would be read as GGEP")
         xml = m.xml.encode("utf-8") + b"\x00" if m.xml is not None else b""
         if len(xml) > 0xFFFF:
             raise LocalProtocolError("Query Hit XML larger than 64 KiB")
