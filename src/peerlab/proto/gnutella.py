@@ -51,7 +51,8 @@ and leaves the machine in ERROR, where every further ``receive_data``
 raises again; misuse by the caller raises
 :class:`~peerlab.errors.LocalProtocolError`.
 
-Public API: :class:`GnutellaConnection` (``outgoing()``/``incoming()``,
+Public API: :class:`GnutellaConnection` (``outgoing_connection()``,
+``incoming_connection()``,
 ``receive_data``, ``receive_eof``, ``accept``, ``reject``, ``send``,
 ``send_descriptor``, ``send_bye``, ``data_to_send``, ``next_deadline``,
 ``handle_timeout``), :class:`ConnectionConfig`, :class:`Negotiation`,

@@ -904,7 +904,9 @@ def _enc_query(m: Query) -> bytes:
     fields = _gem_fields(m.urns, m.xml, m.extra)
     area = bytes((_GEM_SEPARATOR,)).join(fields)
     if m.ggep:
-        area += (b"\x1c" if area else b"") + encode_block(m.ggep)
+        # COBS where a NUL would appear: servents that read a query's
+        # extensions "between the nulls" must not see the area end early.
+        area += (b"\x1c" if area else b"") + encode_block(m.ggep, avoid_nul=True)
     elif area:
         area += b"\x00"  # HUGE: extensions sit "between the nulls"
     return m.flags.to_bytes(2, "big") + criteria + b"\x00" + area
