@@ -588,8 +588,6 @@ class PeerConnection:
         if self._sent_any_message:
             raise LocalProtocolError("bitfield, have all and have none go first (BEP 3, BEP 6)")
         self._queue_message(data)
-        if self._deferred_pending:
-            self._send_deferred()
 
     def send_bitfield(self, bitfield: bytes) -> None:
         """Our pieces, as the first message (BEP 3 "bitfield")."""
