@@ -51,7 +51,7 @@ changed (on a worker thread through ``runtime.offload``) and on
 :meth:`Tracker.close`; on :meth:`Tracker.start` it is loaded back, with each
 peer keeping its age, so a peer that went silent still expires on time.
 
-UDP connection ids (BEP 15): a keyed BLAKE2b of the client's address and
+UDP connection ids (BEP 15): a keyed BLAKE2b of the client's IP and
 the current :data:`CONNECTION_ID_WINDOW_S` window, under a secret drawn from
 ``runtime.rng``.  Ids of the current and the previous two windows are
 accepted, so an id stays valid at least two minutes after it was sent (BEP 15)
@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from peerlab.errors import (
+    AddressInUse,
     ConfigError,
     LocalProtocolError,
     NetworkError,
@@ -219,7 +220,8 @@ class TrackerConfig:
     http_port: int | None = 0
     udp_port: int | None = 0
     interval: int = DEFAULT_INTERVAL_S
-    min_interval: int = DEFAULT_MIN_INTERVAL_S
+    #: ``None``: :data:`DEFAULT_MIN_INTERVAL_S`, or the interval when shorter.
+    min_interval: int | None = None
     expiry_factor: float = EXPIRY_FACTOR
     default_numwant: int = DEFAULT_NUMWANT
     max_numwant: int = MAX_NUMWANT
@@ -241,7 +243,7 @@ class TrackerConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} {port} is out of range")
         if self.interval < 1 or self.interval > 0x7FFFFFFF:
             raise ConfigError(f"announce interval {self.interval} s is out of range")
-        if not 0 <= self.min_interval <= self.interval:
+        if self.min_interval is not None and not 0 <= self.min_interval <= self.interval:
             raise ConfigError("min interval must lie between 0 and the interval")
         if not self.expiry_factor >= 1.0:
             raise ConfigError("peer expiry must be at least one interval")
@@ -255,6 +257,13 @@ class TrackerConfig:
             bad = [h for h in self.allowed if len(h) != INFO_HASH_BYTES]
             if bad:
                 raise ConfigError(f"allowed info-hash {bad[0]!r} is not 20 bytes")
+
+    @property
+    def min_interval_s(self) -> int:
+        """The ``min interval`` told to clients."""
+        if self.min_interval is None:
+            return min(DEFAULT_MIN_INTERVAL_S, self.interval)
+        return self.min_interval
 
     @property
     def expiry(self) -> float:
@@ -515,7 +524,7 @@ class SwarmTable:
         cfg = self.config
         return AnnounceResponse(
             interval=cfg.interval,
-            min_interval=cfg.min_interval,
+            min_interval=cfg.min_interval_s,
             complete=len(swarm.seeders) if swarm is not None else 0,
             incomplete=len(swarm.leechers) if swarm is not None else 0,
             peers=tuple(peers),
@@ -848,6 +857,9 @@ class Tracker:
         self._saved_changes = 0
         self._saving = False
         self._started = False
+        #: Loaded and bound: only then does close() write the table back (a
+        #: start that failed must not overwrite a state file it could not read).
+        self._serving = False
         self._closed = False
 
     # --------------------------------------------------------- lifecycle
@@ -869,12 +881,23 @@ class Tracker:
                 rt.observer.event("tracker.loaded", swarms=len(self.table), peers=restored)
         try:
             if cfg.http_port is not None:
-                self._listener = rt.listen((cfg.host, cfg.http_port), self._new_http_handler)
+                try:
+                    self._listener = rt.listen((cfg.host, cfg.http_port), self._new_http_handler)
+                except AddressInUse as exc:
+                    raise AddressInUse(
+                        f"HTTP port {cfg.http_port} on {cfg.host} is already in use"
+                    ) from exc
             if cfg.udp_port is not None:
-                self._endpoint = rt.bind_udp((cfg.host, cfg.udp_port), _UdpHandler(self))
+                try:
+                    self._endpoint = rt.bind_udp((cfg.host, cfg.udp_port), _UdpHandler(self))
+                except AddressInUse as exc:
+                    raise AddressInUse(
+                        f"UDP port {cfg.udp_port} on {cfg.host} is already in use"
+                    ) from exc
         except NetworkError:
             self._close_sockets()
             raise
+        self._serving = True
         self._sweep_timer = rt.call_later(cfg.sweep_interval, self._on_sweep)
         if self.store is not None:
             self._save_timer = rt.call_later(cfg.save_interval, self._on_save_timer)
@@ -895,14 +918,16 @@ class Tracker:
         for h in list(self._handlers):
             h.abort()
         self._handlers.clear()
-        if self.store is not None and self._started:
+        if self.store is not None and self._serving:
             self.save()
 
     def _close_sockets(self) -> None:
         if self._listener is not None:
             self._listener.close()
+            self._listener = None
         if self._endpoint is not None:
             self._endpoint.close()
+            self._endpoint = None
 
     @property
     def http_address(self) -> Address | None:
@@ -972,7 +997,7 @@ class Tracker:
         else:
             files = self.table.scrape(hashes, now)
         self._report_counts()
-        return ScrapeResponse(tuple(files), min_request_interval=cfg.min_interval)
+        return ScrapeResponse(tuple(files), min_request_interval=cfg.min_interval_s)
 
     def sweep(self) -> int:
         """Expire stale peers across the table now."""
@@ -1083,9 +1108,10 @@ class Tracker:
     # --------------------------------------------------------------- UDP
 
     def _connection_id(self, addr: Address, window: int) -> int:
-        mac = hashlib.blake2b(
-            f"{window}|{addr[0]}|{addr[1]}".encode(), key=self._secret, digest_size=8
-        )
+        # Bound to the IP only, not the port: one client may announce from
+        # several sockets (libtorrent caches connection ids per tracker, not
+        # per socket), and the id exists to stop spoofed source *addresses*.
+        mac = hashlib.blake2b(f"{window}|{addr[0]}".encode(), key=self._secret, digest_size=8)
         return int.from_bytes(mac.digest(), "big")
 
     def mint_connection_id(self, addr: Address) -> int:
