@@ -203,6 +203,17 @@ def test_extension_negotiation_both_ways() -> None:
     assert pair.b.remote_extensions == {}
 
 
+def test_extension_names_are_bounded_across_handshakes() -> None:
+    pair = _est()
+    for round_ in range(3):
+        m = {f"x{round_}_{i}": 1 + i % 200 for i in range(pw.MAX_EXTENSION_NAMES)}
+        payload = pw.encode_extended_handshake(pw.ExtendedHandshake(m=m))
+        pair.a.receive_data(pw.encode(pw.Extended(0, payload)), 0.0)
+    assert len(pair.a.remote_extensions) == pw.MAX_EXTENSION_NAMES
+    assert pair.a.counters["extensions_ignored"] == 3 * pw.MAX_EXTENSION_NAMES - (
+        pw.MAX_EXTENSION_NAMES - 2)  # ut_metadata and ut_pex were known already
+
+
 def test_metadata_and_pex_and_unknown_extension_messages() -> None:
     pair = _est()
     data = b"m" * 100

@@ -43,7 +43,8 @@ Public API (stable)
     State:     .state  .info_hash  .remote (the peer's Handshake)  .piece_count
                .fast  .extension_protocol  .dht                    # negotiated (both ends)
                .am_choking  .am_interested  .peer_choking  .peer_interested
-               .remote_extensions (name -> id)  .remote_handshake (ExtendedHandshake)
+               .remote_extensions (name -> id, at most MAX_EXTENSION_NAMES)
+               .remote_handshake (the peer's last ExtendedHandshake)
                .requests_outstanding / .peer_requests (list[Request], oldest first)
                .request_slots (requests we may still send)  .peer_allowed_fast (set)
                .payload_received  .payload_sent  .counters (Counter of odd events)
@@ -108,6 +109,7 @@ from peerlab.wire.peer import (
     HANDSHAKE_LENGTH,
     HANDSHAKE_PREFIX_LENGTH,
     MAX_BLOCK_LENGTH,
+    MAX_EXTENSION_NAMES,
     MAX_PIECE_COUNT,
     PROTOCOL_NAME,
     UT_METADATA,
@@ -919,11 +921,14 @@ class PeerConnection:
         if msg.extended_id == EXTENDED_HANDSHAKE_ID:
             h = decode_extended_handshake(msg.payload)
             # BEP 10: a later handshake adds extensions, and id 0 removes one.
+            known = self.remote_extensions
             for ext, mid in h.m.items():
-                if mid:
-                    self.remote_extensions[ext] = mid
+                if not mid:
+                    known.pop(ext, None)
+                elif ext in known or len(known) < MAX_EXTENSION_NAMES:
+                    known[ext] = mid
                 else:
-                    self.remote_extensions.pop(ext, None)
+                    self.counters["extensions_ignored"] += 1
             self.remote_handshake = h
             events.append(h)
             return
