@@ -58,7 +58,7 @@ Public API (stable)
         PeerExchange -- and besides them:
         RequestsDropped(requests)   # choked without the fast extension: these are void
         ExtensionMessage(name, extended_id, payload)  # an extension we do not parse
-        ConnectionClosed()          # the peer closed its side
+        ConnectionClosed()          # the peer closed its side: close ours (driver.close())
 
 Rules the machine enforces (garbage and broken rules raise
 RemoteProtocolError, which costs the connection; our own misuse raises
