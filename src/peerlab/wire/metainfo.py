@@ -584,7 +584,10 @@ class Metainfo:
         if self.announce_list:
             d[b"announce-list"] = [list(t) for t in self.announce_list]
         if self.url_list:
-            d[b"url-list"] = list(self.url_list)
+            # BEP 19 allows a string or a list; one URL is written as a
+            # string, as libtorrent and most creators do.
+            seeds = self.url_list
+            d[b"url-list"] = seeds[0] if len(seeds) == 1 else list(seeds)
         if self.nodes:
             d[b"nodes"] = [[h, p] for h, p in self.nodes]
         if self.comment is not None:
