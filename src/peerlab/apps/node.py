@@ -820,13 +820,18 @@ class Node:
         """One Napster search (200 -> 201... 202), bounded by PEER_TIMEOUT.
 
         A search asked while the client fails over waits for the next server
-        within that bound.  Our own shares come from the catalog, so our own
-        nick's results are left out.
+        within that bound; while every server is down (the client waits to
+        retry) it ends at once.  Our own shares come from the catalog, so our
+        own nick's results are left out.
         """
         client = self.napster
         assert client is not None
         words = " ".join(_NAPSTER_WORD.findall(text))
         if not words:
+            return []
+        if client.all_failed:
+            # Every server is down: do not make the user wait for a retry.
+            log.warning("search: Napster: no server reachable (%s)", client.detail)
             return []
         query = SearchQuery(
             contains=(wire_text(words),), max_results=min(limit, MAX_SEARCH_RESULTS)
@@ -1149,22 +1154,22 @@ class Node:
     async def _await_napster_login(self, client: NapsterClient, servers: list[Address]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + NAPSTER_START_WAIT
-        while loop.time() < deadline:
+        while loop.time() < deadline and not self._stop.is_set():
             if client.state == ONLINE:
                 return
             answered = set(client.refusals) | set(client.failures)
-            if client.refusals and answered >= set(servers):
-                address, reason = next(iter(client.refusals.items()))
-                raise NapsterLoginRefused(
-                    f"Napster server {format_address(address)} refused the login of "
-                    f"{client.nick!r}: {reason} (a registered nick needs its own password: "
-                    "set napster_password, or choose another --napster-nick)"
-                )
+            if answered >= set(servers):
+                if client.refusals:
+                    address, reason = next(iter(client.refusals.items()))
+                    raise NapsterLoginRefused(
+                        f"Napster server {format_address(address)} refused the login of "
+                        f"{client.nick!r}: {reason} (a registered nick needs its own password: "
+                        "set napster_password, or choose another --napster-nick)"
+                    )
+                break  # every server failed once: keep trying in the background
             await asyncio.sleep(NAPSTER_POLL)
-        log.warning(
-            "napster: no server logged us in within %g s (%s); still trying",
-            NAPSTER_START_WAIT, client.detail,
-        )  # fmt: skip
+        if not self._stop.is_set():
+            log.warning("napster: not logged in yet (%s); still trying", client.detail)
 
     def _napster_state(self, state: str, detail: str) -> None:
         if state == ONLINE:

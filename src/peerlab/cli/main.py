@@ -811,11 +811,14 @@ def status(env: Env, as_json: bool) -> None:
     ]
     nap = data.get("napster")
     if nap:
-        where = nap.get("server") or f"{nap.get('state')} ({nap.get('detail')})"
         port = "firewalled" if nap.get("firewalled") else f"data port {nap.get('data_port')}"
+        where = (
+            f"on {nap['server']}; {nap.get('shared')} file(s) shared" if nap.get("server")
+            else f"not logged in ({nap.get('state')}: {nap.get('detail')})"
+        )  # fmt: skip
         lines.append(
-            f"napster:    {nap.get('nick')} ({nap.get('link')}, {port}) on {where}; "
-            f"{nap.get('shared')} file(s) shared; servers {', '.join(nap.get('servers') or [])}"
+            f"napster:    {nap.get('nick')} ({nap.get('link')}, {port}) {where}; "
+            f"servers {', '.join(nap.get('servers') or [])}"
         )
     for line in lines:
         click.echo(line)

@@ -314,6 +314,11 @@ class NapsterClient:
         return self.state == ONLINE
 
     @property
+    def all_failed(self) -> bool:
+        """Not online, and every server of the list failed in a row (waiting to retry)."""
+        return not self.online and self._failed_in_row >= len(self.config.servers)
+
+    @property
     def nick(self) -> str:
         return self.config.nick
 
