@@ -56,6 +56,15 @@ def test_login_share_search_and_direct_download(
     assert lefty.observer.counters["napster.upload_bytes"] == shared.size
     assert mred.observer.counters["napster.download_bytes"] == shared.size
     assert mred.observer.named("napster.download_started")[0]["pushed"] is False
+    # Transfer notices (napster.txt 5.1): one 218/219 pair and one 220/221 pair.
+    counters = server.runtime.observer.counters
+    names = ("download_start", "download_end", "upload_start", "upload_end")
+    assert world.run_until(
+        lambda: all(counters[f"napster.server.{n}"] == 1 for n in names), WAIT
+    ), counters
+    assert server.store.find_user("mred").total_downloads == 1
+    assert server.store.find_user("lefty").total_uploads == 1
+    assert server.store.find_user("lefty").uploads == 0
 
 
 def test_firewalled_sharer_pushes_with_send(
