@@ -73,6 +73,7 @@ Public API
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ RESERVED_NAMES = frozenset(
 # as "evilexe.pdf".  Not separators, but a name that lies about itself.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _SEPARATORS = frozenset("/\\")
+# Printable ASCII without '/', ':' and '\\' (0x2f, 0x3a, 0x5c).
+_PLAIN_ASCII = re.compile(r"[\x20-\x2e\x30-\x39\x3b-\x5b\x5d-\x7e]+")
 #: BEP 47 attribute letters.
 ATTR_PADDING = "p"
 ATTR_EXECUTABLE = "x"
@@ -146,7 +149,9 @@ def path_component_problem(component: str) -> str | None:
         return f"is {component!r}"
     if len(component.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
         return f"is longer than {MAX_COMPONENT_BYTES} bytes"
-    for ch in component:
+    # Most names are printable ASCII; only the others need the slow look at
+    # each character's Unicode category.
+    for ch in ("" if _PLAIN_ASCII.fullmatch(component) else component):
         if ch in _SEPARATORS:
             return "contains a path separator"
         if ch == ":":
