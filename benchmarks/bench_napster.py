@@ -54,7 +54,8 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,9 @@ class Load:
             str(files),
             "--max-results",
             str(MAX_RESULTS),
+            # The server hashes at most 64 logins at once: share them out.
+            "--login-concurrency",
+            str(max(1, 64 // PROCS)),
             *(["--songs", str(songs)] if songs else []),
         ]
         self.proc = subprocess.Popen(
@@ -400,7 +404,31 @@ class Measured:
         self.notes: list[str] = []
 
 
-def _measure(servers: list[Server]) -> Measured:
+@contextmanager
+def _profiled(servers: list[Server], out: Path | None) -> Iterator[None]:
+    """With ``PEERLAB_BENCH_NAPSTER_PYSPY`` naming a py-spy binary, sample
+    every server for the duration of the block (py-spy's raw format, one file
+    per server, for flame graphs or a top-functions summary)."""
+    spy = os.environ.get("PEERLAB_BENCH_NAPSTER_PYSPY")
+    if not spy or out is None:
+        yield
+        return
+    procs = [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(s.proc.pid), "--format", "raw", "--rate", "200",
+             "--nonblocking", "--output", str(out.with_name(f"{out.name}-{s.port}.txt"))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for s in servers
+    ]
+    try:
+        yield
+    finally:
+        for p in procs:
+            _stop(p, signal.SIGINT)
+
+
+def _measure(servers: list[Server], profile: Path | None = None) -> Measured:
     """Log in, share and search against ``servers``; the figures of one set-up."""
     m = Measured()
     ports = [s.port for s in servers]
@@ -436,10 +464,11 @@ def _measure(servers: list[Server]) -> Measured:
 
         _phase(loads, {"cmd": "search", "mode": "closed", "seconds": WARMUP_SECONDS,
                        "concurrency": max(1, CONCURRENCY // len(loads))})
-        replies, wall = _phase(loads, {
-            "cmd": "search", "mode": "closed", "seconds": SECONDS,
-            "concurrency": max(1, CONCURRENCY // len(loads)),
-        })
+        with _profiled(servers, profile):
+            replies, wall = _phase(loads, {
+                "cmd": "search", "mode": "closed", "seconds": SECONDS,
+                "concurrency": max(1, CONCURRENCY // len(loads)),
+            })
         done = sum(r["done"] for r in replies)
         elapsed = max(r["seconds"] for r in replies)
         m.searches_per_s = done / elapsed
@@ -467,6 +496,11 @@ def _measure(servers: list[Server]) -> Measured:
         m.p50_ms = _percentile(lat, 50)
         m.p99_ms = _percentile(lat, 99)
         done = sum(r["done"] for r in replies)
+        m.notes.append(
+            "load average (1 min) of the machine: "
+            f"{os.getloadavg()[0]:.1f} after the search phases, on 2 cores shared by "
+            f"the server(s), the load generator and anything else running"
+        )
         m.notes.append(
             f"open loop at {rate:.0f}/s: {done} answered, "
             f"{sum(r['unanswered'] for r in replies)} unanswered, "
@@ -525,7 +559,7 @@ def run(bench: Any) -> None:
         with ExitStack() as stack:
             server = _start_server(f"sqlite:{work / 'index.db'}", work / "server.log")
             stack.callback(_stop, server.proc)
-            m = _measure([server])
+            m = _measure([server], work / "profile-single")
             peak = server.peak_mib()
         _report(bench, "", m, peak)
 
@@ -555,7 +589,7 @@ def run(bench: Any) -> None:
             s = _start_server(pg.url, work / f"farm{i}.log")
             stack.callback(_stop, s.proc)
             servers.append(s)
-        m = _measure(servers)
+        m = _measure(servers, work / "profile-farm")
         peaks = [s.peak_mib() for s in servers]
     m.notes.append("server peaks: " + ", ".join(f"{p:.0f} MiB" for p in peaks))
     _report(bench, "farm_", m, max(peaks))

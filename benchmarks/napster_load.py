@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import gc
 import hashlib
 import itertools
 import json
@@ -61,10 +62,11 @@ sys.path.insert(0, str(HERE.parent / "src"))
 from peerlab.errors import RemoteProtocolError  # noqa: E402
 from peerlab.wire import napster as nap  # noqa: E402
 
-#: Connections opening and logging in at once, per process: about the
-#: listen backlog of a server, so the kernel never drops a SYN (a dropped SYN
-#: costs a one-second retransmission and would measure the backlog, not the
-#: server).
+#: Connections opening and logging in at once, per process (``--login-
+#: concurrency``): within the listen backlog of a server, so the kernel never
+#: drops a SYN (a dropped SYN costs a one-second retransmission and would
+#: measure the backlog, not the server), and within the logins a server
+#: hashes at once before it answers "server busy" (64 in peerlab's server).
 LOGIN_CONCURRENCY = 64
 #: Users sending their library at once, per process (bounds the bytes queued
 #: in this process and in the server's buffers).
@@ -396,6 +398,7 @@ class Users:
     register: bool
     corpus: Corpus
     max_results: int
+    login_concurrency: int = LOGIN_CONCURRENCY
     clients: list[Client] = field(default_factory=list)
     #: Prepared (untimed): each user's share frames and a stats request.
     share_blobs: dict[str, bytes] = field(default_factory=dict)
@@ -423,7 +426,7 @@ async def phase_login(users: Users) -> dict[str, Any]:
     """Connect and log in every user of this process."""
     loop = asyncio.get_running_loop()
     errors: list[str] = []
-    gate = asyncio.Semaphore(LOGIN_CONCURRENCY)
+    gate = asyncio.Semaphore(users.login_concurrency)
     failed = 0
     ok: list[Client] = []
 
@@ -474,17 +477,28 @@ def phase_prepare(users: Users) -> dict[str, Any]:
     """Encode every share and a pool of searches before any clock starts:
     the load generator's own encoding is not the server's rate."""
     t0 = time.perf_counter()
-    libraries = {c.nick: users.corpus.library(int(c.nick[5:]), users.files) for c in users.clients}
-    users.share_blobs = {
-        nick: b"".join(share_frame(s) for s in library) + STATS_FRAME
-        for nick, library in libraries.items()
-    }
-    users.share_files = sum(len(library) for library in libraries.values())
+    encoded: dict[tuple[str, str, int, int, int, int], bytes] = {}  # a rip's frame
+    users.share_files = 0
+    for c in users.clients:
+        library = users.corpus.library(int(c.nick[5:]), users.files)
+        frames = []
+        for share in library:
+            frame = encoded.get(share)
+            if frame is None:
+                frame = encoded[share] = share_frame(share)
+            frames.append(frame)
+        users.share_blobs[c.nick] = b"".join(frames) + STATS_FRAME
+        users.share_files += len(library)
     pool = [
         search_frame(words, cons, users.max_results)
         for words, cons in users.corpus.queries(QUERY_POOL, users.first)
     ]
     users.queries = itertools.cycle(pool)
+    # Everything allocated so far lives until the end: keep the collector
+    # from scanning it again and again (a full collection over 10,000
+    # clients would show up as a pause in the measured latencies).
+    gc.collect()
+    gc.freeze()
     return {"files": users.share_files, "queries": len(pool), "seconds": time.perf_counter() - t0}
 
 
@@ -698,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--songs", type=int, default=100_000, help="distinct tracks in the corpus")
     ap.add_argument("--max-results", type=int, default=100, help="MAX_RESULTS of each search")
     ap.add_argument("--register", action="store_true", help="log in as new users (6)")
+    ap.add_argument("--login-concurrency", type=int, default=LOGIN_CONCURRENCY,
+                    help="connections logging in at once")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     servers = [_address(s) for s in args.servers.split(",")]
@@ -709,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         register=args.register,
         corpus=Corpus(args.seed, args.songs),
         max_results=args.max_results,
+        login_concurrency=max(1, args.login_concurrency),
     )
     try:
         import uvloop
