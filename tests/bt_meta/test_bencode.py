@@ -220,6 +220,7 @@ values: st.SearchStrategy[Value] = st.recursive(
 )
 
 
+@settings(deadline=None)
 @given(values)
 def test_round_trip(value: Value) -> None:
     data = encode(value)
@@ -227,6 +228,7 @@ def test_round_trip(value: Value) -> None:
     assert decode_prefix(data + b"tail") == (value, len(data))
 
 
+@settings(deadline=None)
 @given(st.dictionaries(keys, values, max_size=6))
 def test_spans_cover_exactly_each_value(value: dict[bytes, Value]) -> None:
     data = encode(value)
@@ -245,13 +247,13 @@ def _decode_or_refuse(data: bytes) -> None:
     assert encode(value) == data
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=64))
 def test_garbage_raises_only_remote_protocol_error(data: bytes) -> None:
     _decode_or_refuse(data)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(
     st.sampled_from([b"i", b"e", b"l", b"d", b"0", b"1", b"3", b"-", b":", b"a", b"4:spam"]),
     max_size=24).map(b"".join))
@@ -259,7 +261,7 @@ def test_bencode_shaped_garbage_raises_only_remote_protocol_error(data: bytes) -
     _decode_or_refuse(data)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(values, st.data())
 def test_mutated_encodings_raise_only_remote_protocol_error(value: Value, data: st.DataObject
                                                             ) -> None:

@@ -146,12 +146,13 @@ magnets = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(magnets)
 def test_round_trip(m: Magnet) -> None:
     assert parse_magnet(m.to_uri()) == m
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.text(max_size=120))
 def test_garbage_raises_only_remote_protocol_error(uri: str) -> None:
     try:
@@ -160,7 +161,7 @@ def test_garbage_raises_only_remote_protocol_error(uri: str) -> None:
         pass
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from([
     "magnet:?", "xt=", "urn:btih:", HEX, "urn:btmh:1220", "&", "=", "%", "%2", "%C3%A9", "dn",
     "tr", "x.pe", "[", "]", ":", "1", "::1", "+", "ws", ".1"]), max_size=14).map("".join))

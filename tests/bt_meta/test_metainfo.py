@@ -376,7 +376,7 @@ _SEED_TORRENT = torrent(multi_info([(["a"], 20000), (["b", "c"], 30000)]), {
     "url-list": "http://ws/", "comment": "x", "creation date": 1})
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_mutated_torrents_raise_only_remote_protocol_error(data: st.DataObject) -> None:
     raw = bytearray(_SEED_TORRENT)
@@ -402,7 +402,7 @@ def test_mutated_torrents_raise_only_remote_protocol_error(data: st.DataObject) 
     assert decode_with_spans(bytes(raw)).raw(b"info") == meta.info.raw
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_remote_protocol_error(raw: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
@@ -414,7 +414,7 @@ def test_random_bytes_raise_only_remote_protocol_error(raw: bytes) -> None:
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(names)
 def test_any_name_is_either_refused_or_safe(name: str) -> None:
     problem = path_component_problem(name)

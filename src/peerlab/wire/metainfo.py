@@ -60,8 +60,9 @@ Public API
                     private=False) -> Info
     Metainfo                               # a whole .torrent file
         .info .announce .announce_list .url_list .nodes .comment .created_by
-        .creation_date .trackers (BEP 12 tiers) .info_hash .magnet() -> Magnet
-        .to_bytes() -> bytes
+        .creation_date .extra (other top-level entries, raw) .trackers (BEP 12 tiers)
+        .info_hash .magnet() -> Magnet
+        .to_bytes() -> bytes               # info byte for byte, extras unchanged
         Metainfo.from_bytes(data) -> Metainfo
         Metainfo.create(info, *, trackers=(), url_list=(), nodes=(), comment=None,
                         created_by=None, creation_date=None) -> Metainfo
