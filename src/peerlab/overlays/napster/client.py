@@ -570,8 +570,16 @@ class NapsterClient:
     def _on_event(self, driver: StreamDriver, ev: object) -> None:
         if driver is not self._driver:
             return
-        session = self._session
-        assert session is not None
+        try:
+            self._handle(driver, ev)
+        except (PeerlabError, OSError) as exc:
+            # An owner's callback failed (a disk error serving a push...):
+            # that one message is lost, the session goes on.
+            self.runtime.observer.event(
+                "napster.event_failed", event=type(ev).__name__, error=str(exc)
+            )
+
+    def _handle(self, driver: StreamDriver, ev: object) -> None:
         if isinstance(ev, SearchResult):
             if self._inflight and self.server is not None:
                 self._inflight[0]._hit(NapsterHit.from_result(ev, self.server))

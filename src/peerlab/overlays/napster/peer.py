@@ -884,7 +884,13 @@ class NapsterDownload:
                 return
             self._started()
         elif isinstance(ev, Data):
-            self._write(ev.data)
+            try:
+                self._write(ev.data)
+            except OSError as exc:
+                # The disk said no (full, gone): no sharer can help with that.
+                self._detach()
+                link.abort()
+                self._fail(f"cannot write {self.part_path}: {exc.strerror or exc}")
         elif isinstance(ev, TransferComplete):
             self._detach()
             link.close()
