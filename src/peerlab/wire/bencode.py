@@ -118,6 +118,11 @@ class BencodeLimits:
     max_string_length: int = MAX_STRING_LENGTH
     max_list_length: int = MAX_LIST_LENGTH
     max_tokens: int = MAX_TOKENS
+    #: Refuse dictionary keys out of sorted order.  Right for metainfo, where
+    #: the bytes are the identity; messages from other clients (BEP 10
+    #: handshakes, tracker replies, DHT) are read leniently, as libtorrent
+    #: does, since some clients do not sort.  Repeated keys are refused either way.
+    sorted_keys: bool = True
 
 
 DEFAULT_LIMITS = BencodeLimits()
@@ -160,6 +165,7 @@ def _decode(
     max_string = limits.max_string_length
     max_items = limits.max_list_length
     tokens_left = limits.max_tokens
+    lenient = not limits.sorted_keys
     find = data.find
     match_integer = _INTEGER.match
     stack: list[list[Any]] = []
@@ -202,7 +208,10 @@ def _decode(
                 if expecting_key:
                     assert frame is not None
                     previous = frame[1]
-                    if previous is not None and value <= previous:
+                    if lenient:
+                        if value in frame[0]:
+                            raise _fail(f"dictionary key {value[:40]!r} repeated", pos)
+                    elif previous is not None and value <= previous:
                         what = "repeated" if value == previous else "out of sorted order"
                         raise _fail(f"dictionary key {value[:40]!r} {what}", pos)
                     if len(frame[0]) >= max_items:

@@ -884,6 +884,7 @@ _EXTENSION_LIMITS: Final = bencode.BencodeLimits(
     max_string_length=MAX_EXTENDED_PAYLOAD,
     max_list_length=MAX_EXTENSION_NAMES + 64,
     max_tokens=2048,
+    sorted_keys=False,  # some clients do not sort their handshake's keys
 )
 
 
