@@ -11,7 +11,8 @@
 The clients are real TCP connections from load generator processes
 (``napster_load.py``, asyncio, many connections each).  Phases, in order:
 
-1. every user logs in (napster.txt 2, or 6 registering a new nick):
+1. every user logs in (napster.txt 2; the server registers a nick at its
+   first login), passwords hashed at scrypt cost ``2**PASSWORD_COST``:
    ``logins_per_s``;
 2. every user shares its library of ``FILES_PER_USER`` files (one 100 frame
    each), a server stats request (214) after them on the same connection
@@ -27,6 +28,13 @@ The clients are real TCP connections from load generator processes
 
 ``server_peak_mib`` is the server's peak resident set (``VmHWM`` in
 ``/proc/PID/status``); for the farm the larger of the two servers.
+
+``default_cost_logins_per_s``: a login storm of ``STORM_USERS`` new users
+against a fresh server at its default scrypt cost (2^14), where the hash is
+the whole cost of a login.
+
+``PEERLAB_BENCH_NAPSTER_PYSPY=/path/to/py-spy`` samples every server during
+the closed-loop searches into ``benchmarks/.data/napster/profile-*.txt``.
 
 Scale: the issue's 10,000 users with 100 files each (1,000,000 files) by
 default; ``PEERLAB_BENCH_NAPSTER_USERS``, ``..._FILES_PER_USER``,
@@ -562,6 +570,12 @@ def run(bench: Any) -> None:
             m = _measure([server], work / "profile-single")
             peak = server.peak_mib()
         _report(bench, "", m, peak)
+        met = m.offered_per_s >= TARGET_RATE and m.p99_ms < TARGET_P99_MS
+        bench.note(
+            f"target {'met' if met else 'not met'}: p99 {m.p99_ms:.1f} ms at "
+            f"{m.offered_per_s:.0f} searches/s offered (most answered: "
+            f"{m.searches_per_s:.0f}/s)"
+        )
 
     if STORM_USERS > 0:
         rate, ok = _login_storm(work)
