@@ -447,3 +447,50 @@ def test_full_scrape_when_enabled(world: World) -> None:
     every = ok(world, lambda d: http_scrape(client, url, [], d))
     assert sorted(h for h, _ in every.files) == [IH, IH2]
     t.close()
+
+
+# ------------------------------------------------------------ seeded fuzz
+
+
+def test_seeded_garbage_never_hurts_the_tracker(sim: SimWorld) -> None:
+    """Random datagrams and random HTTP bytes: each costs only itself, no
+    handler error, and the tracker answers a real client afterwards."""
+    import random
+
+    rng = random.Random(2026)
+    t, _, obs = start_tracker(sim)
+    assert t.udp_address is not None and t.http_address is not None
+    rec, ep = raw_udp(sim)
+    good = encode_udp(ConnectRequest(1))
+    for _ in range(400):
+        if rng.random() < 0.5:
+            junk = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 120)))
+        else:  # a real packet with a few bytes flipped
+            base = bytearray(good + bytes(rng.getrandbits(8) for _ in range(rng.randrange(90))))
+            for _ in range(rng.randrange(1, 4)):
+                base[rng.randrange(len(base))] = rng.getrandbits(8)
+            junk = bytes(base)
+        ep.send_to(junk, t.udp_address)  # type: ignore[attr-defined]
+    crt = sim.new_runtime("http-junk")
+    recorders = []
+    for _ in range(30):
+        r = StreamRecorder()
+        crt.connect(t.http_address, r)
+        recorders.append(r)
+    assert sim.run_until(lambda: all(r.made for r in recorders), 10)
+    for r in recorders:
+        head = rng.choice([b"GET /announce?", b"GET /scrape?", b"", b"GET / HTTP/1.1\r\n"])
+        assert r.stream is not None
+        r.stream.write(head + bytes(rng.getrandbits(8) for _ in range(rng.randrange(300))))
+        r.stream.write(b"\r\n\r\n")
+    sim.run_for(40.0)  # past the idle timeout: every junk connection is gone
+    assert obs.named("tracker.handler_error") == []
+    assert t._handlers == set()
+    c = obs.counters
+    assert c["tracker.udp_garbage"] >= 250  # the rest still parsed as connects
+    refused = c["tracker.http_bad_requests"] + c["tracker.failures"] + c["tracker.http_idle_closed"]
+    assert refused >= 30
+    client = UdpTrackerClient(sim.new_runtime("client"), t.udp_address)
+    assert ok(sim, lambda d: client.announce(req(1), d)).interval == 1800
+    client.close()
+    t.close()

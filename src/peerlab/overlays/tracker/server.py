@@ -18,6 +18,7 @@ Public API (stable)::
         .scrape(info_hashes) -> ScrapeResponse | TrackerFailure
         .sweep() -> int              # expire stale peers now; how many went
         .save() -> None              # write the table now (synchronously)
+        .mint_connection_id(addr) -> int; .connection_id_valid(addr, cid) -> bool  # BEP 15
     SwarmTable(config)               # the table alone, time passed in: the testable core
     SwarmInfo(info_hash, seeders, leechers, downloaded, peers)
     PeerInfo(peer_id, ip, port, left, uploaded, downloaded, seeder, age)
@@ -1075,7 +1076,7 @@ class Tracker:
         """Status and body for one HTTP request (BEP 3 announce, BEP 48 scrape)."""
         obs = self.runtime.observer
         obs.count("tracker.http_requests")
-        if req.method not in ("GET", "HEAD"):
+        if req.method != "GET":
             return 405, b"only GET\n"
         path, _, query = req.target.partition("?")
         if path == "/announce":
@@ -1292,25 +1293,25 @@ class _HttpHandler(BaseStreamHandler):
     def _on_event(self, ev: Event) -> None:
         if isinstance(ev, Request):
             status, body = self.tracker._http_route(ev, self.peer_ip)
-            self._respond(status, body, head=ev.method == "HEAD")
+            self._respond(status, body)
         elif isinstance(ev, ConnectionClosed):
             self.close()
         elif isinstance(ev, EndOfMessage):
             pass  # a request body is read and dropped: no route takes one
 
-    def _respond(self, status: int, body: bytes, *, head: bool = False) -> None:
+    def _respond(self, status: int, body: bytes) -> None:
         ctype = "text/plain" if status == 200 else "text/plain; charset=utf-8"
-        headers = Headers(
-            [
-                ("Server", self.tracker.config.server_name),
-                ("Content-Type", ctype),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-cache"),
-            ]
-        )
+        fields = [
+            ("Server", self.tracker.config.server_name),
+            ("Content-Type", ctype),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+        ]
+        if status == 405:
+            fields.append(("Allow", "GET"))
+        headers = Headers(fields)
         self.conn.send_response(Response(status, _REASONS.get(status, "Unknown"), headers))
-        if not head:
-            self.conn.send_data(body)
+        self.conn.send_data(body)
         self.conn.send_end()
         self._flush()
 
