@@ -133,6 +133,8 @@ DRAIN_POLL_S = 0.05
 STALL_TIMEOUT = 60.0
 #: How often the stall check runs.
 STALL_CHECK_S = 5.0
+#: Seconds to wait for more digits after a complete-looking transfer line.
+LINE_SETTLE_S = 0.05
 #: Seconds a download waits for a firewalled sharer to connect after a 500.
 PUSH_TIMEOUT = 30.0
 #: Seconds between attempts after a source failed.
@@ -336,8 +338,14 @@ class TransfersConfig:
 
     #: Uploads served at once (GET and SEND together).
     slots: int = 4
-    #: Handshake timeout and line settling of the transfer machines.
-    transfer: TransferConfig = field(default_factory=TransferConfig)
+    #: Handshake timeout and line settling of the transfer machines.  The
+    #: request line and the offset reply carry no terminator (napster.txt 5.1,
+    #: 5.2: "in a single packet"); waiting LINE_SETTLE_S after a complete-
+    #: looking line keeps a packet split inside the digits from giving a
+    #: wrong offset, at a cost no one notices.
+    transfer: TransferConfig = field(
+        default_factory=lambda: TransferConfig(line_settle=LINE_SETTLE_S)
+    )
     stall_timeout: float = STALL_TIMEOUT
     push_timeout: float = PUSH_TIMEOUT
     retry_delay: float = RETRY_DELAY
