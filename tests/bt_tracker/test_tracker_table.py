@@ -202,3 +202,11 @@ def test_snapshot_and_restore_keep_ages_and_drop_the_expired() -> None:
     assert info is not None and info.downloaded == 1
     assert [(p.port, round(p.age)) for p in info.peers] == [(7002, 80), (7003, 40)]
     assert fresh.sweep(7.0 + 121.0) == 1  # peer 2 expires at 200 s of silence
+
+
+def test_ipv4_mapped_sources_are_listed_as_ipv4() -> None:
+    from peerlab.overlays.tracker.server import _peer_ip
+
+    assert _peer_ip("::ffff:192.0.2.1") == "192.0.2.1"
+    assert _peer_ip("2001:db8::1") == "2001:db8::1"
+    assert _peer_ip("192.0.2.1") == "192.0.2.1"

@@ -552,6 +552,8 @@ def encode_announce_response(
     if resp.incomplete is not None:
         out[b"incomplete"] = _nonneg(resp.incomplete, "incomplete")
     if resp.tracker_id is not None:
+        if len(resp.tracker_id) > MAX_TOKEN_CHARS or _TOKEN_RE.fullmatch(resp.tracker_id) is None:
+            raise LocalProtocolError(f"bad tracker id {resp.tracker_id!r}")
         out[b"tracker id"] = resp.tracker_id.encode("ascii")
     if resp.warning is not None:
         out[b"warning message"] = _reason(resp.warning)

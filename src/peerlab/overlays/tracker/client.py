@@ -26,6 +26,10 @@ Public API (stable)::
     TrackerRefused(reason, retry_in=None)     # a PeerlabError
     parse_tracker_url(url) -> TrackerURL(scheme, host, port, target)
 
+A malformed or unsupported URL raises :class:`~peerlab.errors.ConfigError`
+at once (no callback then).  ``timeout`` bounds an HTTP request; a UDP
+request is bounded by its retransmission schedule instead.
+
 UDP (BEP 15 "Time outs"): a request unanswered after ``15 * 2**n`` seconds
 is sent again, ``n`` counting from 0; after ``max_retransmissions``
 retransmissions (BEP 15 goes up to n = 8, 3840 s) the request fails.  A

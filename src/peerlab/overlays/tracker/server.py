@@ -71,6 +71,7 @@ Counters to ``runtime.observer`` (all prefixed ``tracker.``): ``announces``,
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import os
@@ -1190,6 +1191,20 @@ class Tracker:
         )
 
 
+def _peer_ip(host: str) -> str:
+    """The address a peer is listed at: an IPv4-mapped IPv6 source (a
+    dual-stack socket) is the IPv4 peer it stands for, so it goes into the
+    compact ``peers`` string (BEP 23) rather than ``peers6``."""
+    if host.startswith("::ffff:"):
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        if mapped is not None:
+            return str(mapped)
+    return host
+
+
 def _host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -1205,9 +1220,10 @@ class _UdpHandler:
         if t._closed or t._endpoint is None:
             return
         try:
-            reply = t._udp_packet(data, addr)
+            source = _peer_ip(addr[0])
+            reply = t._udp_packet(data, (source, addr[1]))
             if reply is not None:
-                t._endpoint.send_to(encode_udp(reply, ipv6=":" in addr[0]), addr)
+                t._endpoint.send_to(encode_udp(reply, ipv6=":" in source), addr)
         except Exception as exc:  # the handler boundary: a datagram costs only itself
             t.runtime.observer.event("tracker.handler_error", where="udp", error=repr(exc))
 
@@ -1256,7 +1272,7 @@ class _HttpHandler(BaseStreamHandler):
 
     def _made(self, stream: Stream) -> None:
         self.stream = stream
-        self.peer_ip = str(stream.remote_address[0])
+        self.peer_ip = _peer_ip(str(stream.remote_address[0]))
         t = self.tracker
         if t._closed or len(t._handlers) >= t.config.max_http_connections:
             self.runtime.observer.count("tracker.http_refused_connections")
