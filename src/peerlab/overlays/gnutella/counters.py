@@ -1,0 +1,91 @@
+"""Message counters of a servent (issue 4, section 4).
+
+Every count goes two ways: into the servent's own :class:`Counters` (what
+``peerlab status --gnutella`` and tests read) and to ``runtime.observer``
+under ``gnutella.<name>`` (what the simulator and the node log record).
+
+Names, ``<type>`` being one of :data:`TYPE_NAMES`' values:
+
+==============================  ==============================================
+``rx.<type>``                   descriptors received
+``tx.<type>``                   descriptors handed to a connection (sent)
+``routed.<type>``               copies forwarded on behalf of another servent
+``dup.<type>``                  dropped as duplicates (GUID already routed)
+``dropped_ttl.<type>``          dropped because their TTL ran out
+``ttl_trimmed.<type>``          TTL cut so that hops + TTL stays within the cap
+``flow_dropped.<type>``         dropped by a full outgoing queue (flow control)
+``dropped.<reason>``            dropped for another reason (``unrouted_hit``,
+                                ``unrouted_pong``, ``unrouted_push``,
+                                ``route_lost``, ``query_rate``,
+                                ``ping_throttled``, ``hops_flow``,
+                                ``bad_descriptor``, ``ignored_vendor`` ...)
+``connections.<what>``          ``opened``, ``closed``, ``refused``, ``failed``
+``bye_sent.<code>``             Bye codes we sent
+``bye_received.<code>``         Bye codes we received
+``queries.answered``            queries we answered with at least one hit
+``hits.delivered``              hits delivered to our own searches
+==============================  ==============================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from peerlab.runtime.base import Observer
+from peerlab.wire.gnutella import (
+    BYE,
+    PING,
+    PONG,
+    PUSH,
+    QUERY,
+    QUERY_HIT,
+    ROUTE_TABLE_UPDATE,
+    STANDARD_VENDOR,
+    VENDOR,
+)
+
+#: Payload type -> the name used in counters.
+TYPE_NAMES: dict[int, str] = {
+    PING: "ping",
+    PONG: "pong",
+    BYE: "bye",
+    PUSH: "push",
+    QUERY: "query",
+    QUERY_HIT: "query_hit",
+    VENDOR: "vendor",
+    STANDARD_VENDOR: "vendor",
+    ROUTE_TABLE_UPDATE: "qrp",
+}
+
+
+def type_name(payload_type: int) -> str:
+    """The counter name of a payload type (``unknown`` for types we do not model)."""
+    return TYPE_NAMES.get(payload_type, "unknown")
+
+
+class Counters:
+    """A servent's counters, mirrored to its observer as ``gnutella.<name>``."""
+
+    __slots__ = ("values", "_observer")
+
+    def __init__(self, observer: Observer) -> None:
+        self.values: Counter[str] = Counter()
+        self._observer = observer
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.values[name] += n
+        self._observer.count("gnutella." + name, n)
+
+    def __getitem__(self, name: str) -> int:
+        return self.values[name]
+
+    def total(self, prefix: str) -> int:
+        """The sum of every counter whose name starts with ``prefix``."""
+        return sum(v for k, v in self.values.items() if k.startswith(prefix))
+
+    def snapshot(self) -> dict[str, int]:
+        """A sorted copy, for status output and comparisons."""
+        return dict(sorted(self.values.items()))
+
+
+__all__ = ["TYPE_NAMES", "Counters", "type_name"]

@@ -1,0 +1,164 @@
+"""Pong caching (gtk-gnutella ``doc/gnutella/ping-pong``, LimeWire's scheme).
+
+Flooded Pings once cost half of Gnutella's bandwidth.  Instead, a servent
+answers a Ping from the Pongs it has cached, and keeps the cache fresh by
+pinging its own neighbours at most once every :data:`PONG_CACHE_EXPIRY`
+seconds ("T"), only when someone asks ("cache refreshes are triggered when
+receiving a ping T seconds after the last cache refill"); Pings are not
+forwarded.  The pieces, with the scheme's names:
+
+* ``CACHE``: Pongs by the hops they arrived with (:class:`PongCache`),
+  each remembering the connection it came from ("prevents us from sending a
+  cached pong down the path it came from"), emptied every T.
+* Pong limiting: at most :data:`PONGS_PER_PING` ("N") Pongs answer a Ping,
+  spread over the distances the Ping's TTL allows, our own first when we
+  accept connections.
+* Ping multiplexing: per connection, the GUID of its last accepted Ping
+  and how many Pongs of each distance it still ``NEEDED``
+  (:class:`PingDemand`); Pongs arriving later are demultiplexed to the
+  connections that still need them, with each one's GUID.
+* Throttling: a connection's Pings are accepted at most once every T
+  ("any pings exceeding that rate are dropped").
+
+Distances: a Pong that arrives with hops ``h`` names a host ``h + 1`` hops
+from us.  We send it on with hops ``h + 1`` (so the neighbour sees the host
+one hop farther), our own Pong with hops 0.  A Ping with TTL ``t`` asks for
+hosts up to ``t`` hops from its sender, hence up to ``t - 1`` from us.
+
+Public API: :class:`PongCache`, :class:`CachedPong`, :class:`PingDemand`,
+:data:`PONG_CACHE_EXPIRY`, :data:`PONGS_PER_PING`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peerlab.overlays.gnutella.router import MAX_TTL
+
+#: "T: both the expire time for cached pongs and the throttle time.
+#: Suggested value: 3 seconds."
+PONG_CACHE_EXPIRY = 3.0
+#: "N: the max number of pongs to return in response to a ping.  Suggested
+#: value: 10."
+PONGS_PER_PING = 10
+#: Pongs kept per distance: enough to answer every neighbour with different
+#: ones (N each for a few neighbours), bounded whatever a peer sends.
+MAX_CACHED_PER_DISTANCE = 4 * PONGS_PER_PING
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPong:
+    """A Pong as received: its payload (re-sent unchanged), the host it
+    names, its distance from us, and the connection it came from."""
+
+    payload: bytes
+    address: tuple[str, int]
+    distance: int
+    link_id: int
+
+
+@dataclass(slots=True)
+class PingDemand:
+    """Per connection: when its next Ping is accepted, the GUID of its last
+    one, and how many Pongs it still needs by distance from us."""
+
+    accept_at: float = 0.0
+    guid: bytes | None = None
+    needed: dict[int, int] = field(default_factory=dict)
+    #: The demand lapses with the cache it was made against.
+    until: float = 0.0
+    #: The Ping's hops: our Pongs get a TTL to travel back that far.
+    hops: int = 0
+
+    def accept(self, now: float, expiry: float = PONG_CACHE_EXPIRY) -> bool:
+        """Throttle: ``True`` (and the clock restarts) if a Ping may be taken now."""
+        if now < self.accept_at:
+            return False
+        self.accept_at = now + expiry
+        return True
+
+    def set(self, guid: bytes, ttl: int, hops: int, now: float, *, expiry: float) -> None:
+        """Record a Ping with ``ttl``: N Pongs spread over distances 1 .. ttl-1."""
+        self.guid = guid
+        self.hops = hops
+        self.until = now + 2 * expiry
+        self.needed = {}
+        span = min(ttl, MAX_TTL) - 1
+        if span <= 0:
+            return
+        share = max(1, PONGS_PER_PING // span)
+        for d in range(1, span + 1):
+            self.needed[d] = share
+
+    def wants(self, distance: int, now: float) -> bool:
+        return self.guid is not None and now < self.until and self.needed.get(distance, 0) > 0
+
+    def took(self, distance: int) -> None:
+        left = self.needed.get(distance, 0) - 1
+        if left > 0:
+            self.needed[distance] = left
+        else:
+            self.needed.pop(distance, None)
+
+
+class PongCache:
+    """``CACHE``: Pongs by distance from us, emptied every ``expiry`` seconds."""
+
+    def __init__(self, expiry: float = PONG_CACHE_EXPIRY) -> None:
+        self.expiry = expiry
+        self._by_distance: dict[int, list[CachedPong]] = {}
+        #: ``NEXT_EXPIRE``: the cache is stale from then on.
+        self.next_expire = 0.0
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_distance.values())
+
+    def expired(self, now: float) -> bool:
+        return now >= self.next_expire
+
+    def refresh(self, now: float) -> None:
+        """Empty the cache (a refill starts); stale again ``expiry`` from now."""
+        self._by_distance.clear()
+        self.next_expire = now + self.expiry
+
+    def add(self, pong: CachedPong) -> bool:
+        """Cache ``pong`` (one entry per address and distance); ``False`` if
+        dropped (duplicate, or that distance is full)."""
+        if not 1 <= pong.distance <= MAX_TTL:
+            return False
+        bucket = self._by_distance.setdefault(pong.distance, [])
+        if len(bucket) >= MAX_CACHED_PER_DISTANCE:
+            return False
+        if any(c.address == pong.address for c in bucket):
+            return False
+        bucket.append(pong)
+        return True
+
+    def pick(self, max_distance: int, exclude_link: int, limit: int) -> list[CachedPong]:
+        """Up to ``limit`` Pongs of distances 1 .. ``max_distance``, spread
+        over the distances ("distribute hops values equally"), none that came
+        from ``exclude_link``, no address twice."""
+        lists = [
+            [c for c in self._by_distance.get(d, ()) if c.link_id != exclude_link]
+            for d in range(1, max_distance + 1)
+        ]
+        out: list[CachedPong] = []
+        seen: set[tuple[str, int]] = set()
+        i = 0
+        while len(out) < limit and any(i < len(x) for x in lists):
+            for x in lists:
+                if i < len(x) and x[i].address not in seen and len(out) < limit:
+                    seen.add(x[i].address)
+                    out.append(x[i])
+            i += 1
+        return out
+
+
+__all__ = [
+    "MAX_CACHED_PER_DISTANCE",
+    "PONGS_PER_PING",
+    "PONG_CACHE_EXPIRY",
+    "CachedPong",
+    "PingDemand",
+    "PongCache",
+]
