@@ -494,3 +494,33 @@ def test_seeded_garbage_never_hurts_the_tracker(sim: SimWorld) -> None:
     assert ok(sim, lambda d: client.announce(req(1), d)).interval == 1800
     client.close()
     t.close()
+
+
+class FailingStore(MemorySwarmStore):
+    """A store whose disk is full until ``healed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.healed = False
+
+    def save(self, snapshot: object) -> None:
+        if not self.healed:
+            raise StorageError("disk full")
+        super().save(snapshot)  # type: ignore[arg-type]
+
+
+def test_a_failed_save_is_reported_and_retried(sim: SimWorld) -> None:
+    store = FailingStore()
+    t, _, obs = start_tracker(sim, store=store, save_interval=5)
+    assert t.udp_address is not None
+    c = UdpTrackerClient(sim.new_runtime("client"), t.udp_address)
+    ok(sim, lambda d: c.announce(req(1), d))
+    sim.run_for(6.0)
+    assert [f["error"] for f in obs.named("tracker.save_failed")] == ["disk full"]
+    ok(sim, lambda d: c.announce(req(2), d))  # still serving
+    store.healed = True
+    sim.run_for(5.0)  # the next tick writes
+    assert store.saves == 1 and store.snapshot is not None
+    assert len(store.snapshot.swarms[0].peers) == 2
+    c.close()
+    t.close()

@@ -26,6 +26,9 @@ Public API (stable)::
     TrackerRefused(reason, retry_in=None)     # a PeerlabError
     parse_tracker_url(url) -> TrackerURL(scheme, host, port, target)
 
+Counters (prefixed ``tracker_client.``): ``udp_retransmits``, ``udp_stray``
+(a datagram from elsewhere or for no request in flight), ``udp_garbage``.
+
 A malformed or unsupported URL raises :class:`~peerlab.errors.ConfigError`
 at once (no callback then).  ``timeout`` bounds an HTTP request; a UDP
 request is bounded by its retransmission schedule instead.

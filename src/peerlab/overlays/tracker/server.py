@@ -59,13 +59,14 @@ accepted, so an id stays valid at least two minutes after it was sent (BEP 15)
 and never more than three; no per-client state is kept.
 
 Counters to ``runtime.observer`` (all prefixed ``tracker.``): ``announces``,
-``announces_http``, ``announces_udp``, ``scrapes``, ``failures``,
-``peers_expired``, ``swarm_full``, ``table_full``, ``http_requests``,
-``http_bad_requests``, ``http_refused_connections``, ``udp_connects``,
-``udp_garbage``, ``udp_bad_connection_id``, ``saves``.  Events:
-``tracker.started``, ``tracker.peer_event`` (started/completed/stopped),
+``announces_http``, ``announces_udp``, ``scrapes``, ``udp_scrapes``,
+``failures``, ``peers_expired``, ``swarm_full``, ``table_full``,
+``http_requests``, ``http_bad_requests``, ``http_refused_connections``,
+``http_idle_closed``, ``udp_connects``, ``udp_garbage``,
+``udp_bad_connection_id``, ``saves``.  Events: ``tracker.started``,
+``tracker.peer_event`` (started/completed/stopped/paused), ``tracker.refused``,
 ``tracker.loaded``, ``tracker.saved``, ``tracker.save_failed``,
-``tracker.bad_request``, ``tracker.handler_error``.
+``tracker.bad_request``, ``tracker.udp_error``, ``tracker.handler_error``.
 """
 
 from __future__ import annotations
@@ -443,7 +444,8 @@ class SwarmTable:
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config
         self._swarms: dict[bytes, _Swarm] = {}
-        #: Counts since the last :meth:`take_counts` (for the observer).
+        #: Counts not yet reported; :class:`Tracker` hands them to its
+        #: observer and resets them.
         self.expired = 0
         self.swarm_full = 0
         self.table_full = 0
