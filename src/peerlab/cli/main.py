@@ -877,14 +877,19 @@ def demo(nodes: int, keep: bool) -> None:
         sys.exit(code)
 
 
-def _register_napster_server() -> None:
-    """``peerlab napster-server`` (issue 3, section 2: the index server's own command)."""
+def _register_commands() -> None:
+    """The commands that live in modules of their own: ``napster-server``
+    (issue 3), ``torrent create|info`` and ``tracker`` (issue 6)."""
     from peerlab.cli.napster_server import napster_server
+    from peerlab.cli.torrent import torrent
+    from peerlab.cli.tracker import tracker
 
     cli.add_command(napster_server, "napster-server")
+    cli.add_command(torrent, "torrent")
+    cli.add_command(tracker, "tracker")
 
 
-_register_napster_server()
+_register_commands()
 
 
 # ------------------------------------------------------------ entry point
