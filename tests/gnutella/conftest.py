@@ -10,3 +10,19 @@ from pathlib import Path
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+import pytest  # noqa: E402
+
+from peerlab.runtime.worlds import World  # noqa: E402
+
+
+@pytest.fixture(params=["real", "sim"])
+def world(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """The same test body on 127.0.0.1 and in the simulator."""
+    from gnetkit import make_world
+
+    w: World = make_world(request.param)
+    try:
+        yield w
+    finally:
+        w.close()

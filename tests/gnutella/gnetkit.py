@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from peerlab.overlays.gnutella.servent import Servent, ServentConfig
 from peerlab.runtime.base import Address, RecordingObserver, Runtime
@@ -66,15 +64,6 @@ def make_world(kind: str, seed: int = 7) -> World:
     return RealWorld() if kind == "real" else SimWorld(seed=seed)
 
 
-@pytest.fixture(params=["real", "sim"])
-def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    w = make_world(request.param)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
 @dataclass
 class Node:
     name: str
@@ -112,9 +101,7 @@ def link(world: World, a: Node, b: Node) -> None:
 
 def line(world: World, n: int, files_of: Any = None, **cfg: Any) -> list[Node]:
     """``n`` servents in a line, node i connected to node i-1 only."""
-    nodes = [
-        new_node(world, f"n{i}", files_of(i) if files_of else (), **cfg) for i in range(n)
-    ]
+    nodes = [new_node(world, f"n{i}", files_of(i) if files_of else (), **cfg) for i in range(n)]
     for i in range(1, n):
         link(world, nodes[i], nodes[i - 1])
     return nodes
@@ -132,3 +119,63 @@ def close_all(world: World, nodes: Sequence[Node]) -> None:
 
 def internal_errors(nodes: Sequence[Node]) -> int:
     return sum(node.servent.counters["internal_errors"] for node in nodes)
+
+
+class RawPeer:
+    """A hand-driven Gnutella connection to a servent: it completes the
+    handshake (no compression) and then sends whatever a test tells it,
+    well-formed or not, and keeps everything it receives."""
+
+    def __init__(
+        self,
+        world: World,
+        name: str,
+        target: Address,
+        headers: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        from peerlab.proto.gnutella import ConnectionConfig, GnutellaConnection
+        from peerlab.runtime.driver import StreamDriver
+
+        self.world = world
+        self.runtime = world.new_runtime(name)
+        self.events: list[Any] = []
+        self.closed: list[Exception | None] = []
+        hdrs = list(headers) if headers is not None else [
+            ("User-Agent", "rawpeer/1"), ("X-Ultrapeer", "True")]  # fmt: skip
+        self.machine = GnutellaConnection.outgoing_connection(
+            hdrs, now=self.runtime.now(), config=ConnectionConfig(handshake_timeout=600)
+        )
+        self.driver = StreamDriver(
+            self.runtime, self.machine, self._on_event, on_closed=self.closed.append
+        )
+        self.runtime.connect(target, self.driver)
+
+    def _on_event(self, ev: Any) -> None:
+        from peerlab.proto.gnutella import HandshakeResponse
+
+        self.events.append(ev)
+        if isinstance(ev, HandshakeResponse):
+            self.machine.accept([])
+
+    def wait_open(self) -> None:
+        assert self.world.run_until(lambda: self.machine.is_open or bool(self.closed), WAIT)
+        assert self.machine.is_open, f"handshake failed: {self.events}"
+
+    def send(self, msg: Any, guid: bytes, ttl: int = 3, hops: int = 0) -> None:
+        self.machine.send(msg, guid=guid, ttl=ttl, hops=hops)
+        self.driver.flush()
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.driver.stream is not None
+        self.driver.stream.write(data)
+
+    def received(self, kind: type) -> list[Any]:
+        from peerlab.proto.gnutella import DescriptorReceived
+
+        return [
+            ev for ev in self.events
+            if isinstance(ev, DescriptorReceived) and isinstance(ev.message, kind)
+        ]  # fmt: skip
+
+    def close(self) -> None:
+        self.driver.close()

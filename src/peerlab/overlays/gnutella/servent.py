@@ -74,6 +74,7 @@ from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queue
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
 from peerlab.overlays.gnutella.hostcache import HostCache, usable_address
 from peerlab.overlays.gnutella.pongcache import (
+    PONG_CACHE_EXPIRY,
     PONGS_PER_PING,
     CachedPong,
     PingDemand,
@@ -258,6 +259,8 @@ class ServentConfig:
     #: Pong caching (``ping-pong``); off: the 0.4 scheme, Pings flooded and
     #: Pongs routed back (what the lecture's message counts compare against).
     pong_caching: bool = True
+    #: "T" of the ping-pong scheme: cache expiry and per-connection ping throttle.
+    pong_cache_expiry: float = PONG_CACHE_EXPIRY
     #: Offer and use ``deflate`` links.
     compression: bool = True
     #: Queries per second one neighbour may send us (burst: ``query_burst``).
@@ -291,7 +294,8 @@ class ServentConfig:
         if not 1 <= self.max_ttl <= 255 or not 1 <= self.search_ttl <= self.max_ttl:
             raise ConfigError(f"search_ttl must be 1..max_ttl ({self.max_ttl})")
         for name in ("handshake_timeout", "keepalive_interval", "maintain_interval",
-                     "connect_timeout", "max_query_rate", "query_burst"):  # fmt: skip
+                     "connect_timeout", "max_query_rate", "query_burst",
+                     "pong_cache_expiry"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.max_handshakes < 1 or self.max_connecting < 1:
@@ -518,7 +522,7 @@ class Servent:
         self.counters = Counters(runtime.observer)
         self.guid = self._new_guid()
         self.host_cache = HostCache(config.host_cache_path)
-        self.pong_cache = PongCache()
+        self.pong_cache = PongCache(config.pong_cache_expiry)
         self.queries = RouteTable(config.route_lifetime, config.max_routes)
         self.pings = RouteTable(config.route_lifetime, config.max_routes)
         self.pushes = RouteTable(config.route_lifetime, config.max_routes)
