@@ -553,6 +553,15 @@ def run(bench: Any) -> None:
     work = Path(bench.workdir) / "napster"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    try:
+        _run(bench, work)
+    finally:
+        # The logs (and py-spy profiles) stay; the indexes (~200 MB) go.
+        for db in work.glob("*.db*"):
+            db.unlink()
+
+
+def _run(bench: Any, work: Path) -> None:
     bench.note(
         f"{USERS} users x {FILES_PER_USER} files = {USERS * FILES_PER_USER} files; "
         f"searches with MAX_RESULTS {MAX_RESULTS}, {SECONDS} s per phase, "
