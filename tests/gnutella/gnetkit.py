@@ -151,11 +151,13 @@ class RawPeer:
         self.runtime.connect(target, self.driver)
 
     def _on_event(self, ev: Any) -> None:
-        from peerlab.proto.gnutella import HandshakeResponse
+        from peerlab.proto.gnutella import ConnectionClosed, HandshakeResponse
 
         self.events.append(ev)
         if isinstance(ev, HandshakeResponse):
             self.machine.accept([])
+        elif isinstance(ev, ConnectionClosed):
+            self.driver.close()
 
     def wait_open(self) -> None:
         assert self.world.run_until(lambda: self.machine.is_open or bool(self.closed), WAIT)

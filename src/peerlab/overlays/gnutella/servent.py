@@ -157,6 +157,7 @@ from peerlab.wire.handshake import (
     Headers,
     accept_encodings,
     capability_headers,
+    classify_first_bytes,
     format_hosts,
     is_ultrapeer,
     listen_address,
@@ -298,6 +299,9 @@ class ServentConfig:
                      "pong_cache_expiry"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.keepalive_interval <= self.pong_cache_expiry:
+            # Our alive pings would meet our own throttle at a peer like us.
+            raise ConfigError("keepalive_interval must exceed pong_cache_expiry")
         if self.max_handshakes < 1 or self.max_connecting < 1:
             raise ConfigError("max_handshakes and max_connecting must be >= 1")
         for addr in self.bootstrap:
@@ -379,7 +383,7 @@ class Link:
             )
         else:
             self.machine = GnutellaConnection.incoming_connection(now=rt.now(), config=conn_cfg)
-        self.driver = StreamDriver(
+        self.driver: StreamDriver = (StreamDriver if outgoing else _IncomingDriver)(
             rt,
             self.machine,
             self._on_event,
@@ -493,6 +497,31 @@ class Link:
             deflate_in=bool(neg and neg.deflate_in),
             deflate_out=bool(neg and neg.deflate_out),
         )
+
+
+class _IncomingDriver(StreamDriver):
+    """The driver of an incoming connection: its first bytes must be able to
+    begin ``GNUTELLA CONNECT/`` (``handshaking_0.6`` section 3), so binary
+    junk, HTTP or a ``GIV`` sent to a Gnutella-only port is refused at once
+    instead of waiting out the handshake timeout."""
+
+    _sniffed = False
+    _head = b""
+
+    def data_received(self, data: bytes) -> None:
+        if not self._sniffed and not self.finished:
+            self._head += data
+            kind = classify_first_bytes(self._head)
+            if kind is None:
+                return
+            self._sniffed = True
+            data, self._head = self._head, b""
+            if kind != "gnutella":
+                self._protocol_failed(
+                    RemoteProtocolError(f"not a Gnutella handshake ({kind})", 400)
+                )
+                return
+        super().data_received(data)
 
 
 class _Refused(BaseStreamHandler):
