@@ -256,6 +256,8 @@ class GWebCacheConfig:
     #: Accept private/loopback addresses; ``None``: when the cache listens on one.
     accept_private: bool | None = None
     max_hosts: int = MAX_HOSTS_KEPT
+    #: Seconds a client connection may take to send its request (slowloris).
+    request_timeout: float = REQUEST_TIMEOUT
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -502,7 +504,7 @@ class _CacheHandler(BaseStreamHandler):
     def connection_made(self, stream: Stream) -> None:
         self.stream = stream
         self.peer_ip = str(stream.remote_address[0])
-        self._timer = self.cache.runtime.call_later(REQUEST_TIMEOUT, self.abort)
+        self._timer = self.cache.runtime.call_later(self.cache.config.request_timeout, self.abort)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
