@@ -165,7 +165,7 @@ def test_hops_flow_stops_queries_to_that_neighbour(world: World) -> None:
 
 def test_bye_on_shutdown_and_for_silent_peers(world: World) -> None:
     a = new_node(world, "a", pong_cache_expiry=0.2)
-    b = new_node(world, "b", keepalive_interval=0.5, pong_cache_expiry=0.2)
+    b = new_node(world, "b", keepalive_interval=0.5, pong_cache_expiry=0.2, maintain_interval=0.1)
     link(world, a, b)
     r = RawPeer(world, "raw", b.address)
     r.wait_open()

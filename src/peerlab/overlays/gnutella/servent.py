@@ -25,7 +25,7 @@ What it does, with the spec each rule comes from:
   (and their ``IPP``), a bootstrap address and GWebCaches (``gwcache``).
   At most ``max_handshakes`` handshakes run at once and each must finish
   within ``handshake_timeout`` (slowloris); a silent connection gets a TTL-1
-  Ping after ``keepalive_interval`` and a Bye 405 after twice that.
+  Ping after ``keepalive_interval``, and a Bye 405 when that goes unanswered as long.
 * **Routing** (draft 2.3; :mod:`.router`): Queries (and Pings when pong
   caching is off) flood with TTL/hops and the hops+TTL cap, duplicates are
   dropped by GUID, Pongs and Query Hits go back along the reverse path of
@@ -111,7 +111,6 @@ from peerlab.proto.gnutella import (
     HandshakeComplete,
     HandshakeRejected,
     HandshakeResponse,
-    IdleTimeout,
     Negotiation,
 )
 from peerlab.runtime.base import (
@@ -186,6 +185,8 @@ STALL_TIMEOUT = 60.0
 SHARES_STAT_TTL = 10.0
 #: GWebCache URLs remembered (learned from caches' ``U|`` lines).
 MAX_GWEBCACHE_URLS = 50
+#: Dialling picks among this many times as many fresh hosts as it needs.
+DIAL_CHOICE = 4
 #: Distances tracked in a search's hop histogram (hits from farther count as this).
 MAX_TRACKED_DISTANCE = 16
 
@@ -230,7 +231,7 @@ class ServentConfig:
     connect_timeout: float = 10.0
     #: Seconds for the whole three-step handshake (gtk-gnutella: ~30).
     handshake_timeout: float = 15.0
-    #: Idle seconds before a TTL-1 Ping; silent for twice that: Bye 405.
+    #: Idle seconds before a TTL-1 Ping; no answer for as long again: Bye 405.
     keepalive_interval: float = 30.0
     #: Seconds between housekeeping rounds (dialling, expiry, saving).
     maintain_interval: float = 1.0
@@ -374,9 +375,10 @@ class Link:
         self.since = 0.0
         rt = servent.runtime
         cfg = servent.config
-        conn_cfg = ConnectionConfig(
-            handshake_timeout=cfg.handshake_timeout, idle_timeout=cfg.keepalive_interval
-        )
+        # Liveness is checked by the servent's housekeeping (last_rx), not by
+        # the machine's idle timer: that one re-arms on every read, a timer
+        # cancelled and made anew per message.
+        conn_cfg = ConnectionConfig(handshake_timeout=cfg.handshake_timeout, idle_timeout=None)
         if outgoing:
             self.machine = GnutellaConnection.outgoing_connection(
                 servent._handshake_headers(address), now=rt.now(), config=conn_cfg
@@ -397,7 +399,10 @@ class Link:
         self.messages_out = 0
         self.dropped = 0
         self.bad = 0
-        self.idle_strikes = 0
+        #: When a descriptor last arrived, and whether our alive ping is out.
+        self.last_rx = rt.now()
+        self.alive_ping_out = False
+        self.alive_ping_at = 0.0
         self.hops_flow = 255
         self.ping = PingDemand()
         self.queries = _TokenBucket(cfg.max_query_rate, cfg.query_burst, rt.now())
@@ -863,8 +868,6 @@ class Servent:
                 self._on_descriptor(link, ev)
             elif isinstance(ev, BadDescriptor):
                 self._bad(link, ev.error, ev.header.payload_type)
-            elif isinstance(ev, IdleTimeout):
-                self._on_idle(link)
             elif isinstance(ev, ConnectRequest):
                 self._on_connect_request(link, ev)
             elif isinstance(ev, HandshakeResponse):
@@ -949,6 +952,7 @@ class Servent:
     def _opened(self, link: Link, neg: Negotiation) -> None:
         rt = self.runtime
         link.state = LinkState.OPEN
+        link.last_rx = rt.now()
         link.negotiation = neg
         link.since = rt.wall_time()
         remote = neg.remote_headers
@@ -1014,13 +1018,19 @@ class Servent:
         if was is LinkState.OPEN and self.on_connection is not None:
             self.on_connection(link.info(), False)
 
-    def _on_idle(self, link: Link) -> None:
-        if link.state is not LinkState.OPEN:
+    def _check_alive(self, link: Link, now: float) -> None:
+        """Keep-alive: after ``keepalive_interval`` of silence a TTL-1 Ping
+        (``handshaking_0.6``: "alive" pings); unanswered as long again, Bye 405
+        ("the node reached its inactivity timeout")."""
+        interval = self.config.keepalive_interval
+        if link.alive_ping_out:
+            if now - link.alive_ping_at >= interval:
+                link.close(BYE_IDLE, "Activity timeout")
             return
-        link.idle_strikes += 1
-        if link.idle_strikes >= 2:
-            link.close(BYE_IDLE, "Activity timeout")
+        if now - link.last_rx < interval:
             return
+        link.alive_ping_out = True
+        link.alive_ping_at = now
         guid = self._new_guid()
         self.pings.put(guid, LOCAL, self.runtime.now())
         link.enqueue(Queued(guid, PING, 1, 0, encode_payload(Ping())))
@@ -1045,7 +1055,8 @@ class Servent:
         h = ev.header
         name = type_name(h.payload_type)
         link.messages_in += 1
-        link.idle_strikes = 0
+        link.last_rx = self.runtime.now()
+        link.alive_ping_out = False
         self.counters.count("rx." + name)
         msg = ev.message
         ptype = h.payload_type
@@ -1361,6 +1372,8 @@ class Servent:
             if now - search.started >= cfg.search_lifetime:
                 search.cancel()
         for link in list(self._links.values()):
+            if link.state is LinkState.OPEN:
+                self._check_alive(link, now)
             if (
                 link.state is LinkState.OPEN
                 and link.paused_since is not None
@@ -1404,7 +1417,11 @@ class Servent:
             exclude.append(lk.address)
             if lk.listen_address is not None:
                 exclude.append(lk.listen_address)
-        candidates = self.host_cache.candidates(now, exclude, need)
+        # A random few of the freshest, not the freshest few: every newcomer
+        # dialling the same hosts would grow hubs (gtk-gnutella picks at random).
+        candidates = self.host_cache.candidates(now, exclude, need * DIAL_CHOICE)
+        if len(candidates) > need:
+            candidates = self.runtime.rng.sample(candidates, need)
         for address in candidates:
             self.connect(address)
         if not candidates and self._gwc_urls and not self._gwc_busy and now >= self._gwc_next:
