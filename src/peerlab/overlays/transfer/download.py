@@ -37,6 +37,29 @@ The partial's state is persisted in batches (``state_save_interval``); after a
 crash :meth:`DownloadManager.load` trusts the chunks the state marks and
 re-hashes the others from the partial file, so nothing verified is fetched
 again.
+
+Firewalled sources (RFC-Gnutella 0.6 draft, section 2.2.8 "Push"): a
+:class:`Source` with ``push=True`` names a servent GUID and file index instead
+of an address we can reach.  To "connect" to it the manager asks its
+``push_sender`` callback (the servent, which routes a Push descriptor) and
+waits ``push_timeout`` seconds for the firewalled servent to connect to us and
+send ``GIV index:GUID/name``.  The node's listener hands such connections to
+:meth:`DownloadManager.giv_handler` (or :meth:`DownloadManager.accept_giv`);
+a GIV matching a waiting source by GUID and index becomes that source's
+connection and the download speaks HTTP on it exactly as on any other (N2R
+or ``/get/``, ranges, verification).  A GIV nobody waits for is refused
+(``transfer.giv_refused``).  A push that is not answered in time counts as a
+failure: the source is pushed again after the backoff and dropped after
+``max_push_failures``.  Push sources are not written to the state file: the
+reverse path a Push travels does not outlive the session.
+
+Alternate locations (the download mesh, gtk-gnutella ``doc/gnutella/x-alt``):
+``X-Alt`` and the legacy ``X-Gnutella-Alternate-Location`` of every response
+about our urn add their sources to the download (at most ``max_alt_sources``
+per download, deduplicated, banned ones and the node's own
+``self_addresses`` ignored; ``transfer.alt_sources_learned``), and every
+request carries an ``X-Alt`` of up to ``alt_per_request`` sources that have
+sent us good data.
 """
 
 from __future__ import annotations
@@ -55,6 +78,14 @@ from peerlab.errors import (
     RemoteProtocolError,
     StorageError,
 )
+from peerlab.overlays.transfer.push import (
+    Giv,
+    GivReader,
+    format_x_alt,
+    parse_alternate_location,
+    parse_x_alt,
+    usable_address,
+)
 from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.http import (
     ClientConnection,
@@ -65,7 +96,7 @@ from peerlab.proto.http import (
     Request,
     Response,
 )
-from peerlab.runtime.base import Address, Runtime, Stream, Timer
+from peerlab.runtime.base import Address, Runtime, Stream, StreamHandler, Timer
 from peerlab.storage.partial import (
     Bitfield,
     PartialFile,
@@ -87,6 +118,7 @@ __all__ = [
     "DownloadConfig",
     "DownloadInfo",
     "DownloadManager",
+    "PushRequest",
     "Source",
     "SourceInfo",
 ]
@@ -121,6 +153,13 @@ MIN_RATE_WAIT = 0.001
 MAX_ERROR_CHARS = 200
 #: HTTP statuses that mean "this source does not have the file at this path".
 NOT_FOUND = frozenset({404, 410})
+#: Pushes one manager waits on at once (one per firewalled source being
+#: connected; ``max_connections_per_download`` times the active downloads in
+#: practice): a bound on the GIV matching table.
+MAX_GIV_WAITERS = 256
+#: Incoming connections that said ``GIV`` and have not finished their line:
+#: a remote peer opens these, so beyond this many they are refused at once.
+MAX_PENDING_GIVS = 32
 
 _CONTENT_RANGE_RE = re.compile(r"\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)\s*", re.I)
 
@@ -178,16 +217,61 @@ class DownloadConfig:
     #: Whole-file SHA-1 failures tolerated before the download fails.
     max_whole_file_attempts: int = 3
     user_agent: str = "peerlab/0.1"
+    #: Seconds to wait for the GIV after asking for a Push (draft 2.2.8): the
+    #: Push crosses the overlay and the firewalled servent connects back.
+    push_timeout: float = 30.0
+    #: Unanswered (or unroutable) pushes before a firewalled source is dropped.
+    max_push_failures: int = 3
+    #: Seconds an incoming connection may take to send its whole GIV line.
+    giv_timeout: float = 20.0
+    #: Sources one download may learn from ``X-Alt`` headers.
+    max_alt_sources: int = 16
+    #: Most good sources named in the ``X-Alt`` of one request.
+    alt_per_request: int = 10
 
 
 @dataclass(frozen=True)
 class Source:
     """Where a file can be fetched.  With ``index`` and ``name`` the
-    ``/get/<index>/<name>`` path is tried when N2R is refused."""
+    ``/get/<index>/<name>`` path is tried when N2R is refused.
+
+    ``push=True`` marks a firewalled servent (its Query Hit's push flag):
+    it is reached by a Push to ``servent_guid`` for file ``index``, never by
+    connecting to ``address`` (kept for display).
+    """
 
     address: Address
     index: int | None = None
     name: str | None = None
+    servent_guid: bytes | None = None
+    push: bool = False
+
+    def __post_init__(self) -> None:
+        if self.push and (
+            self.servent_guid is None or len(self.servent_guid) != 16 or self.index is None
+        ):
+            raise ValueError("a push source needs a 16-byte servent GUID and a file index")
+
+    @property
+    def key(self) -> str:
+        """``host:port``, or ``push:<GUID hex>/<index>`` for a firewalled source."""
+        if self.push and self.servent_guid is not None:
+            return f"push:{self.servent_guid.hex()}/{self.index}"
+        return _key(self.address)
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """What :attr:`DownloadManager.push_sender` is asked to send: a Push
+    (draft 2.2.8) to ``servent_guid`` for file ``index``, which should make
+    that servent connect to the node's listening port and send GIV."""
+
+    servent_guid: bytes
+    index: int
+    name: str | None
+    urn: str
+    #: The address the Query Hit gave (often one nobody can reach).
+    address: Address
 
 
 @dataclass(frozen=True)
@@ -200,6 +284,8 @@ class SourceInfo:
     rate: float
     error: str | None = None
     queue_position: int | None = None
+    #: A firewalled source, reached by Push/GIV.
+    push: bool = False
 
 
 @dataclass(frozen=True)
@@ -381,7 +467,7 @@ class _Session:
         self.runtime = download.runtime
         self.source = source
         self.address = source.address
-        self.key = _key(source.address)
+        self.key = source.key
         self.status = S_IDLE
         self.error: str | None = None
         self.bytes = 0
@@ -400,6 +486,7 @@ class _Session:
         self.last_rx = 0.0
         self.stall_timer: Timer | None = None
         self.wait_timer: Timer | None = None
+        self.push_timer: Timer | None = None
         self.paused_for: set[str] = set()
         self.reading_paused = False
         self.gen = 0  # bumps on every new connection; stale callbacks compare it
@@ -433,6 +520,7 @@ class _Session:
             rate=self.rate(),
             error=self.error,
             queue_position=self.queue_position if self.status == S_QUEUED else None,
+            push=self.source.push,
         )
 
     # --- connection life cycle
@@ -441,9 +529,68 @@ class _Session:
         self.gen += 1
         self.status = S_CONNECTING
         self.conn = ClientConnection()
+        if self.source.push:
+            # Asked from the next loop turn: the servent's callback must not
+            # run inside the planning loop that chose this source.
+            gen = self.gen
+            self.push_timer = self.runtime.call_soon(lambda: self._send_push(gen))
+            return
         self.connecting = self.runtime.connect(
             self.address, _Link(self, self.gen), timeout=self.download.config.connect_timeout
         )
+
+    # --- firewalled sources: Push out, GIV in (draft 2.2.8)
+
+    def _send_push(self, gen: int) -> None:
+        self.push_timer = None
+        if gen != self.gen or self.status != S_CONNECTING:
+            return
+        d = self.download
+        manager = d.manager
+        obs = self.runtime.observer
+        sender = manager.push_sender
+        if sender is None:
+            d._drop(self, "firewalled, and this node cannot send a Push")
+            return
+        if not manager._await_giv(self):
+            self._network_failure("too many pushes waiting for a GIV")
+            return
+        source = self.source
+        assert source.servent_guid is not None and source.index is not None
+        request = PushRequest(source.servent_guid, source.index, source.name, d.urn, self.address)
+        try:
+            routed = bool(sender(request))
+        except Exception as exc:  # the owner's callback: its failure costs this attempt
+            obs.event("transfer.push_error", urn=d.urn, source=self.key, error=repr(exc))
+            routed = False
+        if gen != self.gen or self.status != S_CONNECTING:
+            return
+        if not routed:
+            obs.count("transfer.push_unroutable")
+            self._network_failure("no route for the Push")
+            return
+        obs.count("transfer.pushes_sent")
+        obs.event("transfer.push_sent", urn=d.urn, source=self.key)
+        timeout = d.config.push_timeout
+        self.push_timer = self.runtime.call_later(timeout, lambda: self._push_timed_out(gen))
+
+    def _push_timed_out(self, gen: int) -> None:
+        self.push_timer = None
+        if gen != self.gen or self.status != S_CONNECTING:
+            return
+        d = self.download
+        timeout = d.config.push_timeout
+        d.runtime.observer.event("transfer.push_timeout", urn=d.urn, source=self.key)
+        d.runtime.observer.count("transfer.push_timeouts")
+        self._network_failure(f"push unanswered: no GIV within {timeout:g} s")
+
+    def pushed(self, stream: Stream) -> None:
+        """The firewalled servent connected and sent its GIV: use the stream."""
+        if self.push_timer is not None:
+            self.push_timer.cancel()
+            self.push_timer = None
+        self.runtime.observer.count("transfer.push_connected")
+        self.made(stream)
 
     def made(self, stream: Stream) -> None:
         self.connecting = None
@@ -518,6 +665,12 @@ class _Session:
             ("X-Gnutella-Content-URN", self.download.urn),
             *extra,
         ]
+        if self.source.push:
+            rhost, rport = self.stream.remote_address
+            pairs[0] = ("Host", f"{rhost}:{rport}")
+        alts = self.download._alts_for(self)
+        if alts:
+            pairs.append(("X-Alt", format_x_alt(alts)))
         self.req = req
         req.sent_at = self.runtime.now()
         self.conn.send_request(Request(method, target, Headers(pairs)))
@@ -587,13 +740,18 @@ class _Session:
         req.status = resp.status
         h = resp.headers
         urn = h.get("X-Gnutella-Content-URN")
-        if urn is not None and 200 <= resp.status < 300:
+        ours = True
+        if urn is not None:
             try:
-                named = parse_sha1_urn(urn.split(",")[0])
+                ours = parse_sha1_urn(urn.split(",")[0]) == d.digest
             except RemoteProtocolError:
-                raise _SourceBanned(f"bad content URN {urn[:80]!r}") from None
-            if named != d.digest:
+                if 200 <= resp.status < 300:
+                    raise _SourceBanned(f"bad content URN {urn[:80]!r}") from None
+                ours = False
+            if not ours and 200 <= resp.status < 300:
                 raise _SourceBanned(f"serves another file ({urn[:60]})")
+        if ours and ("X-Alt" in h or "X-Gnutella-Alternate-Location" in h):
+            d._learn_alts(h)
         if resp.status == 503:
             retry = parse_retry_after(h.get("Retry-After"))
             queue = parse_x_queue(h.get("X-Queue"))
@@ -818,7 +976,8 @@ class _Session:
         d = self.download
         self.failures += 1
         self._teardown()
-        if self.failures >= d.config.max_source_failures:
+        limit = d.config.max_push_failures if self.source.push else d.config.max_source_failures
+        if self.failures >= limit:
             d._drop(self, f"{reason} ({self.failures} failures)")
             return
         self.status = S_WAITING
@@ -852,6 +1011,11 @@ class _Session:
         if self.wait_timer is not None:
             self.wait_timer.cancel()
             self.wait_timer = None
+        if self.push_timer is not None:
+            self.push_timer.cancel()
+            self.push_timer = None
+        if self.source.push:
+            self.download.manager._forget_waiter(self)
         self.req = None
         self.conn = None
         self.reading_paused = False
@@ -929,6 +1093,8 @@ class Download:
         self.whole_failures = 0
         self.started_at: float | None = None
         self.last_change = -1.0
+        #: Sources learned from X-Alt headers (bounded by max_alt_sources).
+        self.alt_keys: set[str] = set()
         for record in self.state.sources:
             if _key(record.address) not in self.state.banned:
                 self._session_for(Source(record.address, record.index, record.name))
@@ -950,6 +1116,9 @@ class Download:
         sources = [s.info() for s in self.sessions.values()]
         for key, reason in self.state.banned.items():
             if key not in self.sessions:
+                if key.startswith("push:"):
+                    sources.append(SourceInfo((key, 0), S_BANNED, 0, 0.0, reason, push=True))
+                    continue
                 host, _, port = key.rpartition(":")
                 sources.append(
                     SourceInfo((host, int(port) if port.isdigit() else 0), S_BANNED, 0, 0.0, reason)
@@ -975,7 +1144,7 @@ class Download:
     # --- sources
 
     def _session_for(self, source: Source) -> _Session | None:
-        key = _key(source.address)
+        key = source.key
         if key in self.state.banned:
             return None
         sess = self.sessions.get(key)
@@ -984,14 +1153,67 @@ class Download:
             self.sessions[key] = sess
         elif source.index is not None and sess.source.index is None:
             sess.source = source
-        self.state.add_source(SourceRecord(source.address[0], source.address[1],
-                                           source.index, source.name))
+        if not source.push:
+            # A push source is not remembered: its reverse path dies with the session.
+            self.state.add_source(
+                SourceRecord(source.address[0], source.address[1], source.index, source.name)
+            )
         return sess
+
+    def _alts_for(self, sess: _Session) -> list[Address]:
+        """The ``X-Alt`` of a request to ``sess``: other sources that sent good data."""
+        limit = self.config.alt_per_request
+        if limit <= 0:
+            return []
+        out: list[Address] = []
+        for other in self.sessions.values():
+            if len(out) >= limit:
+                break
+            if (
+                other is not sess
+                and not other.source.push
+                and other.bytes > 0
+                and other.status not in (S_BANNED, S_DROPPED)
+                and other.address != sess.address
+                and usable_address(*other.address)
+            ):
+                out.append(other.address)
+        return out
+
+    def _learn_alts(self, headers: Headers) -> None:
+        """Add the sources a response's mesh headers name (bounded, deduplicated)."""
+        cfg = self.config
+        if len(self.alt_keys) >= cfg.max_alt_sources:
+            return
+        found = parse_x_alt(",".join(headers.get_all("X-Alt")))
+        legacy = headers.get_all("X-Gnutella-Alternate-Location")
+        if legacy:
+            found += parse_alternate_location(",".join(legacy), self.digest)
+        mine = self.manager.self_addresses
+        new: list[Source] = []
+        for addr in found:
+            if len(self.alt_keys) >= cfg.max_alt_sources:
+                break
+            key = _key(addr)
+            if key in self.sessions or key in self.state.banned or key in self.alt_keys:
+                continue
+            if addr in mine:
+                continue
+            self.alt_keys.add(key)
+            new.append(Source(addr))
+        if not new:
+            return
+        obs = self.runtime.observer
+        obs.count("transfer.alt_sources_learned", len(new))
+        obs.event("transfer.alt_sources", urn=self.urn, sources=[_key(s.address) for s in new])
+        # Added from the next loop turn: planning must not run inside the
+        # response handler of the session that brought the news.
+        self.runtime.call_soon(lambda: self.add_sources(new))
 
     def add_sources(self, sources: Iterable[Source]) -> None:
         added = False
         for source in sources:
-            key = _key(source.address)
+            key = source.key
             if key in self.state.banned:
                 continue
             sess = self.sessions.get(key)
@@ -1638,8 +1860,15 @@ class DownloadManager:
         self.download_dir = Path(download_dir)
         self.config = config or DownloadConfig()
         self.on_change: Callable[[DownloadInfo], None] | None = None
+        #: Sends a Push for a firewalled source (the servent routes it, draft
+        #: 2.2.8); returns ``False`` when it cannot (no route to that GUID).
+        self.push_sender: Callable[[PushRequest], bool] | None = None
+        #: This node's own listening addresses: never taken from X-Alt.
+        self.self_addresses: set[Address] = set()
         self.bucket = TokenBucket(self.config.rate_limit)
         self._downloads: dict[str, Download] = {}
+        self._giv_waiters: dict[bytes, list[_Session]] = {}
+        self._giv_links: set[_GivLink] = set()
         self._rate_timer: Timer | None = None
         self._held: set[_Session] = set()
         self._save_timer: Timer | None = None
@@ -1681,6 +1910,29 @@ class DownloadManager:
         self._arm_save_timer()
         self._schedule()
         return dl
+
+    def giv_handler(self) -> StreamHandler:
+        """The handler for a connection that opened with ``GIV`` (the node's
+        listener tells by ``classify_first_bytes``): the node gives it
+        ``connection_made(stream)``, every byte received so far and every later
+        callback.  It reads the GIV line, matches it to a source waiting for
+        that servent GUID and file index, and hands the stream to that source;
+        anything else is refused and closed (``transfer.giv_refused``)."""
+        return _GivLink(self)
+
+    def accept_giv(self, stream: Stream, data: bytes = b"") -> StreamHandler:
+        """:meth:`giv_handler`, already given ``stream`` and the bytes read so
+        far (the GIV line or its start): forward later callbacks to the result."""
+        handler = _GivLink(self)
+        handler.connection_made(stream)
+        if data:
+            handler.data_received(data)
+        return handler
+
+    @property
+    def pushes_waiting(self) -> int:
+        """Firewalled sources waiting for their GIV now."""
+        return sum(len(v) for v in self._giv_waiters.values())
 
     def add_sources(self, urn: str, sources: list[Source]) -> None:
         dl = self.get(urn)
@@ -1805,6 +2057,8 @@ class DownloadManager:
         for timer in (self._save_timer, self._rate_timer):
             if timer is not None:
                 timer.cancel()
+        for link in list(self._giv_links):
+            link.refuse("download manager closed", count=False)
         for dl in self._downloads.values():
             dl.stop_sessions()
             if dl.status != COMPLETE:
@@ -1835,6 +2089,34 @@ class DownloadManager:
             if dl.status == QUEUED and not dl.recovering:
                 dl.start()
                 running += 1
+
+    def _await_giv(self, sess: _Session) -> bool:
+        guid = sess.source.servent_guid
+        assert guid is not None
+        if self.pushes_waiting >= MAX_GIV_WAITERS:
+            return False
+        waiting = self._giv_waiters.setdefault(guid, [])
+        if sess not in waiting:
+            waiting.append(sess)
+        return True
+
+    def _forget_waiter(self, sess: _Session) -> None:
+        guid = sess.source.servent_guid
+        waiting = self._giv_waiters.get(guid) if guid is not None else None
+        if waiting is None:
+            return
+        if sess in waiting:
+            waiting.remove(sess)
+        if not waiting:
+            del self._giv_waiters[guid]  # type: ignore[arg-type]
+
+    def _match_giv(self, giv: Giv) -> _Session | None:
+        """The source waiting for this servent GUID and file index, if any."""
+        for sess in self._giv_waiters.get(giv.servent_guid, ()):
+            if sess.source.index == giv.index and sess.status == S_CONNECTING:
+                self._forget_waiter(sess)
+                return sess
+        return None
 
     def _got_bytes(self, sess: _Session, n: int, now: float) -> None:
         bucket = self.bucket
@@ -1905,3 +2187,108 @@ class DownloadManager:
 
         self.runtime.offload(work, done)
 
+
+class _GivLink:
+    """An incoming connection that opened with ``GIV`` (draft 2.2.8).
+
+    Until its line is complete it belongs to nobody (bounded by
+    :data:`MAX_PENDING_GIVS` and ``giv_timeout``); once matched to a waiting
+    firewalled source it forwards every callback to that source's
+    :class:`_Link`, exactly as a connection we had opened ourselves.
+    """
+
+    __slots__ = ("manager", "runtime", "reader", "stream", "link", "timer", "done", "peer")
+
+    def __init__(self, manager: DownloadManager) -> None:
+        self.manager = manager
+        self.runtime = manager.runtime
+        self.reader = GivReader()
+        self.stream: Stream | None = None
+        self.link: _Link | None = None
+        self.timer: Timer | None = None
+        self.done = False
+        self.peer = "?"
+
+    def connection_made(self, stream: Stream) -> None:
+        self.stream = stream
+        host, port = stream.remote_address
+        self.peer = f"{host}:{port}"
+        m = self.manager
+        if m._closed:
+            self.refuse("download manager closed")
+            return
+        if len(m._giv_links) >= MAX_PENDING_GIVS:
+            self.refuse("too many GIV connections pending")
+            return
+        m._giv_links.add(self)
+        self.timer = self.runtime.call_later(m.config.giv_timeout, self._timed_out)
+
+    def connection_failed(self, exc: NetworkError) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        if self.link is not None:
+            self.link.data_received(data)
+            return
+        if self.done or self.stream is None:
+            return
+        try:
+            got = self.reader.feed(data)
+        except RemoteProtocolError as exc:
+            self.refuse(f"bad GIV: {exc}")
+            return
+        if got is None:
+            return
+        giv, rest = got
+        if rest:
+            self.refuse("bytes after the GIV line (the downloader speaks first)")
+            return
+        sess = self.manager._match_giv(giv)
+        if sess is None:
+            self.refuse(f"no source waits for GIV {giv.index}:{giv.servent_guid.hex().upper()}")
+            return
+        self._settle()
+        obs = self.runtime.observer
+        obs.event("transfer.giv", peer=self.peer, index=giv.index, source=sess.key)
+        self.link = _Link(sess, sess.gen)
+        sess.pushed(self.stream)
+
+    def eof_received(self) -> None:
+        if self.link is not None:
+            self.link.eof_received()
+        elif not self.done:
+            self.refuse("closed before its GIV line ended")
+
+    def connection_lost(self, exc: NetworkError | None) -> None:
+        if self.link is not None:
+            self.link.connection_lost(exc)
+        self._settle()
+        self.done = True
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    def _settle(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.manager._giv_links.discard(self)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.link is None and not self.done:
+            self.refuse(f"no GIV line within {self.manager.config.giv_timeout:g} s")
+
+    def refuse(self, reason: str, *, count: bool = True) -> None:
+        """Close this connection unmatched."""
+        self.done = True
+        self._settle()
+        if count:
+            obs = self.runtime.observer
+            obs.count("transfer.giv_refused")
+            obs.event("transfer.giv_refused", peer=self.peer, reason=reason[:MAX_ERROR_CHARS])
+        if self.stream is not None:
+            self.stream.abort()

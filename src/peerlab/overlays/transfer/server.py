@@ -35,6 +35,26 @@ observer as ``upload.traversal`` and cost only that connection.  No exception
 escapes a runtime callback: each is caught at the handler boundary, reported
 as ``upload.handler_error`` and closes that one connection.
 
+Push (RFC-Gnutella 0.6 draft, section 2.2.8 and its firewalled-servent
+transfer rules): :meth:`UploadService.push` connects *out* to the servent a
+Push descriptor names, sends ``GIV <index>:<servent GUID>/<name>`` and a blank
+line (:mod:`~peerlab.overlays.transfer.push`), then serves HTTP requests on
+that connection exactly as on an incoming one: the same slots, queue, limits
+and safety.  Pushes are bounded: at most ``max_pending_pushes`` connection
+attempts at once, a repeated Push for the same address, file and GUID within
+``push_dedup_window`` seconds (or still connecting) is ignored, connects time
+out after ``push_connect_timeout``; every outcome is counted
+(``upload.push_requests``, ``upload.push_started``, ``upload.push_duplicate``,
+``upload.push_refused``, ``upload.push_connected``, ``upload.push_failed``).
+
+The download mesh (gtk-gnutella ``doc/gnutella/x-alt``): file responses,
+chunk lists and 503s carry ``X-Alt:`` with up to ``alt_per_response`` other
+sources of the same urn, newest first.  The node feeds them with
+:meth:`UploadService.add_alt_locations`; the ``X-Alt`` (and legacy
+``X-Gnutella-Alternate-Location``) a downloader sends in its requests are
+learned too (``learn_alt_locations``), bounded per urn by
+:data:`MAX_ALT_PER_URN` and overall by :data:`MAX_MESH_URNS`.
+
 Written only against :mod:`peerlab.runtime.base`, so the service runs on real
 sockets and in the simulator alike.
 """
@@ -45,7 +65,7 @@ import json
 import os
 import stat
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +77,14 @@ from peerlab.errors import (
     NetworkError,
     PeerlabError,
     RemoteProtocolError,
+)
+from peerlab.overlays.transfer.push import (
+    Giv,
+    encode_giv,
+    format_x_alt,
+    parse_alternate_location,
+    parse_x_alt,
+    usable_address,
 )
 from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.http import (
@@ -71,7 +99,9 @@ from peerlab.proto.http import (
 )
 from peerlab.runtime.base import (
     DEFAULT_HIGH_WATER,
+    Address,
     BaseStreamHandler,
+    Connecting,
     Runtime,
     Stream,
     StreamHandler,
@@ -107,6 +137,17 @@ MAX_INDEX_DIGITS = 12
 MAX_RANGE_DIGITS = 18
 #: Bytes of one field in a traversal report: enough to see the attack.
 REPORT_TARGET_CHARS = 200
+#: Alternate locations kept per urn (``doc/gnutella/x-alt``): the newest win;
+#: a downloader needs a few good ones, not every peer that ever asked.
+MAX_ALT_PER_URN = 32
+#: Urns with a mesh entry; the least recently fed is forgotten beyond this
+#: (downloaders' request headers can name any urn we share).
+MAX_MESH_URNS = 4096
+#: Pushes remembered for de-duplication (address, file, GUID -> last attempt).
+MAX_PUSH_MEMORY = 512
+
+#: A pushed connection's identity: target host, port, file index, servent GUID.
+PushKey = tuple[str, int, int, bytes]
 
 _TRAVERSAL = "upload.traversal"
 
@@ -150,6 +191,19 @@ class UploadConfig:
     browse_limit: int = 1000
     #: Finished uploads remembered for :meth:`UploadService.uploads`.
     history_limit: int = 200
+    #: Push connections being opened at once (draft 2.2.8); more Pushes are
+    #: refused until one connects or fails.
+    max_pending_pushes: int = 8
+    #: Seconds a push connection may take to connect.
+    push_connect_timeout: float = 15.0
+    #: A Push for the same address, file and GUID within this many seconds of
+    #: the last one is a duplicate (the same request routed twice, or a
+    #: downloader re-pushing faster than it could have waited for our GIV).
+    push_dedup_window: float = 5.0
+    #: Most ``X-Alt`` entries in one response (``doc/gnutella/x-alt``).
+    alt_per_response: int = 10
+    #: Learn the ``X-Alt`` a downloader sends in its requests into the mesh.
+    learn_alt_locations: bool = True
 
     def __post_init__(self) -> None:
         if self.slots < 0 or self.queue_limit < 0:
@@ -160,7 +214,9 @@ class UploadConfig:
             raise ConfigError("upload block_size must be at least 4096 bytes")
         if self.rate_limit < 0:
             raise ConfigError("upload rate limit must be >= 0 (0: unlimited)")
-        for name in ("idle_timeout", "stall_timeout", "slot_linger"):
+        if self.max_pending_pushes < 0 or self.alt_per_response < 0:
+            raise ConfigError("max_pending_pushes and alt_per_response must be >= 0")
+        for name in ("idle_timeout", "stall_timeout", "slot_linger", "push_connect_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"upload {name} must be > 0")
 
@@ -455,6 +511,13 @@ class UploadService:
         # one block each in turn so no upload starves another.
         self._credit_waiters: deque[_UploadHandler] = deque()
         self._gate: Timer | None = None
+        # Push connections being opened, and when each push was last tried.
+        self._push_pending: dict[PushKey, Connecting | None] = {}
+        self._push_recent: dict[PushKey, float] = {}
+        # The download mesh: digest -> {address: last time fed}, oldest urn first.
+        self._mesh: dict[bytes, dict[Address, float]] = {}
+        #: Addresses of this node itself, never listed in ``X-Alt`` (the node sets them).
+        self.self_addresses: set[Address] = set()
 
     # ------------------------------------------------------------ public
 
@@ -465,6 +528,140 @@ class UploadService:
             return _UploadHandler(self)
 
         return make
+
+    def push(self, address: Address, index: int, servent_guid: bytes) -> bool:
+        """Answer a Push (draft 2.2.8): connect to ``address``, send
+        ``GIV index:GUID/name``, then serve the requester's HTTP requests on
+        that connection like any upload.
+
+        ``index`` is the catalog index the Push names; index 0 with no such
+        file is accepted with an empty name (push proxies send 0, gtk-gnutella
+        ``doc/gnutella/push_proxy`` section 5).  Returns ``False`` (counted as
+        ``upload.push_refused`` or ``upload.push_duplicate``, with an
+        ``upload.push_refused`` event) when the push is not attempted.
+        """
+        obs = self.runtime.observer
+        cfg = self.config
+        obs.count("upload.push_requests")
+        host, port = str(address[0]), int(address[1])
+        key: PushKey = (host, port, int(index), bytes(servent_guid))
+        now = self.runtime.now()
+        last = self._push_recent.get(key)
+        if key in self._push_pending or (last is not None and now - last < cfg.push_dedup_window):
+            obs.count("upload.push_duplicate")
+            return False
+        reason: str | None = None
+        name = ""
+        if self._closed:
+            reason = "service closed"
+        elif len(servent_guid) != 16:
+            reason = "servent GUID is not 16 bytes"
+        elif not 0 <= index <= 0xFFFFFFFF:
+            reason = "file index beyond 32 bits"
+        elif not usable_address(host, port):
+            reason = "address nobody can listen on"
+        elif len(self._push_pending) >= cfg.max_pending_pushes:
+            reason = "too many pushes pending"
+        elif len(self._handlers) + len(self._push_pending) >= cfg.max_connections:
+            reason = "too many connections"
+        else:
+            try:
+                file = self.catalog.by_index(index)
+            except PeerlabError:
+                file = None
+            if file is not None:
+                name = str(file.name)
+            elif index != 0:
+                reason = "no file with that index"
+        if reason is not None:
+            obs.count("upload.push_refused")
+            obs.event("upload.push_refused", to=f"{host}:{port}", index=index, reason=reason)
+            return False
+        self._push_recent.pop(key, None)
+        self._push_recent[key] = now
+        while len(self._push_recent) > MAX_PUSH_MEMORY:
+            del self._push_recent[next(iter(self._push_recent))]
+        handler = _UploadHandler(
+            self, greeting=encode_giv(Giv(index, servent_guid, name)), push_key=key
+        )
+        self._push_pending[key] = None
+        obs.count("upload.push_started")
+        obs.event("upload.push", to=f"{host}:{port}", index=index, name=name)
+        connecting = self.runtime.connect((host, port), handler, timeout=cfg.push_connect_timeout)
+        if key in self._push_pending:
+            self._push_pending[key] = connecting
+        return True
+
+    @property
+    def pushes_pending(self) -> int:
+        """Push connections being opened now."""
+        return len(self._push_pending)
+
+    def add_alt_locations(self, urn: str | bytes, addresses: Iterable[Address]) -> int:
+        """Feed the download mesh: ``addresses`` also serve ``urn`` (a
+        ``urn:sha1:`` string or the raw digest).  Newest first in ``X-Alt``;
+        unusable addresses are skipped.  Returns how many were new."""
+        try:
+            digest = urn if isinstance(urn, bytes) else parse_sha1_urn(urn)
+        except RemoteProtocolError:
+            return 0
+        if len(digest) != 20:
+            return 0
+        now = self.runtime.now()
+        known = self._mesh.pop(digest, None)
+        if known is None:
+            known = {}
+        self._mesh[digest] = known  # most recently fed urn last
+        new = 0
+        for host, port in addresses:
+            addr = (str(host), int(port))
+            if not usable_address(*addr) or addr in self.self_addresses:
+                continue
+            if known.pop(addr, None) is None:
+                new += 1
+            known[addr] = now
+        while len(known) > MAX_ALT_PER_URN:
+            del known[next(iter(known))]
+        if not known:
+            del self._mesh[digest]
+        while len(self._mesh) > MAX_MESH_URNS:
+            del self._mesh[next(iter(self._mesh))]
+        return new
+
+    def alt_locations(self, urn: str | bytes) -> list[Address]:
+        """The mesh's sources of ``urn``, newest first."""
+        try:
+            digest = urn if isinstance(urn, bytes) else parse_sha1_urn(urn)
+        except RemoteProtocolError:
+            return []
+        known = self._mesh.get(digest)
+        return list(reversed(known)) if known else []
+
+    def _x_alt(self, digest: bytes) -> list[tuple[str, str]]:
+        """The ``X-Alt`` header of a response about ``digest`` (none when empty)."""
+        limit = self.config.alt_per_response
+        known = self._mesh.get(digest)
+        if not known or limit <= 0:
+            return []
+        picked = [a for a in reversed(known) if a not in self.self_addresses][:limit]
+        return [("X-Alt", format_x_alt(picked))] if picked else []
+
+    def _learn_alts(self, digest: bytes, headers: Headers) -> None:
+        """Take the mesh entries a downloader sent with its request."""
+        if not self.config.learn_alt_locations:
+            return
+        found = parse_x_alt(",".join(headers.get_all("X-Alt")))
+        legacy = headers.get_all("X-Gnutella-Alternate-Location")
+        if legacy:
+            found += parse_alternate_location(",".join(legacy), digest)
+        if found:
+            new = self.add_alt_locations(digest, found)
+            if new:
+                self.runtime.observer.count("upload.alt_learned", new)
+
+    def _push_done(self, key: PushKey | None) -> None:
+        if key is not None:
+            self._push_pending.pop(key, None)
 
     def uploads(self) -> list[UploadInfo]:
         """Current, queued and recent uploads, newest first."""
@@ -519,6 +716,10 @@ class UploadService:
     def close(self) -> None:
         """Close every connection; new ones are refused from now on."""
         self._closed = True
+        pending, self._push_pending = self._push_pending, {}
+        for connecting in pending.values():
+            if connecting is not None:
+                connecting.cancel()
         for h in list(self._handlers):
             h.shutdown("service closed")
         self._queue.clear()
@@ -634,8 +835,13 @@ class UploadService:
 class _UploadHandler(BaseStreamHandler):
     """One HTTP connection of the upload service."""
 
-    def __init__(self, service: UploadService) -> None:
+    def __init__(
+        self, service: UploadService, *, greeting: bytes = b"", push_key: PushKey | None = None
+    ) -> None:
         self.service = service
+        #: Written first on a pushed connection: the GIV line (draft 2.2.8).
+        self.greeting = greeting
+        self.push_key = push_key
         self.runtime = service.runtime
         cfg = service.config
         self.cfg = cfg
@@ -682,12 +888,35 @@ class _UploadHandler(BaseStreamHandler):
     def connection_made(self, stream: Stream) -> None:
         self._guarded("connection_made", lambda: self._made(stream))
 
+    def connection_failed(self, exc: NetworkError) -> None:
+        """Only a push connects out: its attempt failed."""
+        self._guarded("connection_failed", lambda: self._push_failed(exc))
+
+    def _push_failed(self, exc: NetworkError) -> None:
+        self.closed = True
+        self.service._push_done(self.push_key)
+        if self.push_key is not None:
+            host, port = self.push_key[0], self.push_key[1]
+            self.runtime.observer.count("upload.push_failed")
+            self.runtime.observer.event("upload.push_failed", to=f"{host}:{port}", error=str(exc))
+
     def _made(self, stream: Stream) -> None:
         self.stream = stream
         host, port = stream.remote_address
         self.host = str(host)
         self.peer = f"{host}:{port}"
         svc = self.service
+        if self.push_key is not None:
+            svc._push_done(self.push_key)
+            if svc._closed or len(svc._handlers) >= self.cfg.max_connections:
+                # We asked for this connection: nothing to answer, just go.
+                self.runtime.observer.count("upload.push_failed")
+                self.closed = True
+                stream.abort()
+                return
+            self.runtime.observer.count("upload.push_connected")
+            self.runtime.observer.event("upload.push_connected", peer=self.peer)
+            stream.write(self.greeting)
         if svc._closed or len(svc._handlers) >= self.cfg.max_connections:
             svc.runtime.observer.event("upload.too_many_connections", peer=self.peer)
             stream.write(
@@ -875,9 +1104,11 @@ class _UploadHandler(BaseStreamHandler):
             ("X-Gnutella-Content-URN", urn),
             ("X-Peerlab-Chunks", f"/uri-res/N2CH?{urn}"),
             ("X-Chunk-Root", b32(file.chunk_root)),
+            *self.service._x_alt(file.sha1),
         ]
 
     def _serve_file(self, req: Request, file: Any) -> None:
+        self.service._learn_alts(file.sha1, req.headers)
         size = file.size
         try:
             span = parse_range(req.headers.get("range"), size)
@@ -921,7 +1152,7 @@ class _UploadHandler(BaseStreamHandler):
     def _busy(self, file: Any, verdict: str, position: int) -> None:
         cfg = self.cfg
         svc = self.service
-        headers = [("Server", svc.vendor)]
+        headers = [("Server", svc.vendor), *svc._x_alt(file.sha1)]
         obs = self.runtime.observer
         if verdict == "queued":
             headers.append(("Retry-After", str(cfg.poll_min)))
@@ -945,10 +1176,12 @@ class _UploadHandler(BaseStreamHandler):
             body = self.service.catalog.chunk_list(file).encode()
         except PeerlabError:
             raise _Refusal(404, "no chunk list for that file") from None
+        self.service._learn_alts(file.sha1, req.headers)
         headers = [
             ("Server", self.service.vendor),
             ("Content-Type", CHUNKS_MIME),
             ("X-Gnutella-Content-URN", sha1_urn(file.sha1)),
+            *self.service._x_alt(file.sha1),
         ]
         self._simple(200, body, extra=headers, head=req.method == "HEAD", content_type=None)
 
@@ -1269,6 +1502,8 @@ def _file_json(f: Any) -> dict[str, Any]:
 
 __all__ = [
     "CHUNKS_MIME",
+    "MAX_ALT_PER_URN",
+    "MAX_MESH_URNS",
     "UploadConfig",
     "UploadInfo",
     "UploadService",
