@@ -181,3 +181,8 @@ class RawPeer:
 
     def close(self) -> None:
         self.driver.close()
+
+
+def hits_at_least(search: Any, n: int) -> Any:
+    """A condition for ``run_until``: ``search`` got ``n`` hits or more."""
+    return lambda: search.hits >= n

@@ -3,7 +3,7 @@ it gives the same trace digest and the same counters."""
 
 from __future__ import annotations
 
-from gnetkit import WAIT, make_file, new_node
+from gnetkit import WAIT, hits_at_least, make_file, new_node
 
 from peerlab.runtime.worlds import SimWorld
 
@@ -29,7 +29,7 @@ def scenario(seed: int) -> tuple[str, list[dict[str, int]], list[int]]:
     hits = []
     for i, ttl in ((11, 1), (5, 2), (11, 4)):
         s = nodes[i].servent.search("lebowski", ttl=ttl)
-        assert w.run_until(lambda s=s: s.hits > 0, WAIT)
+        assert w.run_until(hits_at_least(s, 1), WAIT)
         w.run_for(2.0)
         hits.append(s.hits)
     counters = [n.servent.counters.snapshot() for n in nodes]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from gnetkit import WAIT, RawPeer, close_all, internal_errors, link, make_file, new_node
+from gnetkit import WAIT, Node, RawPeer, close_all, internal_errors, link, make_file, new_node
 
 from peerlab.errors import RemoteProtocolError
 from peerlab.proto.gnutella import HandshakeRejected
@@ -195,7 +195,9 @@ def test_already_connected_and_self_connections_are_refused(world: World) -> Non
     close_all(world, [a, b])
 
 
-def flood(world: World, r: RawPeer, per_tick: int, ticks: int, tick: float) -> None:
+def flood(
+    world: World, r: RawPeer, per_tick: int, ticks: int, tick: float, criteria: bytes = b"flood"
+) -> None:
     """Send ``per_tick`` queries with fresh GUIDs every ``tick`` seconds."""
     state = {"n": 0, "left": ticks}
 
@@ -203,7 +205,7 @@ def flood(world: World, r: RawPeer, per_tick: int, ticks: int, tick: float) -> N
         if r.closed or r.driver.stream is None or r.driver.stream.closing:
             return
         data = b"".join(
-            frame(guid(1_000_000 + state["n"] + i), QUERY, 3, 0, b"\x00\x00flood\x00")
+            frame(guid(1_000_000 + state["n"] + i), QUERY, 3, 0, b"\x00\x00" + criteria + b"\x00")
             for i in range(per_tick)
         )
         state["n"] += per_tick
@@ -275,3 +277,45 @@ def test_closed_connection_errors_are_network_not_protocol(world: World) -> None
     assert a.servent.counters["connections.protocol_error"] == 0
     assert not isinstance(rec.error, RemoteProtocolError)
     close_all(world, [a])
+
+
+def test_a_stalled_reader_only_fills_its_bounded_queue(world: World) -> None:
+    """A neighbour that stops reading: what we forward to it waits in its
+    queue up to the bound, the rest is dropped and counted; the servent goes
+    on serving the others, and the stalled link resumes when it reads again."""
+    bound = 64 * 1024
+    b = new_node(world, "b", FILES, max_queue_bytes=bound, max_query_rate=1e9,
+                 query_burst=1e9, flood_bye_drops=None)  # fmt: skip
+    stalled = RawPeer(world, "stalled", b.address)
+    stalled.wait_open()
+    assert stalled.driver.stream is not None
+    stalled.driver.stream.pause_reading()
+    src = RawPeer(world, "src", b.address)
+    src.wait_open()
+    sent = 15_000
+    # 15,000 queries of 2 KB: 30 MB for the stalled link, more than any socket buffers.
+    flood(world, src, per_tick=500, ticks=sent // 500, tick=0.01, criteria=b"z" * 2000)
+    assert world.run_until(lambda: b.servent.counters["rx.query"] >= sent, WAIT)
+    world.run_for(0.5)
+    c = b.servent.counters
+    link_info = next(i for i in b.servent.connections() if i.listen_address is None
+                     and i.messages_out < sent and i.dropped > 0)  # fmt: skip
+    assert link_info.queued_bytes <= bound
+    assert c["flow_dropped.query"] > 0
+    # Every forwarded copy was either handed to the connection or dropped.
+    assert c["routed.query"] + c["flow_dropped.query"] + len_queued(b) == sent
+    src.send(Query("lebowski"), guid(42), ttl=1)
+    assert world.run_until(lambda: len(src.received(QueryHit)) == 1, WAIT)
+    before = len(stalled.received(Query))
+    stalled.driver.stream.resume_reading()
+    assert world.run_until(lambda: len(stalled.received(Query)) > before, WAIT)
+    assert b.servent.open_count == 2 and internal_errors([b]) == 0
+    stalled.close()
+    src.close()
+    close_all(world, [b])
+
+
+def len_queued(node: Node) -> int:
+    """Queries still waiting in the servent's outgoing queues."""
+    links = node.servent._links.values()
+    return sum(1 for link in links for item in link.queue if item.payload_type == QUERY)

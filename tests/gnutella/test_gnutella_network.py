@@ -13,6 +13,7 @@ from gnetkit import (
     WAIT,
     Node,
     close_all,
+    hits_at_least,
     internal_errors,
     line,
     link,
@@ -46,7 +47,7 @@ def test_search_reach_grows_with_ttl(world: World) -> None:
     reach = {}
     for ttl in (1, 2, 3, 4):
         s = a.search("lebowski", ttl=ttl)
-        assert world.run_until(lambda s=s, ttl=ttl: s.hits >= ttl, WAIT)
+        assert world.run_until(hits_at_least(s, ttl), WAIT)
         world.run_for(0.5)
         reach[ttl] = dict(sorted(s.by_distance.items()))
         names = sorted(r.name for r in s.results.values())
@@ -79,7 +80,7 @@ def test_same_counters_in_both_worlds() -> None:
             link(w, extra, nodes[1])  # a branch: the line with a side arm
             for ttl, expect in ((2, 2), (3, 4)):
                 s = nodes[3].servent.search("lebowski", ttl=ttl)
-                assert w.run_until(lambda s=s, e=expect: s.hits >= e, WAIT)
+                assert w.run_until(hits_at_least(s, expect), WAIT)
                 w.run_for(0.5)
             results.append(flood_counters([*nodes, extra]))
             close_all(w, [*nodes, extra])

@@ -107,8 +107,8 @@ def test_queue_sends_by_priority_oldest_first() -> None:
     for item in order:
         assert queue.push(item) == []
     got = []
-    while (item := queue.pop()) is not None:
-        got.append(item.guid[0])
+    while (sent := queue.pop()) is not None:
+        got.append(sent.guid[0])
     assert got == [4, 5, 3, 6, 2, 1]
     assert priority(QUERY, 2) > priority(QUERY, 1) > priority(QUERY_HIT, 0)
 
@@ -273,8 +273,18 @@ def test_query_hits_stay_under_the_payload_limit() -> None:
     assert all(len(encode_payload(h)) <= 1000 for h in hits)
 
 
-def hit_from(ip: str, guid: bytes, results: list[QueryHitResult], **flags: bool) -> QueryHit:
-    return QueryHit(6346, ip, 500, tuple(results), guid, "GTKG", **flags)
+def hit_from(
+    ip: str,
+    guid: bytes,
+    results: list[QueryHitResult],
+    *,
+    push: bool | None = None,
+    busy: bool | None = None,
+    stable: bool | None = None,
+) -> QueryHit:
+    return QueryHit(
+        6346, ip, 500, tuple(results), guid, "GTKG", push=push, busy=busy, stable=stable
+    )
 
 
 def test_search_groups_sources_by_urn() -> None:

@@ -32,6 +32,7 @@ Public API: :class:`Queued`, :class:`OutgoingQueue`, :func:`priority`,
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from peerlab.wire.gnutella import HEADER_LENGTH, PING, PONG, PUSH, QUERY, QUERY_HIT
@@ -164,6 +165,11 @@ class OutgoingQueue:
         self._bytes -= item.size
         self._count -= 1
         return item
+
+    def __iter__(self) -> Iterator[Queued]:
+        """What is queued, in the order it would be sent."""
+        for prio in sorted(self._levels):
+            yield from self._levels[prio]
 
     def clear(self) -> list[Queued]:
         """Empty the queue; returns what it held."""
