@@ -115,7 +115,7 @@ def test_unknown_method_and_unknown_keys() -> None:
                     b"a": {b"id": A, b"target": M, b"want": [b"n4"]}})  # fmt: skip
     msg = decode(data)
     assert msg == Query(b"zz", UnknownMethod(A, b"sample_infohashes"))
-    assert msg.method == b"sample_infohashes"  # type: ignore[union-attr]
+    assert isinstance(msg, Query) and msg.method == b"sample_infohashes"
 
 
 def test_error_codes() -> None:
