@@ -218,3 +218,21 @@ def test_bootstrap_from_a_gwebcache(world: World) -> None:
     assert world.run_until(lambda: s.hits == 1, WAIT)
     close_all(world, [seed, newcomer])
     cache.close()
+
+
+def test_the_owners_callbacks_cannot_break_the_servent(world: World) -> None:
+    nodes = line(world, 3, lambda i: [*lebowski(i), make_file(2, f"lebowski extra {i}.mp3")])
+    opened: list[bool] = []
+
+    def bad_hit(result: object, source: object) -> None:
+        raise RuntimeError("a bug in the node")
+
+    nodes[0].servent.on_connection = lambda info, up: opened.append(up)
+    s = nodes[0].servent.search("lebowski", bad_hit, ttl=2)
+    assert world.run_until(hits_at_least(s, 2), WAIT)
+    assert world.run_until(lambda: s.callback_errors == 4, WAIT), "every result was offered"
+    assert nodes[0].servent.counters["callback_errors"] == 4
+    assert nodes[0].servent.open_count == 1 and internal_errors(nodes) == 0
+    nodes[1].servent.close()
+    assert world.run_until(lambda: opened == [False], WAIT)
+    close_all(world, nodes)

@@ -298,6 +298,9 @@ class Search:
         #: Sources by distance (how far the search reached).
         self.by_distance: dict[int, int] = {}
         self.finished = False
+        #: ``on_hit`` calls that raised (each is reported to ``on_error``).
+        self.callback_errors = 0
+        self.on_error: Callable[[Exception], None] | None = None
         self._cancel: Callable[[Search], None] | None = None
 
     def cancel(self) -> None:
@@ -362,7 +365,12 @@ class Search:
             self.by_distance[source.distance] = self.by_distance.get(source.distance, 0) + 1
             new += 1
             if self.on_hit is not None:
-                self.on_hit(result, source)
+                try:
+                    self.on_hit(result, source)
+                except Exception as exc:  # the owner's bug costs that call only
+                    self.callback_errors += 1
+                    if self.on_error is not None:
+                        self.on_error(exc)
         return new
 
 

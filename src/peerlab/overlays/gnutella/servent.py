@@ -708,6 +708,7 @@ class Servent:
         guid = self._new_guid()
         search = Search(guid, text, ttl, now, on_hit, urns[0] if urns else None)
         search._cancel = self._forget_search
+        search.on_error = self._hit_callback_failed
         while len(self._searches) >= cfg.max_searches:
             oldest = next(iter(self._searches.values()))
             oldest.cancel()
@@ -850,6 +851,20 @@ class Servent:
     def _connecting_done(self, link: Link) -> None:
         self.counters.count("connections.connected")
 
+    def _callback(self, fn: Callable[..., Any] | None, *args: Any) -> None:
+        """Call the owner's code: whatever it raises costs only that call."""
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # the owner's bug must not cost the connection
+            self.counters.count("callback_errors")
+            self.runtime.observer.event("gnutella.callback_failed", error=repr(exc))
+
+    def _hit_callback_failed(self, exc: Exception) -> None:
+        self.counters.count("callback_errors")
+        self.runtime.observer.event("gnutella.callback_failed", error=repr(exc))
+
     def _internal_error(self, link: Link | None, exc: BaseException) -> None:
         self.counters.count("internal_errors")
         self.runtime.observer.event(
@@ -991,7 +1006,7 @@ class Servent:
         self.pings.put(guid, LOCAL, rt.now())
         link.enqueue(Queued(guid, PING, ttl, 0, encode_payload(Ping())))
         if self.on_connection is not None:
-            self.on_connection(link.info(), True)
+            self._callback(self.on_connection, link.info(), True)
 
     def _on_link_closed(self, link: Link, exc: Exception | None) -> None:
         was = link.state
@@ -1016,7 +1031,7 @@ class Servent:
             error=str(exc) if exc is not None else None,
         )
         if was is LinkState.OPEN and self.on_connection is not None:
-            self.on_connection(link.info(), False)
+            self._callback(self.on_connection, link.info(), False)
 
     def _check_alive(self, link: Link, now: float) -> None:
         """Keep-alive: after ``keepalive_interval`` of silence a TTL-1 Ping
@@ -1231,7 +1246,7 @@ class Servent:
                 "gnutella.push", index=push.file_index, to=f"{push.ip}:{push.port}"
             )
             if self.on_push is not None:
-                self.on_push(push)
+                self._callback(self.on_push, push)
             return
         route = self.servents.get(push.servent_guid, now)
         if route is None or route == LOCAL:
