@@ -178,6 +178,7 @@ class RawPeer(BaseStreamHandler):
         self.data = bytearray()
         self.made = False
         self.lost = False
+        self.eof = False
         self.failed = False
         self.on_data = on_data
 
@@ -193,8 +194,16 @@ class RawPeer(BaseStreamHandler):
         if self.on_data is not None:
             self.on_data(self)
 
+    def eof_received(self) -> None:
+        self.eof = True
+
     def connection_lost(self, exc: object) -> None:
         self.lost = True
+
+    @property
+    def ended(self) -> bool:
+        """The other end closed (half or whole)."""
+        return self.eof or self.lost
 
     def write(self, data: bytes) -> None:
         assert self.stream is not None

@@ -109,7 +109,14 @@ def encode_giv(giv: Giv) -> bytes:
         raise LocalProtocolError("a servent GUID is 16 bytes")
     if not 0 <= giv.index <= MAX_FILE_INDEX:
         raise LocalProtocolError(f"file index {giv.index} does not fit a Push's 32 bits")
-    line = f"GIV {giv.index}:{giv.servent_guid.hex().upper()}/{quote(giv.name, safe='')}\n\n"
+    # A file name the file system gave as undecodable bytes (surrogateescape)
+    # goes out as those bytes, percent-encoded; any other lone surrogate as "?".
+    try:
+        raw = giv.name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = giv.name.encode("utf-8", "replace")
+    name = quote(raw, safe="")
+    line = f"GIV {giv.index}:{giv.servent_guid.hex().upper()}/{name}\n\n"
     data = line.encode("ascii")
     if len(data) > MAX_GIV_BYTES:
         raise LocalProtocolError("file name too long for a GIV line")

@@ -637,27 +637,27 @@ class UploadService:
         known = self._mesh.get(digest)
         return list(reversed(known)) if known else []
 
-    def _x_alt(self, digest: bytes) -> list[tuple[str, str]]:
-        """The ``X-Alt`` header of a response about ``digest`` (none when empty)."""
+    def _x_alt(self, digest: bytes, told: set[Address]) -> list[tuple[str, str]]:
+        """The ``X-Alt`` header of a response about ``digest`` (none when
+        empty), leaving out what the requester ``told`` us itself."""
         limit = self.config.alt_per_response
         known = self._mesh.get(digest)
         if not known or limit <= 0:
             return []
-        picked = [a for a in reversed(known) if a not in self.self_addresses][:limit]
-        return [("X-Alt", format_x_alt(picked))] if picked else []
+        picked = [a for a in reversed(known) if a not in self.self_addresses and a not in told]
+        return [("X-Alt", format_x_alt(picked[:limit]))] if picked else []
 
-    def _learn_alts(self, digest: bytes, headers: Headers) -> None:
-        """Take the mesh entries a downloader sent with its request."""
-        if not self.config.learn_alt_locations:
-            return
+    def _learn_alts(self, digest: bytes, headers: Headers) -> set[Address]:
+        """Take the mesh entries a downloader sent with its request; returns them."""
         found = parse_x_alt(",".join(headers.get_all("X-Alt")))
         legacy = headers.get_all("X-Gnutella-Alternate-Location")
         if legacy:
             found += parse_alternate_location(",".join(legacy), digest)
-        if found:
+        if found and self.config.learn_alt_locations:
             new = self.add_alt_locations(digest, found)
             if new:
                 self.runtime.observer.count("upload.alt_learned", new)
+        return set(found)
 
     def _push_done(self, key: PushKey | None) -> None:
         if key is not None:
@@ -842,6 +842,8 @@ class _UploadHandler(BaseStreamHandler):
         #: Written first on a pushed connection: the GIV line (draft 2.2.8).
         self.greeting = greeting
         self.push_key = push_key
+        #: The mesh entries the current request brought (not echoed back).
+        self._told: set[Address] = set()
         self.runtime = service.runtime
         cfg = service.config
         self.cfg = cfg
@@ -1104,11 +1106,11 @@ class _UploadHandler(BaseStreamHandler):
             ("X-Gnutella-Content-URN", urn),
             ("X-Peerlab-Chunks", f"/uri-res/N2CH?{urn}"),
             ("X-Chunk-Root", b32(file.chunk_root)),
-            *self.service._x_alt(file.sha1),
+            *self.service._x_alt(file.sha1, self._told),
         ]
 
     def _serve_file(self, req: Request, file: Any) -> None:
-        self.service._learn_alts(file.sha1, req.headers)
+        self._told = self.service._learn_alts(file.sha1, req.headers)
         size = file.size
         try:
             span = parse_range(req.headers.get("range"), size)
@@ -1152,7 +1154,7 @@ class _UploadHandler(BaseStreamHandler):
     def _busy(self, file: Any, verdict: str, position: int) -> None:
         cfg = self.cfg
         svc = self.service
-        headers = [("Server", svc.vendor), *svc._x_alt(file.sha1)]
+        headers = [("Server", svc.vendor), *svc._x_alt(file.sha1, self._told)]
         obs = self.runtime.observer
         if verdict == "queued":
             headers.append(("Retry-After", str(cfg.poll_min)))
@@ -1176,12 +1178,12 @@ class _UploadHandler(BaseStreamHandler):
             body = self.service.catalog.chunk_list(file).encode()
         except PeerlabError:
             raise _Refusal(404, "no chunk list for that file") from None
-        self.service._learn_alts(file.sha1, req.headers)
+        self._told = self.service._learn_alts(file.sha1, req.headers)
         headers = [
             ("Server", self.service.vendor),
             ("Content-Type", CHUNKS_MIME),
             ("X-Gnutella-Content-URN", sha1_urn(file.sha1)),
-            *self.service._x_alt(file.sha1),
+            *self.service._x_alt(file.sha1, self._told),
         ]
         self._simple(200, body, extra=headers, head=req.method == "HEAD", content_type=None)
 
