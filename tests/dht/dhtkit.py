@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from peerlab.errors import RemoteProtocolError
-from peerlab.overlays.dht import DhtConfig, DhtNode, LookupResult
+from peerlab.overlays.dht import AnnounceResult, DhtConfig, DhtNode, LookupResult
 from peerlab.runtime.base import Address, DatagramEndpoint, RecordingObserver, Runtime
 from peerlab.runtime.worlds import DatagramRecorder, World
 from peerlab.wire.krpc import Query, decode
@@ -112,3 +115,56 @@ def build_network(
         nodes[i].runtime.call_later(i * stagger, join)
     assert world.run_until(lambda: len(joined) == count - 1, count * stagger + WAIT_S)
     return nodes
+
+
+@dataclass
+class Scenario:
+    """What :func:`announce_and_find` saw."""
+
+    announced: list[int]  # nodes that stored each announce
+    lookups: list[tuple[bytes, LookupResult]]  # (info-hash, get_peers result)
+
+    @property
+    def found(self) -> int:
+        return sum(1 for _, r in self.lookups if r.peers)
+
+    @property
+    def success_rate(self) -> float:
+        return self.found / len(self.lookups)
+
+    @property
+    def mean_hops(self) -> float:
+        return sum(r.hops for _, r in self.lookups) / len(self.lookups)
+
+
+def announce_and_find(
+    world: World,
+    nodes: list[DhtNode],
+    *,
+    torrents: int,
+    getters: int,
+    seed: int,
+    timeout: float = 120.0,
+) -> Scenario:
+    """``torrents`` random info-hashes, each announced by one random node on
+    port 7000 + i, then looked up by ``getters`` other random nodes."""
+    rng = random.Random(seed)
+    hashes = [rng.randbytes(20) for _ in range(torrents)]
+    announced: list[AnnounceResult] = []
+    expected: dict[bytes, Address] = {}
+    for i, ih in enumerate(hashes):
+        node = rng.choice(nodes)
+        assert node.address is not None
+        expected[ih] = (node.address[0], 7000 + i)
+        node.announce(ih, 7000 + i, announced.append)
+    assert world.run_until(lambda: len(announced) == torrents, timeout), "announces hang"
+    lookups: list[tuple[bytes, LookupResult]] = []
+    for ih in hashes:
+        for node in rng.sample(nodes, getters):
+            node.get_peers(ih, None, partial(lambda ih, r: lookups.append((ih, r)), ih))
+    total = torrents * getters
+    assert world.run_until(lambda: len(lookups) == total, timeout), "lookups hang"
+    for ih, r in lookups:
+        # Whatever was found is the one peer announced for that hash.
+        assert r.peers in ((), (expected[ih],))
+    return Scenario([a.stored for a in announced], lookups)

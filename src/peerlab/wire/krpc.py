@@ -55,12 +55,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import TypeAlias
 
 from peerlab.errors import LocalProtocolError, RemoteProtocolError
 from peerlab.wire.bencode import BencodeLimits, Value
 from peerlab.wire.bencode import decode as bdecode
-from peerlab.wire.bencode import encode as bencode
 
 #: ``(host, port)``: the same shape as :data:`peerlab.runtime.base.Address`
 #: (wire/ does not import the runtime).
@@ -264,6 +264,7 @@ def distance(a: bytes, b: bytes) -> int:
 # ------------------------------------------------------------------ contacts
 
 
+@lru_cache(maxsize=4096)
 def _ipv4_bytes(host: str) -> bytes:
     parts = host.split(".")
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
@@ -327,67 +328,96 @@ def _check_id(name: str, value: bytes) -> None:
         raise LocalProtocolError(f"krpc: {name} of {len(value)} bytes (must be 20)")
 
 
+def _s(value: bytes) -> bytes:
+    """One bencoded byte string."""
+    return b"%d:%s" % (len(value), value)
+
+
 def encode(message: Message) -> bytes:
     """The canonical bencoding of ``message`` (keys sorted, BEP 3).
+
+    Written out key by key in sorted order rather than through the generic
+    bencoder: a simulated DHT encodes hundreds of thousands of messages, and
+    this is several times faster.  The tests check that it equals
+    :func:`peerlab.wire.bencode.encode` of the same dictionary.
 
     Our own mistakes (an id that is not 20 bytes, a port out of range, a
     transaction id too long) raise :class:`~peerlab.errors.LocalProtocolError`.
     """
     _check_out("transaction id", message.transaction_id, MAX_TRANSACTION_ID_BYTES)
     _check_out("version", message.version, MAX_VERSION_BYTES)
-    doc: dict[bytes, object] = {b"t": message.transaction_id}
-    if message.version is not None:
-        doc[b"v"] = message.version
+    # Top-level keys in sorted order: a e ip q r ro t v y.
+    out: list[bytes] = [b"d"]
     if isinstance(message, Query):
         args = message.arguments
         _check_id("node id", args.id)
-        a: dict[bytes, object] = {b"id": args.id}
+        # Argument keys in sorted order: id implied_port info_hash port target token.
+        out.append(b"1:ad2:id20:")
+        out.append(args.id)
         if isinstance(args, FindNode):
             _check_id("target", args.target)
-            a[b"target"] = args.target
+            out.append(b"6:target20:")
+            out.append(args.target)
         elif isinstance(args, GetPeers):
             _check_id("info_hash", args.info_hash)
-            a[b"info_hash"] = args.info_hash
+            out.append(b"9:info_hash20:")
+            out.append(args.info_hash)
         elif isinstance(args, AnnouncePeer):
             _check_id("info_hash", args.info_hash)
             _check_out("token", args.token, MAX_TOKEN_BYTES)
             if not 0 <= args.port <= 0xFFFF:
                 raise LocalProtocolError(f"krpc: port {args.port} out of range")
-            a[b"info_hash"] = args.info_hash
-            a[b"port"] = args.port
-            a[b"token"] = args.token
             if args.implied_port:
-                a[b"implied_port"] = 1
+                out.append(b"12:implied_porti1e")
+            out.append(b"9:info_hash20:")
+            out.append(args.info_hash)
+            out.append(b"4:porti%de5:token" % args.port)
+            out.append(_s(args.token))
         elif isinstance(args, UnknownMethod):
             _check_out("method", args.method, MAX_METHOD_BYTES)
-        doc[b"y"] = b"q"
-        doc[b"q"] = message.method
-        doc[b"a"] = a
+        out.append(b"e1:q")
+        out.append(_s(message.method))
         if message.read_only:
-            doc[b"ro"] = 1
+            out.append(b"2:roi1e")
+        kind = b"q"
     elif isinstance(message, Response):
         _check_id("node id", message.id)
-        r: dict[bytes, object] = {b"id": message.id}
+        if message.ip is not None:
+            out.append(b"2:ip6:")
+            out.append(encode_compact_peer(message.ip))
+        # Response keys in sorted order: id nodes token values.
+        out.append(b"1:rd2:id20:")
+        out.append(message.id)
         if message.nodes is not None:
             if len(message.nodes) > MAX_COMPACT_NODES:
                 raise LocalProtocolError(f"krpc: {len(message.nodes)} nodes in one response")
-            r[b"nodes"] = encode_compact_nodes(message.nodes)
+            out.append(b"5:nodes")
+            out.append(_s(encode_compact_nodes(message.nodes)))
+        if message.token is not None:
+            _check_out("token", message.token, MAX_TOKEN_BYTES)
+            out.append(b"5:token")
+            out.append(_s(message.token))
         if message.values is not None:
             if len(message.values) > MAX_VALUES:
                 raise LocalProtocolError(f"krpc: {len(message.values)} values in one response")
-            r[b"values"] = [encode_compact_peer(v) for v in message.values]
-        if message.token is not None:
-            _check_out("token", message.token, MAX_TOKEN_BYTES)
-            r[b"token"] = message.token
-        doc[b"y"] = b"r"
-        doc[b"r"] = r
-        if message.ip is not None:
-            doc[b"ip"] = encode_compact_peer(message.ip)
+            out.append(b"6:valuesl")
+            out.extend(b"6:" + encode_compact_peer(v) for v in message.values)
+            out.append(b"e")
+        out.append(b"e")
+        kind = b"r"
     else:
         text = message.message.encode("utf-8")[:MAX_ERROR_TEXT_BYTES]
-        doc[b"y"] = b"e"
-        doc[b"e"] = [int(message.code), text]
-    data = bencode(doc)  # type: ignore[arg-type]
+        out.append(b"1:eli%de" % int(message.code))
+        out.append(_s(text))
+        out.append(b"e")
+        kind = b"e"
+    out.append(b"1:t")
+    out.append(_s(message.transaction_id))
+    if message.version is not None:
+        out.append(b"1:v")
+        out.append(_s(message.version))
+    out.append(b"1:y1:%se" % kind)
+    data = b"".join(out)
     if len(data) > MAX_MESSAGE_BYTES:
         raise LocalProtocolError(f"krpc: message of {len(data)} bytes (limit {MAX_MESSAGE_BYTES})")
     return data

@@ -52,9 +52,11 @@ flight), ``responses_received``, ``errors_received``, ``timeouts``,
 ``nodes_added``, ``nodes_replaced``, ``refreshes``, ``lookups``,
 ``lookups_done``, ``lookup_hops`` (sum over lookups), ``lookup_queries``
 (sum), ``get_peers_lookups``, ``get_peers_found`` (lookups that found at
-least one peer), ``announces``, ``announce_stored`` (announce_peer accepted),
-``saves``.  Events: ``dht.started``, ``dht.lookup_done``, ``dht.announce_done``,
-``dht.state_loaded``, ``dht.state_error``, ``dht.handler_error``, ``dht.closed``.
+least one peer), ``get_peers_hops`` (sum over get_peers lookups),
+``announces``, ``announce_stored`` (announce_peer accepted), ``saves``.
+Events: ``dht.started``, ``dht.lookup_done``, ``dht.announce_done``,
+``dht.state_loaded``, ``dht.state_error``, ``dht.handler_error``,
+``dht.udp_error``, ``dht.closed``.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ MAX_LOOKUP_PEERS = 1000
 #: Buckets refreshed per maintenance round, so a node waking from a long
 #: sleep does not start a hundred lookups at once.
 MAX_REFRESHES_PER_ROUND = 3
+#: Seconds before a bootstrap that nobody answered is tried again; doubled
+#: after each failure, up to the maintenance interval.
+BOOTSTRAP_RETRY_S = 5.0
 #: Our version string in every message (BEP 5 "v": two letters, two bytes).
 VERSION = b"PL\x00\x01"
 
@@ -300,6 +305,7 @@ class DhtNode:
         self._saved_nodes: tuple[NodeInfo, ...] = ()
         self._verifying: set[Address] = set()
         self._maintenance: Timer | None = None
+        self._bootstrap_delay = BOOTSTRAP_RETRY_S
         self._last_save = now
         self._saving = False
         self._closed = False
@@ -400,11 +406,23 @@ class DhtNode:
         self._saved_nodes = ()
 
         def joined(result: LookupResult) -> None:
-            self._refresh_after_join()
+            if result.responses:
+                self._bootstrap_delay = BOOTSTRAP_RETRY_S
+                self._refresh_after_join()
+            elif len(self.routing_table) == 0 and self._routers:
+                # Nobody answered (a lost datagram suffices): try again soon,
+                # backing off up to the maintenance interval.
+                delay = self._bootstrap_delay
+                self._bootstrap_delay = min(2 * delay, self.config.maintenance_interval)
+                self.runtime.call_later(delay, self._bootstrap_again)
             if on_done is not None:
                 on_done(result)
 
         return self._start_lookup(self.node_id, False, None, joined, contacts)
+
+    def _bootstrap_again(self) -> None:
+        if not self._closed and len(self.routing_table) == 0:
+            self.bootstrap(())
 
     def _refresh_after_join(self) -> None:
         """Kademlia's join: after the lookup for our own id, a lookup for a
@@ -854,6 +872,7 @@ class DhtNode:
         obs.count("dht.lookup_queries", st.queries)
         if lk.get_peers:
             obs.count("dht.get_peers_lookups")
+            obs.count("dht.get_peers_hops", st.hops)
             if result.peers:
                 obs.count("dht.get_peers_found")
         obs.event("dht.lookup_done", target=lk.target.hex(), get_peers=lk.get_peers,
