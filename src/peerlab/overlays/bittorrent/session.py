@@ -1,0 +1,384 @@
+"""A BitTorrent session: one peer id, one listener, many torrents (issue 6).
+
+The API the node calls.  Written only against the runtime interface, so a
+session runs on real sockets and, by the hundreds, in the simulator.
+
+:class:`Session` owns the listening socket shared by every torrent: an
+incoming connection is routed by the info-hash of its handshake (BEP 3: the
+receiving side may answer once it has read the info-hash).  It also bounds
+the connections of all its torrents together (``max_connections``) and the
+connection attempts in flight (``max_half_open``), and keeps resume files
+and fetched metadata in ``state_dir``.
+
+Public API::
+
+    Session(runtime, config=SessionConfig(), *, peer_id=None)
+        .start()                 # bind the listener (AddressInUse)
+        .close(done=None)        # stop every torrent (announces stopped), unbind
+        .add_torrent(source, *, save_path=None, peers=(), start=True,
+                     seed_mode=False, data=None, choker=None, picker=None) -> Torrent
+              # source: Metainfo | Info | .torrent bytes
+        .add_magnet(magnet, *, save_path=None, peers=(), start=True, ...) -> Torrent
+              # magnet: Magnet | "magnet:?xt=urn:btih:..."
+        .remove_torrent(info_hash, done=None)
+        .torrent(info_hash) -> Torrent | None     .torrents -> list[Torrent]
+        .status() -> SessionStatus                .counters
+        .peer_id .listen_address .listen_port
+        .on_metadata: list[Callable[[Torrent, Info], None]]   # a magnet's info arrived
+
+Observer counters are named ``bt.<counter>`` (the torrent's counters,
+summed over torrents) and events ``bt.<event>`` with the info-hash.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from peerlab.errors import ConfigError
+from peerlab.overlays.bittorrent.choker import ChokerPolicy
+from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, SessionConfig
+from peerlab.overlays.bittorrent.peer import PeerLink
+from peerlab.overlays.bittorrent.picker import PickerConfig
+from peerlab.overlays.bittorrent.torrent import Torrent, TorrentStatus
+from peerlab.proto.peer import PEER_ID_PREFIX, PeerConfig
+from peerlab.runtime.base import Address, Listener, Runtime
+from peerlab.runtime.driver import StreamDriver
+from peerlab.storage.pieces import write_atomic
+from peerlab.wire.magnet import Magnet, parse_magnet
+from peerlab.wire.metainfo import Info, Metainfo
+from peerlab.wire.peer import Handshake
+
+__all__ = ["Session", "SessionStatus"]
+
+#: Characters of the random part of our peer id (BEP 20 style: printable).
+_PEER_ID_CHARS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: Suffixes of the files kept per torrent in ``state_dir``.
+RESUME_SUFFIX = ".resume"
+INFO_SUFFIX = ".info"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatus:
+    """The session at one moment."""
+
+    peer_id: str
+    listen_address: Address | None
+    connections: int
+    half_open: int
+    torrents: tuple[TorrentStatus, ...]
+    counters: dict[str, int]
+
+
+class Session:
+    """Torrents sharing a peer id and a listener (see the module docstring)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: SessionConfig | None = None,
+        *,
+        peer_id: bytes | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config = config or SessionConfig()
+        if peer_id is None:
+            rng = runtime.rng
+            peer_id = PEER_ID_PREFIX + bytes(rng.choice(_PEER_ID_CHARS) for _ in range(12))
+        if len(peer_id) != 20:
+            raise ConfigError("a peer id is 20 bytes")
+        self.peer_id = peer_id
+        #: BEP 3 ``key``: lets a tracker recognise us if our address changes.
+        self.announce_key = "".join(runtime.rng.choice("0123456789abcdef") for _ in range(8))
+        self.peer_config = self._peer_config(None)
+        self.counters: Counter[str] = Counter()
+        self.on_metadata: list[Callable[[Torrent, Info], None]] = []
+        self._torrents: dict[bytes, Torrent] = {}
+        self._links: dict[PeerLink, None] = {}
+        self._half_open = 0
+        self._listener: Listener | None = None
+        self._closed = False
+
+    def _peer_config(self, listen_port: int | None) -> PeerConfig:
+        cfg = self.config
+        return PeerConfig(
+            peer_id=self.peer_id,
+            client_version=cfg.client_version,
+            listen_port=listen_port or None,
+            reqq=cfg.reqq,
+            max_requests=MAX_REQUEST_QUEUE,
+            keepalive_interval=cfg.keepalive_interval,
+            idle_timeout=cfg.idle_timeout,
+        )
+
+    # ------------------------------------------------------------ listener
+
+    def start(self) -> None:
+        """Bind the listener (when ``listen_port`` is not None).  Raises
+        :class:`~peerlab.errors.AddressInUse` if the port is taken."""
+        cfg = self.config
+        if self._listener is not None or cfg.listen_port is None:
+            return
+        self._listener = self.runtime.listen((cfg.listen_host, cfg.listen_port), self._incoming)
+        self.peer_config = replace(self.peer_config, listen_port=self._listener.address[1])
+        self.runtime.observer.event("bt.listening", address=self._listener.address)
+
+    @property
+    def listen_address(self) -> Address | None:
+        return self._listener.address if self._listener is not None else None
+
+    @property
+    def listen_port(self) -> int | None:
+        return self._listener.address[1] if self._listener is not None else None
+
+    def close(self, done: Callable[[], None] | None = None) -> None:
+        """Stop every torrent (each announces ``stopped``), then unbind."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._closed = True
+        torrents = list(self._torrents.values())
+        left = [len(torrents)]
+
+        def one_done() -> None:
+            left[0] -= 1
+            if left[0] == 0 and done is not None:
+                done()
+
+        if not torrents and done is not None:
+            done()
+        for t in torrents:
+            t.stop(one_done)
+        for link in list(self._links):
+            link.abort("session closed")
+
+    # ------------------------------------------------------------ torrents
+
+    @property
+    def torrents(self) -> list[Torrent]:
+        return list(self._torrents.values())
+
+    def torrent(self, info_hash: bytes) -> Torrent | None:
+        return self._torrents.get(info_hash)
+
+    def resume_path(self, info_hash: bytes) -> Path | None:
+        state_dir = self.config.state_dir
+        return state_dir / f"{info_hash.hex()}{RESUME_SUFFIX}" if state_dir else None
+
+    def _save_path(self, save_path: Path | str | None) -> Path | None:
+        if save_path is not None:
+            return Path(save_path)
+        if self.config.download_dir is not None:
+            return self.config.download_dir
+        if self.config.storage == "memory":
+            return None
+        raise ConfigError("no download folder: give save_path or SessionConfig.download_dir")
+
+    def add_torrent(
+        self,
+        source: Metainfo | Info | bytes,
+        *,
+        save_path: Path | str | None = None,
+        peers: Iterable[Address] = (),
+        start: bool = True,
+        seed_mode: bool = False,
+        data: bytes | None = None,
+        choker: ChokerPolicy | None = None,
+        picker: PickerConfig | None = None,
+    ) -> Torrent:
+        """Add a torrent from a ``.torrent`` (bytes or parsed) or a bare info
+        dictionary.  ``seed_mode``: trust that the files are complete (we
+        made the torrent from them).  ``data``: the content, for memory
+        storage (a seed in the simulator).  ``choker``/``picker``: other
+        policies than the session's (the simulator compares them)."""
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = Metainfo.from_bytes(source)
+        if isinstance(source, Metainfo):
+            info = source.info
+            tiers: Sequence[Sequence[str]] = source.trackers
+        else:
+            info = source
+            tiers = ()
+        torrent = self._add(
+            Torrent(
+                self,
+                info_hash=info.info_hash,
+                info=info,
+                name=info.name,
+                tiers=tiers,
+                save_path=self._save_path(save_path),
+                seed_mode=seed_mode,
+                data=data,
+                choker=choker,
+                picker=picker,
+            )
+        )
+        torrent.add_peers(peers, source="direct")
+        if start:
+            torrent.start()
+        return torrent
+
+    def add_magnet(
+        self,
+        magnet: Magnet | str,
+        *,
+        save_path: Path | str | None = None,
+        peers: Iterable[Address] = (),
+        start: bool = True,
+        choker: ChokerPolicy | None = None,
+        picker: PickerConfig | None = None,
+    ) -> Torrent:
+        """Add a magnet link (BEP 9): its metadata is fetched from peers
+        (trackers and ``x.pe`` addresses of the link, ``peers``) unless an
+        earlier fetch kept it in ``state_dir``."""
+        if isinstance(magnet, str):
+            magnet = parse_magnet(magnet)
+        if magnet.info_hash is None:
+            raise ConfigError("this magnet link has no BitTorrent v1 info-hash (btih)")
+        info = self._load_info(magnet.info_hash)
+        torrent = self._add(
+            Torrent(
+                self,
+                info_hash=magnet.info_hash,
+                info=info,
+                name=info.name if info is not None else (
+                    magnet.display_name or magnet.info_hash.hex()
+                ),
+                tiers=[[url] for url in magnet.trackers],
+                save_path=self._save_path(save_path),
+                choker=choker,
+                picker=picker,
+            )
+        )
+        torrent.add_peers(magnet.peers, source="magnet")
+        torrent.add_peers(peers, source="direct")
+        if start:
+            torrent.start()
+        return torrent
+
+    def _add(self, torrent: Torrent) -> Torrent:
+        if self._closed:
+            raise ConfigError("the session is closed")
+        if torrent.info_hash in self._torrents:
+            raise ConfigError(f"torrent {torrent.info_hash.hex()} is already added")
+        self._torrents[torrent.info_hash] = torrent
+        self.runtime.observer.event("bt.torrent_added", info_hash=torrent.info_hash.hex(),
+                                    name=torrent.name)
+        return torrent
+
+    def remove_torrent(self, info_hash: bytes, done: Callable[[], None] | None = None) -> None:
+        """Stop a torrent and forget it (its files and resume state stay)."""
+        torrent = self._torrents.pop(info_hash, None)
+        if torrent is None:
+            raise ConfigError(f"no torrent {info_hash.hex()}")
+        torrent.stop(done)
+
+    def _load_info(self, info_hash: bytes) -> Info | None:
+        state_dir = self.config.state_dir
+        if state_dir is None:
+            return None
+        path = state_dir / f"{info_hash.hex()}{INFO_SUFFIX}"
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            info = Info.from_bytes(raw)
+        except Exception:
+            return None
+        return info if info.info_hash == info_hash else None
+
+    def _metadata_fetched(self, torrent: Torrent, info: Info) -> None:
+        """Keep a magnet's metadata (so a restart does not fetch it again)."""
+        for fn in list(self.on_metadata):
+            fn(torrent, info)
+        state_dir = self.config.state_dir
+        if state_dir is None:
+            return
+        path = state_dir / f"{info.info_hash.hex()}{INFO_SUFFIX}"
+
+        def work() -> None:
+            write_atomic(path, info.raw)
+
+        def finished(_: None, exc: BaseException | None) -> None:
+            if exc is not None:
+                self.runtime.observer.event("bt.metadata_save_failed", error=str(exc))
+
+        self.runtime.offload(work, finished)
+
+    # ------------------------------------------------------------ connections
+
+    def accept(self, info_hash: bytes) -> int | None:
+        """Whether an incoming handshake for ``info_hash`` is welcome: the
+        torrent's piece count (0 while a magnet's is unknown), else None."""
+        torrent = self._torrents.get(info_hash)
+        if torrent is None or not torrent.running:
+            self.counters["unknown_info_hash"] += 1
+            return None
+        return torrent.piece_count
+
+    def can_dial(self) -> bool:
+        return (
+            self._half_open < self.config.max_half_open
+            and len(self._links) < self.config.max_connections
+        )
+
+    def _incoming(self) -> StreamDriver:
+        link = PeerLink(self, None, outgoing=False)
+        self._links[link] = None
+        return link.driver
+
+    def _dial(self, link: PeerLink) -> None:
+        self._links[link] = None
+        self._half_open += 1
+        link.half_open = True
+        self.counters["dials"] += 1
+        link.connect(self.config.connect_timeout)
+
+    def _link_connected(self, link: PeerLink) -> None:
+        if link.half_open:
+            link.half_open = False
+            self._half_open -= 1
+        elif len(self._links) > self.config.max_connections:
+            self.counters["refused_connections"] += 1
+            link.abort("too many connections")
+
+    def _link_handshake(self, link: PeerLink, event: Any) -> None:
+        if not isinstance(event, Handshake):
+            return
+        torrent = link.torrent
+        if torrent is None:
+            info_hash = link.machine.info_hash
+            torrent = self._torrents.get(info_hash) if info_hash is not None else None
+            if torrent is None or not torrent.running:
+                link.abort("no such torrent")
+                return
+            link.torrent = torrent
+        torrent._attach(link)
+
+    def _link_closed(self, link: PeerLink, exc: Exception | None) -> None:
+        if link.half_open:
+            link.half_open = False
+            self._half_open -= 1
+        self._links.pop(link, None)
+        if link.torrent is not None:
+            link.torrent._detach(link, exc)
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> SessionStatus:
+        counters: Counter[str] = Counter(self.counters)
+        for t in self._torrents.values():
+            counters.update(t.counters)
+        return SessionStatus(
+            peer_id=self.peer_id.decode("latin-1"),
+            listen_address=self.listen_address,
+            connections=len(self._links),
+            half_open=self._half_open,
+            torrents=tuple(t.status() for t in self._torrents.values()),
+            counters=dict(counters),
+        )
+

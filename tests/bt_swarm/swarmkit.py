@@ -1,0 +1,86 @@
+"""Helpers of the bt_swarm tests: torrents from bytes, sessions in a world,
+libtorrent settings for loopback."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from peerlab.overlays.bittorrent import Session, SessionConfig, Torrent
+from peerlab.runtime.base import RecordingObserver, Runtime
+from peerlab.runtime.worlds import World
+from peerlab.wire.metainfo import Info, Metainfo
+
+#: libtorrent on loopback: TCP only (uTP crawls there), nothing but 127.0.0.1.
+LT_SETTINGS: dict[str, Any] = {
+    "listen_interfaces": "127.0.0.1:0",
+    "outgoing_interfaces": "127.0.0.1",
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "enable_outgoing_tcp": True,
+    "enable_incoming_tcp": True,
+    "allow_multiple_connections_per_ip": True,
+    "ssrf_mitigation": False,
+    "stop_tracker_timeout": 1,
+    "alert_mask": 0,
+}
+
+
+def content(size: int, salt: bytes = b"") -> bytes:
+    """Deterministic, incompressible bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(salt + counter.to_bytes(8, "big")).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def pieces_of(data: bytes, piece_length: int) -> bytes:
+    return b"".join(
+        hashlib.sha1(data[i : i + piece_length]).digest()
+        for i in range(0, len(data), piece_length)
+    )
+
+
+def single_file(data: bytes, piece_length: int, name: str = "payload.bin") -> Info:
+    return Info.create(name, piece_length, pieces_of(data, piece_length), length=len(data))
+
+
+def multi_file(files: Sequence[tuple[Sequence[str], bytes]], piece_length: int,
+               name: str = "album") -> tuple[Info, bytes]:
+    data = b"".join(d for _, d in files)
+    info = Info.create(name, piece_length, pieces_of(data, piece_length),
+                       files=[(p, len(d)) for p, d in files])
+    return info, data
+
+
+def metainfo(info: Info, trackers: Sequence[str] = ()) -> Metainfo:
+    return Metainfo.create(info, trackers=[[t] for t in trackers])
+
+
+def session(world: World, name: str, **cfg: Any) -> tuple[Session, Runtime, RecordingObserver]:
+    obs = RecordingObserver()
+    rt = world.new_runtime(name, observer=obs)
+    cfg.setdefault("listen_host", world.host(rt))
+    s = Session(rt, SessionConfig(**cfg))
+    s.start()
+    return s, rt, obs
+
+
+def blocks_received(t: Torrent) -> int:
+    return t.counters["blocks_received"]
+
+
+def write_files(root: Path, info: Info, data: bytes) -> None:
+    """Lay ``data`` out as ``info``'s files under ``root`` (a seed's folder)."""
+    for f in info.data_files:
+        path = root.joinpath(*f.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data[f.offset : f.offset + f.length])
