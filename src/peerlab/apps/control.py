@@ -10,6 +10,15 @@ a wrong one, the answer is ``401``.  So only someone who can read the data
 directory can drive the node.  Errors come back as ``{"error": "one line"}``
 with a 4xx status (the user's mistake) or 500 (ours, details in the node's log).
 
+The same server carries the node's web page (:mod:`peerlab.web`, issue 8),
+whose browser logs in once and then sends a session cookie instead of the
+token.  Another web page open in the same browser must not drive the node, so
+every request is checked before anything else (:func:`foreign_request`): an
+``Origin`` other than the server's own, a ``Sec-Fetch-Site`` of
+``cross-site``/``same-site`` on ``/api/``, or (on loopback) a ``Host`` that is
+not a loopback name with our port (DNS rebinding) gets ``403``; the web
+layer then asks a cookie's state-changing requests for their CSRF token.
+
 Endpoints (all JSON)::
 
     GET    /api/status                  node, ports, counters
@@ -101,6 +110,43 @@ class NodeAPI(Protocol):
     def request_stop(self) -> None: ...
 
 
+class WebGate(Protocol):
+    """What the control server asks of the web page (:class:`peerlab.web.WebUI`)."""
+
+    def install(self, app: web.Application, token: str) -> None: ...
+    def is_public(self, request: web.Request) -> bool: ...
+    def admit(self, request: web.Request) -> web.StreamResponse | None: ...
+    async def add_sites(self, runner: web.AppRunner) -> None: ...
+
+
+#: Names a browser may use for a loopback server (the ``Host`` header's host part).
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+#: ``Sec-Fetch-Site`` values that mark a request sent by another site's page
+#: (``same-site`` includes other ports of 127.0.0.1: ports are not sites).
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+def foreign_request(request: web.Request) -> str | None:
+    """Why ``request`` looks sent by another web page, or ``None`` when it does not.
+
+    The CLI sends neither ``Origin`` nor ``Sec-Fetch-*``; a browser sends
+    ``Origin`` on every cross-origin request and on every POST, so a foreign
+    one is recognised whatever it carries.
+    """
+    site = request.headers.get("Sec-Fetch-Site", "")
+    if site in FOREIGN_FETCH_SITES and request.path.startswith("/api/"):
+        return f"refused: a {site} request (another web page) cannot use the node's API"
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sock, tuple) and sock and str(sock[0]) in ("127.0.0.1", "::1"):
+        host, _, port = request.host.rpartition(":")
+        if host.lower() not in LOOPBACK_NAMES or port != str(sock[1]):
+            return f"refused: Host {request.host!r} is not this node's loopback address"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return f"refused: requests from origin {origin[:100]!r} cannot drive this node"
+    return None
+
+
 def control_file(data_dir: Path) -> Path:
     return data_dir / CONTROL_FILE
 
@@ -171,8 +217,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ControlServer:
     """The aiohttp application serving :class:`NodeAPI` on 127.0.0.1."""
 
-    def __init__(self, node: NodeAPI, data_dir: Path, *, port: int = 0) -> None:
+    def __init__(
+        self, node: NodeAPI, data_dir: Path, *, port: int = 0, web_gate: WebGate | None = None
+    ) -> None:
         self.node = node
+        #: The web page (:mod:`peerlab.web`), when the node serves one.
+        self.web = web_gate
         self.data_dir = data_dir
         self.requested_port = port
         self.token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -185,6 +235,8 @@ class ControlServer:
         """Listen and write ``control.json``; returns the bound port."""
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_REQUEST_BYTES)
         self._routes(app)
+        if self.web is not None:
+            self.web.install(app, self.token)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, CONTROL_HOST, self.requested_port, reuse_address=False)
@@ -200,6 +252,13 @@ class ControlServer:
             raise NetworkError(f"cannot open the control port: {e.strerror or e}") from None
         self._runner = runner
         self.port = int(runner.addresses[0][1])
+        if self.web is not None:
+            try:
+                await self.web.add_sites(runner)
+            except BaseException:
+                await runner.cleanup()
+                self._runner = None
+                raise
         payload = {"port": self.port, "token": self.token, "pid": os.getpid()}
         payload.update(extra or {})
         write_private_json(control_file(self.data_dir), payload)
@@ -221,10 +280,19 @@ class ControlServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        foreign = foreign_request(request)
+        if foreign is not None:
+            return _error(403, foreign)
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {self.token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            pass
+        elif self.web is None:
             return _error(401, "missing or wrong control token")
+        elif not self.web.is_public(request):
+            refusal = self.web.admit(request)
+            if refusal is not None:
+                return refusal
         try:
             return await handler(request)
         except web.HTTPException:

@@ -41,6 +41,7 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,11 @@ from typing import Any
 import peerlab
 from peerlab.apps.config import (
     CONTROL_HOST,
+    MAX_UPLOAD_SLOTS,
     NodeConfig,
     format_address,
     parse_address,
+    parse_rate,
 )
 from peerlab.apps.control import CONTROL_FILE, ControlServer, NotFound, write_private_json
 from peerlab.errors import (
@@ -91,6 +94,7 @@ from peerlab.overlays.transfer.server import UploadConfig, UploadInfo, UploadSer
 from peerlab.runtime.aio import AsyncioRuntime
 from peerlab.runtime.base import Address, Listener
 from peerlab.storage.catalog import Catalog, ScanProgress, SharedFile
+from peerlab.web import WebSettings, WebUI
 from peerlab.wire.napster import MAX_SEARCH_RESULTS, LinkType, SearchQuery
 from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
 
@@ -132,6 +136,14 @@ NOTABLE_EVENTS = ("fail", "error", "refus", "drop", "complete", "bad", "corrupt"
 SCAN_STOP_WAIT = 10.0
 FIELDS = ("all", "title", "artist", "album")
 LOCAL = "local"
+#: The networks a search can ask: our own catalog, the configured peers
+#: (direct ``/browse``), Napster.  Gnutella and BitTorrent join this list when
+#: the node joins them.
+PEERS = "peers"
+NAPSTER = "napster"
+SEARCH_NETWORKS = (LOCAL, PEERS, NAPSTER)
+#: Peers whose last answer is remembered for the web page's Network tab.
+MAX_PEER_STATES = 1024
 
 
 # ---------------------------------------------------------------- utilities
@@ -265,11 +277,13 @@ def data_dir_locked(data_dir: Path) -> bool:
 
 
 class NodeObserver:
-    """The runtime's observer in a node: counters kept, events sent to the log."""
+    """The runtime's observer in a node: counters kept, events sent to the log
+    and to ``listeners`` (the web page's monitor of passing queries)."""
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
         self.log = logging.getLogger("peerlab.events")
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def event(self, name: str, /, **fields: Any) -> None:
         level = logging.INFO if any(k in name for k in NOTABLE_EVENTS) else logging.DEBUG
@@ -277,6 +291,11 @@ class NodeObserver:
             detail = " ".join(f"{k}={v!r}" for k, v in fields.items())
             self.log.log(level, "%s %s", name, detail)
         self.counters["event." + name] += 1
+        for listener in self.listeners:
+            try:
+                listener(name, fields)
+            except Exception:  # a listener's bug must not break the core reporting
+                self.log.exception("event listener failed on %s", name)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -491,12 +510,23 @@ class Results:
 class Node:
     """A running peerlab node.  ``await node.start()``, then ``await node.wait()``."""
 
-    def __init__(self, config: NodeConfig, *, exit_with_parent: bool = False) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        exit_with_parent: bool = False,
+        web: WebSettings | None = None,
+    ) -> None:
         self.config = config
+        #: The web page's settings (issue 8); by default from ``PEERLAB_WEB_*``.
+        self.web_settings = web if web is not None else WebSettings.from_env(os.environ)
+        self.web: WebUI | None = None
         self.exit_with_parent = exit_with_parent
         self.observer = NodeObserver()
         self.found = Results()
         self.peer_list: list[str] = list(dict.fromkeys(config.peers))
+        #: The last answer of each peer (the web page's Network tab).
+        self.peer_state: dict[str, dict[str, Any]] = {}
         self.started_at = time.time()
         self.listen_address: Address | None = None
         self._lock = DataDirLock(config.data_dir)
@@ -593,7 +623,9 @@ class Node:
             if cfg.napster:
                 await self._start_napster()
 
-            self.control = ControlServer(self, cfg.data_dir, port=cfg.control_port)
+            self.web = WebUI(self, cfg.data_dir, self.web_settings)
+            self.control = ControlServer(self, cfg.data_dir, port=cfg.control_port,
+                                         web_gate=self.web)
             await self.control.start({"peer_port": self.listen_address[1]})
             self._stack.push_async_callback(self.control.close)
         except BaseException:
@@ -605,6 +637,9 @@ class Node:
             "node ready: peers on %s, control on %s:%d, data in %s",
             format_address(self.listen_address), CONTROL_HOST, self.control.port, cfg.data_dir,
         )
+        for url in self.web.urls(self.control.port):
+            log.info("web page: %s (log in with the token in %s or the web password)",
+                     url, CONTROL_FILE)
         self.start_scan()
         if self.exit_with_parent:
             self._spawn(self._watch_parent(os.getppid()))
@@ -734,54 +769,88 @@ class Node:
 
     # ----------------------------------------------------------------- search
 
-    async def search(self, text: str, field: str, limit: int) -> list[dict[str, Any]]:
+    def search_networks(self) -> list[str]:
+        """The networks a search can ask now (:data:`SEARCH_NETWORKS` order)."""
+        joined = {LOCAL: True, PEERS: bool(self.peer_list), NAPSTER: self.napster is not None}
+        return [n for n in SEARCH_NETWORKS if joined.get(n)]
+
+    async def search(
+        self,
+        text: str,
+        field: str,
+        limit: int,
+        *,
+        networks: Collection[str] | None = None,
+        on_found: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Local catalog, every peer and Napster at once; results grouped by file.
 
-        Napster has no tags: with ``field`` set, its results are the files
-        whose name holds the words (napster.txt 200 matches file names only).
+        ``networks`` picks which of :data:`SEARCH_NETWORKS` to ask (default:
+        all the node has).  ``on_found`` hears each part's results as soon as
+        it answers (the web page streams them); a result heard again carries
+        its grown list of sources.  Napster has no tags: with ``field`` set,
+        its results are the files whose name holds the words (napster.txt 200
+        matches file names only).
         """
         if field not in FIELDS:
             raise ConfigError(f"unknown search field {field!r} (use one of {', '.join(FIELDS)})")
         if not text.strip():
             raise ConfigError("a search needs at least one word")
-        peers = list(self.peer_list)  # the list may change while we wait
-        remote = asyncio.gather(
-            *(self._browse_peer(p, text, PEER_SEARCH_LIMIT) for p in peers),
-            return_exceptions=True,
-        )
-        napster = (
-            asyncio.ensure_future(self._napster_search(text, limit))
-            if self.napster is not None else None
-        )  # fmt: skip
-        try:
-            local_files = await asyncio.to_thread(
-                self.catalog.search, text, field=field, limit=limit
+        wanted = set(SEARCH_NETWORKS if networks is None else networks)
+        unknown = wanted - set(SEARCH_NETWORKS)
+        if unknown:
+            raise ConfigError(
+                f"unknown network {sorted(unknown)[0]!r} (use {', '.join(SEARCH_NETWORKS)})"
             )
-        except BaseException:
-            remote.cancel()
-            if napster is not None:
-                napster.cancel()
-            raise
-        answers = await remote
-        hits = await napster if napster is not None else []
+        peers = list(self.peer_list) if PEERS in wanted else []  # the list may change
         found: dict[int, Result] = {}
-        for f in local_files:
-            r = self._note_local(f)
-            found.setdefault(r.id, r)
-        for peer, files in zip(peers, answers, strict=True):
-            if isinstance(files, BaseException):
-                log.warning("search: peer %s did not answer: %s", peer, files)
-                continue
-            for rf in files:
-                if field != "all" and not _words_match(text, getattr(rf, field, None)):
-                    continue
-                r = self._note_remote(rf)
+
+        def take(results: list[Result]) -> None:
+            fresh = list({r.id: r for r in results}.values())
+            for r in fresh:
                 found.setdefault(r.id, r)
-        for hit in hits:
-            r = self._note_napster(hit)
-            found.setdefault(r.id, r)
+            if on_found is not None and fresh:
+                on_found([r.to_json() for r in fresh])
+
+        async def local() -> None:
+            files = await asyncio.to_thread(self.catalog.search, text, field=field, limit=limit)
+            take([self._note_local(f) for f in files])
+
+        async def peer(address: str) -> None:
+            try:
+                files = await self._browse_peer(address, text, PEER_SEARCH_LIMIT)
+            except Exception as e:  # one peer's failure costs only its answer
+                self._note_peer(address, False, str(e) or type(e).__name__)
+                log.warning("search: peer %s did not answer: %s", address, e)
+                return
+            self._note_peer(address, True, f"answered with {len(files)} file(s)")
+            take([
+                self._note_remote(rf) for rf in files
+                if field == "all" or _words_match(text, getattr(rf, field, None))
+            ])  # fmt: skip
+
+        async def napster() -> None:
+            take([self._note_napster(hit) for hit in await self._napster_search(text, limit)])
+
+        parts = [peer(p) for p in peers]
+        if LOCAL in wanted:
+            parts.insert(0, local())
+        if NAPSTER in wanted and self.napster is not None:
+            parts.append(napster())
+        tasks = [asyncio.ensure_future(c) for c in parts]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
         ordered = sorted(found.values(), key=lambda r: -len(r.sources))
         return [r.to_json() for r in ordered[:limit]]
+
+    def _note_peer(self, address: str, ok: bool, detail: str) -> None:
+        self.peer_state.pop(address, None)
+        self.peer_state[address] = {"ok": ok, "at": time.time(), "detail": detail}
+        while len(self.peer_state) > MAX_PEER_STATES:
+            del self.peer_state[next(iter(self.peer_state))]
 
     def _note_local(self, f: SharedFile) -> Result:
         return self.found.note(
@@ -845,6 +914,7 @@ class Node:
                 fut.set_result(error)
 
         handle = client.search(query, hits.append, done)
+        self.observer.count("napster.tx.search")
         try:
             error = await asyncio.wait_for(fut, PEER_TIMEOUT)
         except TimeoutError:
@@ -853,6 +923,7 @@ class Node:
             handle.cancel()
         if error:
             log.warning("search: Napster: %s", error)
+        self.observer.count("napster.rx.search_result", len(hits))
         return [h for h in hits if h.nick != client.nick]
 
     def _note_remote(self, rf: RemoteFile) -> Result:
@@ -1034,6 +1105,42 @@ class Node:
             raise NotFound(f"{peer} is not one of the peers")
         self.peer_list.remove(peer)
         return self.peers()
+
+    # --------------------------------------------------------------- settings
+
+    def settings(self) -> dict[str, Any]:
+        """The settings the web page changes while the node runs."""
+        return {
+            "upload_rate": self.config.upload_rate,
+            "download_rate": self.config.download_rate,
+            "upload_slots": self.config.upload_slots,
+        }
+
+    def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change rate limits and upload slots for this session (not the config file)."""
+        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"}
+        if unknown:
+            raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        if "upload_rate" in changes:
+            rate = parse_rate(changes["upload_rate"], "upload_rate")
+            self.uploads.set_rate_limit(float(rate))
+            self.config.upload_rate = rate
+        if "download_rate" in changes:
+            rate = parse_rate(changes["download_rate"], "download_rate")
+            self.downloads.set_rate_limit(float(rate))
+            self.config.download_rate = rate
+        if "upload_slots" in changes:
+            slots = changes["upload_slots"]
+            if isinstance(slots, bool) or not isinstance(slots, int) or not (
+                1 <= slots <= MAX_UPLOAD_SLOTS
+            ):
+                raise ConfigError(f"upload_slots: expected a whole number 1-{MAX_UPLOAD_SLOTS}")
+            self.uploads.config.slots = slots
+            if self.napster_transfers is not None:
+                self.napster_transfers.config.slots = slots
+            self.config.upload_slots = slots
+        log.info("settings changed: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
+        return self.settings()
 
     # ----------------------------------------------------------------- status
 
