@@ -22,6 +22,7 @@ from gnetkit import (
     new_node,
 )
 
+from peerlab.errors import ConfigError
 from peerlab.overlays.gnutella.gwebcache import GWebCache, GWebCacheConfig
 from peerlab.runtime.worlds import World
 from peerlab.wire.gnutella import Push
@@ -235,4 +236,20 @@ def test_the_owners_callbacks_cannot_break_the_servent(world: World) -> None:
     assert nodes[0].servent.open_count == 1 and internal_errors(nodes) == 0
     nodes[1].servent.close()
     assert world.run_until(lambda: opened == [False], WAIT)
+    close_all(world, nodes)
+
+
+def test_search_by_urn(world: World) -> None:
+    nodes = line(world, 3, lebowski)
+    wanted = lebowski(2)[0]
+    s = nodes[0].servent.search("", urn=wanted.urn, ttl=2)
+    assert world.run_until(hits_at_least(s, 1), WAIT)
+    world.run_for(0.3)
+    assert list(s.results) == [wanted.urn] and s.hits == 1
+    try:
+        nodes[0].servent.search("", urn="urn:sha1:nonsense")
+    except ConfigError as exc:
+        assert "urn:sha1" in str(exc)
+    else:
+        raise AssertionError("a bad urn must be refused")
     close_all(world, nodes)

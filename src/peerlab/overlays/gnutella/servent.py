@@ -697,12 +697,16 @@ class Servent:
         reported to ``on_hit(result, source)`` as they arrive.
 
         ``ttl`` defaults to ``search_ttl`` and is capped at ``max_ttl``.  The
-        search collects for ``search_lifetime`` seconds or until cancelled."""
+        search collects for ``search_lifetime`` seconds or until cancelled.
+        A malformed ``urn`` raises :class:`~peerlab.errors.ConfigError`."""
         cfg = self.config
         ttl = min(max(1, ttl if ttl is not None else cfg.search_ttl), cfg.max_ttl)
         urns: tuple[str, ...] = ()
         if urn is not None:
-            urns = (sha1_urn(parse_sha1_urn(urn)),)
+            try:
+                urns = (sha1_urn(parse_sha1_urn(urn)),)
+            except RemoteProtocolError:
+                raise ConfigError(f"not a urn:sha1: {urn[:80]!r}") from None
         criteria = text.strip() if text.strip() else ("\\" if urns else "")
         now = self.runtime.now()
         guid = self._new_guid()
