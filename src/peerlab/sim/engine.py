@@ -139,8 +139,11 @@ class Simulator:
     def _timer_cancelled(self) -> None:
         self._cancelled += 1
         if self._cancelled > COMPACT_THRESHOLD and 2 * self._cancelled > len(self._heap):
-            self._heap = [e for e in self._heap if not (e[2] is fire_timer and e[3].fn is None)]
-            heapq.heapify(self._heap)
+            # In place: run() and run_until() hold this very list, so a new
+            # list would strand every event scheduled after the compaction.
+            heap = self._heap
+            heap[:] = [e for e in heap if not (e[2] is fire_timer and e[3].fn is None)]
+            heapq.heapify(heap)
             self._cancelled = 0
 
     def _pop_cancelled(self) -> None:
