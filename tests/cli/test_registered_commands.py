@@ -28,5 +28,5 @@ def test_torrent_create_and_info_through_peerlab(tmp_path: Path) -> None:
 
 def test_server_commands_are_listed() -> None:
     listing = CliRunner().invoke(cli, ["--help"]).output
-    for name in ("napster-server", "torrent", "tracker"):
+    for name in ("napster-server", "gwebcache", "torrent", "tracker"):
         assert f"  {name} " in listing

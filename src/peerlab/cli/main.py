@@ -879,12 +879,15 @@ def demo(nodes: int, keep: bool) -> None:
 
 def _register_commands() -> None:
     """The commands that live in modules of their own: ``napster-server``
-    (issue 3), ``torrent create|info`` and ``tracker`` (issue 6)."""
+    (issue 3), ``gwebcache`` (issue 4), ``torrent create|info`` and
+    ``tracker`` (issue 6)."""
+    from peerlab.cli.gwebcache import gwebcache
     from peerlab.cli.napster_server import napster_server
     from peerlab.cli.torrent import torrent
     from peerlab.cli.tracker import tracker
 
     cli.add_command(napster_server, "napster-server")
+    cli.add_command(gwebcache, "gwebcache")
     cli.add_command(torrent, "torrent")
     cli.add_command(tracker, "tracker")
 
