@@ -15,7 +15,7 @@ whose browser logs in once and then sends a session cookie instead of the
 token.  Another web page open in the same browser must not drive the node, so
 every request is checked before anything else (:func:`foreign_request`): an
 ``Origin`` other than the server's own, a ``Sec-Fetch-Site`` of
-``cross-site``/``same-site`` on ``/api/``, or (on loopback) a ``Host`` that is
+``cross-site``/``same-site`` on ``/api/`` or any POST, or (on loopback) a ``Host`` that is
 not a loopback name with our port (DNS rebinding) gets ``403``; the web
 layer then asks a cookie's state-changing requests for their CSRF token.
 
@@ -134,7 +134,9 @@ def foreign_request(request: web.Request) -> str | None:
     one is recognised whatever it carries.
     """
     site = request.headers.get("Sec-Fetch-Site", "")
-    if site in FOREIGN_FETCH_SITES and request.path.startswith("/api/"):
+    if site in FOREIGN_FETCH_SITES and (
+        request.path.startswith("/api/") or request.method not in ("GET", "HEAD")
+    ):
         return f"refused: a {site} request (another web page) cannot use the node's API"
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     if isinstance(sock, tuple) and sock and str(sock[0]) in ("127.0.0.1", "::1"):

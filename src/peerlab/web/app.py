@@ -66,7 +66,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({"/login", "/favicon.ico"})
 #: Search limit when the page names none.
 DEFAULT_WEB_LIMIT = 1000
-_SESSION_KEY = "peerlab.web.session"
 
 
 def _port_of(request: web.Request) -> int:
@@ -121,7 +120,7 @@ class WebUI:
 
     def admit(self, request: web.Request) -> web.StreamResponse | None:
         """A session cookie in place of the token; its changes need the CSRF token."""
-        session = self.secrets.session(request.cookies.get(cookie_name(_port_of(request))))
+        session = self._current(request)
         if session is None:
             if request.path.startswith("/api/") or request.method not in SAFE_METHODS:
                 return _error(401, "missing or wrong control token")
@@ -130,8 +129,10 @@ class WebUI:
             given = request.headers.get(CSRF_HEADER, "")
             if not given or not _same(given, session.csrf):
                 return _error(403, "missing or wrong CSRF token (reload the page)")
-        request[_SESSION_KEY] = session
         return None
+
+    def _current(self, request: web.Request) -> Session | None:
+        return self.secrets.session(request.cookies.get(cookie_name(_port_of(request))))
 
     async def add_sites(self, runner: web.AppRunner) -> None:
         s = self.settings
@@ -223,27 +224,31 @@ class WebUI:
             log.info("web login refused (from %s)", request.remote)
             return self._login_answer(wants_json, 401, "wrong token or password")
         session, value = self.secrets.new_session()
-        response: web.StreamResponse
+        log.info("web login (from %s)", request.remote)
         if wants_json:
             response = self._ok({"ok": True, "csrf": session.csrf})
-        else:
-            response = web.HTTPSeeOther("/")
+            self._set_cookie(request, response, value)
+            return response
+        redirect = web.HTTPSeeOther("/")
+        self._set_cookie(request, redirect, value)
+        raise redirect
+
+    @staticmethod
+    def _set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
         response.set_cookie(
             cookie_name(_port_of(request)), value, max_age=SESSION_SECONDS, path="/",
             httponly=True, samesite="Strict",
         )  # fmt: skip
-        log.info("web login (from %s)", request.remote)
-        return response
 
     @staticmethod
     def _login_answer(wants_json: bool, status: int, message: str) -> web.StreamResponse:
         if wants_json:
             return _error(status, message)
         code = "busy" if status == 429 else "wrong"
-        return web.HTTPSeeOther(f"/login?error={code}")
+        raise web.HTTPSeeOther(f"/login?error={code}")
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        session: Session | None = request.get(_SESSION_KEY)
+        session = self._current(request)
         if session is not None:
             self.secrets.revoke(session)
         response = self._ok({"ok": True})
@@ -253,7 +258,7 @@ class WebUI:
     # ----------------------------------------------------------------- API
 
     async def _session(self, request: web.Request) -> web.Response:
-        session: Session | None = request.get(_SESSION_KEY)
+        session = self._current(request)
         return self._ok({
             "csrf": session.csrf if session else None,
             "expires": session.expires if session else None,
@@ -330,10 +335,7 @@ class WebUI:
         log.info("web password changed; other sessions ended")
         session, value = self.secrets.new_session()
         response = self._ok({"ok": True, "csrf": session.csrf})
-        response.set_cookie(
-            cookie_name(_port_of(request)), value, max_age=SESSION_SECONDS, path="/",
-            httponly=True, samesite="Strict",
-        )  # fmt: skip
+        self._set_cookie(request, response, value)
         return response
 
 
