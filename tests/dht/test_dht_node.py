@@ -3,11 +3,14 @@ the same bodies on 127.0.0.1 and in the simulator."""
 
 from __future__ import annotations
 
+import random
 from functools import partial
 from pathlib import Path
 
+import pytest
 from dhtkit import WAIT_S, RawClient, nid, start_node, top, wait_for
 
+from peerlab.errors import ConfigError
 from peerlab.overlays.dht import DhtConfig, DhtNode
 from peerlab.overlays.dht.node import VERSION
 from peerlab.overlays.dht.routing import GOOD_WINDOW_S
@@ -205,13 +208,44 @@ def test_questionable_node_is_pinged_twice_then_replaced(sim: SimWorld) -> None:
 
 
 def test_config_is_checked() -> None:
-    import pytest
-
-    from peerlab.errors import ConfigError
-
     for bad in ({"node_id": b"short"}, {"k": 0}, {"query_stall": 9.0, "query_timeout": 1.0},
                 {"port": 70000}):  # fmt: skip
         with pytest.raises(ConfigError):
             DhtConfig(**bad)
     assert DhtNode(SimWorld().new_runtime("x")).address is None
     assert RecordingObserver().counters["x"] == 0
+
+
+def test_seeded_garbage_costs_only_itself(sim: SimWorld) -> None:
+    """A stranger sends 400 damaged queries and answers (answers with the
+    transaction ids the node waits on, too): each costs only itself; the
+    node still answers, and nothing reached the handler-error path."""
+    node, _, obs = start_node(sim, "node", query_rate=1e6, query_burst=1e6)
+    raw = RawClient(sim)
+    to = node.address
+    assert to is not None
+    rng = random.Random(99)
+    peer_node = krpc.NodeInfo(top(0x11), ("10.9.9.9", 6881))
+    for i in range(400):
+        # Make the node wait for an answer from us: it verifies strangers.
+        before = len(raw.replies())
+        raw.send(encode(Query(b"g" + bytes([i % 256]), Ping(nid(i + 1)))), to)
+        sim.run_for(0.05)
+        pings = [decode(d) for d in raw.replies()[before:]]
+        tids = [m.transaction_id for m in pings if isinstance(m, Query)] or [b"zz"]
+        good = rng.choice([
+            Response(tids[0], nid(i + 1), nodes=(peer_node,) * rng.randrange(9),
+                     values=(("10.1.1.1", 1),) * rng.randrange(5), token=b"t"),
+            Query(tids[0], AnnouncePeer(nid(i + 1), IH, 6881, b"x" * rng.randrange(20))),
+            Query(tids[0], FindNode(nid(i + 1), IH)),
+            KrpcError(tids[0], 201, "x"),
+        ])  # fmt: skip
+        data = bytearray(encode(good))
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        raw.send(bytes(data[: rng.randrange(len(data) + 1)]), to)
+        sim.run_for(0.05)
+    assert decode(raw.ask(encode(Query(b"ok", Ping(ME))), to)).transaction_id == b"ok"
+    assert obs.counters["dht.garbage"] > 100
+    assert obs.counters["dht.handler_errors"] == 0
+    assert len(node.routing_table) <= 8 * 160

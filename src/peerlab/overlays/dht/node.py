@@ -675,21 +675,22 @@ class DhtNode:
                 self._obs.count("dht.nodes_added")
                 self._obs.count("dht.nodes_replaced")
             elif outcome is Outcome.CACHED:
-                self._ping_questionable()
+                self._ping_questionable(msg.id)
         tx.on_response(msg)
 
     # ------------------------------------------------------------ table care
 
-    def _ping_questionable(self) -> None:
+    def _ping_questionable(self, near: bytes | None = None) -> None:
         """BEP 5: before a newcomer may replace anyone, ping the least recently
-        seen questionable node of its bucket."""
-        for entry in self.routing_table.ping_candidates(self.runtime.now()):
+        seen questionable node of its bucket (``near``: the bucket of that id;
+        None: every bucket)."""
+        for entry in self.routing_table.ping_candidates(self.runtime.now(), near):
             self._ping_entry(entry)
 
     def _ping_entry(self, entry: NodeEntry) -> None:
         def answered(_: Response) -> None:
             entry.pinging = False
-            self._ping_questionable()
+            self._ping_questionable(entry.id)
 
         def failed(_: KrpcError | None) -> None:
             entry.pinging = False
@@ -697,7 +698,7 @@ class DhtNode:
             if table.find(entry.id) is entry and 0 < entry.failures < MAX_FAILURES:
                 self._ping_entry(entry)  # "try once more before discarding"
             else:
-                self._ping_questionable()
+                self._ping_questionable(entry.id)
 
         if self._send_query(entry.address, Ping(self.node_id), answered, failed):
             entry.pinging = True

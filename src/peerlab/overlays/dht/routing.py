@@ -39,7 +39,7 @@ Public API::
       .heard_query(id, address, now) -> bool            # known (and refreshed)?
       .wants(id) -> bool                                # worth verifying with a ping?
       .failed(id, address, now) -> Outcome              # a query to it timed out
-      .ping_candidates(now) -> list[NodeEntry]          # questionable nodes to ping
+      .ping_candidates(now, near=None) -> list[NodeEntry]  # questionable nodes to ping
       .closest(target, count, now) -> list[NodeEntry]   # not bad, by XOR distance
       .buckets_to_refresh(now) -> list[int]; .random_id_in(i, rng) -> bytes
       .bucket_range(i) -> (lo, hi); .bucket_of(id) -> int; .bucket_sizes() -> list[int]
@@ -259,7 +259,7 @@ class RoutingTable:
         nodes are left out (libtorrent does the same with failed ones).
         """
         t = int.from_bytes(target, "big")
-        live = [n for n in self.nodes() if n.failures < MAX_FAILURES]
+        live = [n for b in self._buckets for n in b.nodes if n.failures < MAX_FAILURES]
         live.sort(key=lambda n: n.id_int ^ t)
         return live[:count]
 
@@ -363,12 +363,13 @@ class RoutingTable:
             return Outcome.REPLACED
         return Outcome.BAD
 
-    def ping_candidates(self, now: float) -> list[NodeEntry]:
+    def ping_candidates(self, now: float, near: bytes | None = None) -> list[NodeEntry]:
         """Nodes to ping now (BEP 5): in each bucket where a newcomer waits in
         the replacement cache and no ping is in flight, the least recently
-        seen questionable node."""
+        seen questionable node.  ``near``: only the bucket covering that id."""
         out = []
-        for b in self._buckets:
+        buckets = self._buckets if near is None else [self._buckets[self.bucket_of(near)]]
+        for b in buckets:
             if not b.replacements or any(n.pinging for n in b.nodes):
                 continue
             questionable = [n for n in b.nodes if n.state(now) is NodeState.QUESTIONABLE]
