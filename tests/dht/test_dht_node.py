@@ -233,13 +233,14 @@ def test_seeded_garbage_costs_only_itself(sim: SimWorld) -> None:
         sim.run_for(0.05)
         pings = [decode(d) for d in raw.replies()[before:]]
         tids = [m.transaction_id for m in pings if isinstance(m, Query)] or [b"zz"]
-        good = rng.choice([
+        choices: list[krpc.Message] = [
             Response(tids[0], nid(i + 1), nodes=(peer_node,) * rng.randrange(9),
                      values=(("10.1.1.1", 1),) * rng.randrange(5), token=b"t"),
             Query(tids[0], AnnouncePeer(nid(i + 1), IH, 6881, b"x" * rng.randrange(20))),
             Query(tids[0], FindNode(nid(i + 1), IH)),
             KrpcError(tids[0], 201, "x"),
-        ])  # fmt: skip
+        ]  # fmt: skip
+        good = rng.choice(choices)
         data = bytearray(encode(good))
         for _ in range(rng.randrange(1, 4)):
             data[rng.randrange(len(data))] = rng.randrange(256)
