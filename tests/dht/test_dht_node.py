@@ -212,7 +212,8 @@ def test_config_is_checked() -> None:
                 {"port": 70000}):  # fmt: skip
         with pytest.raises(ConfigError):
             DhtConfig(**bad)
-    assert DhtNode(SimWorld().new_runtime("x")).address is None
+    idle = DhtNode(SimWorld().new_runtime("x"))
+    assert idle.address is None and idle.stats().routing.nodes == 0
     assert RecordingObserver().counters["x"] == 0
 
 

@@ -377,11 +377,13 @@ class DhtNode:
         self._obs.event("dht.closed")
 
     def stats(self) -> DhtStats:
+        """Routing table and store figures (an empty table before ``start()``)."""
         now = self.runtime.now()
+        routing = self.table.stats(now) if self.table is not None else RoutingStats(0, 0, 0, 0, 0)
         return DhtStats(
             self.node_id,
             self.address,
-            self.routing_table.stats(now),
+            routing,
             len(self.store),
             self.store.total_peers,
             len(self._lookups),
