@@ -130,6 +130,27 @@ class NodeConfig:
     #: The link type announced to Napster (0-10 or a name: unknown, 14.4, 28.8,
     #: 33.6, 56k, isdn-64k, isdn-128k, cable, dsl, t1, t3).
     napster_link: int = 0
+    #: Gnutella servents to join through, ``HOST:PORT`` (issue 4, section 2):
+    #: the node runs a Gnutella 0.6 servent sharing its catalog on its peer
+    #: port (Gnutella, HTTP and GIV connections on one port, told apart by
+    #: their first bytes).  Empty, with no GWebCache and ``gnutella_serve``
+    #: off: the node does not join Gnutella.
+    gnutella: list[str] = field(default_factory=list)
+    #: GWebCache URLs (``http://host:port/path``) to ask for servents.
+    gwebcache: list[str] = field(default_factory=list)
+    #: Join Gnutella with no servent to dial: wait for others to connect
+    #: (the first servent of a network).
+    gnutella_serve: bool = False
+    #: Behind a firewall on Gnutella: accept no incoming connection at all
+    #: (Query Hits carry the push flag; uploads go out through Push/GIV).
+    gnutella_firewalled: bool = False
+
+    @property
+    def gnutella_on(self) -> bool:
+        """Does the node join Gnutella?"""
+        return bool(
+            self.gnutella or self.gwebcache or self.gnutella_serve or self.gnutella_firewalled
+        )
 
     @property
     def downloads_path(self) -> Path:
@@ -276,6 +297,17 @@ def _credential(value: Any, where: str, *, nick: bool) -> str:
     return value
 
 
+def _url(value: str, where: str) -> str:
+    """A GWebCache URL: ``http://`` or ``https://`` with a host, no spaces."""
+    text = value.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or any(
+        c.isspace() for c in text
+    ):
+        raise ConfigError(f"{where}: expected an http:// URL, got {value!r}")
+    return text
+
+
 def _level(value: Any, where: str) -> str:
     if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{where}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
@@ -312,6 +344,12 @@ _CONVERTERS: dict[str, _Converter] = {
     "napster_port": lambda v, w, b: _port(v, w),
     "napster_firewalled": lambda v, w, b: _bool(v, w),
     "napster_link": lambda v, w, b: _link(v, w),
+    "gnutella": lambda v, w, b: [
+        format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
+    ],
+    "gwebcache": lambda v, w, b: [_url(u, w) for u in _string_list(v, w, ",")],
+    "gnutella_serve": lambda v, w, b: _bool(v, w),
+    "gnutella_firewalled": lambda v, w, b: _bool(v, w),
 }
 #: Settings ``peerlab config`` shows masked.
 SECRET_FIELDS = frozenset({"napster_password"})

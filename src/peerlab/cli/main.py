@@ -58,6 +58,7 @@ from peerlab.cli.render import (
     SHORT_ID,
     clock,
     files_table,
+    gnutella_table,
     human_size,
     results_table,
     transfers_table,
@@ -191,6 +192,15 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Log in with data port 0; uploads are pushed out (SEND).")
 @click.option("--napster-link", metavar="TYPE",
               help="Napster link type: 0-10 or unknown, 56k, isdn-128k, cable, dsl, t1, t3...")
+@click.option("--gnutella", "gnutella", multiple=True, metavar="HOST:PORT[,HOST:PORT...]",
+              help="Join Gnutella through these servents (the node's peer port takes "
+                   "Gnutella connections too).")
+@click.option("--gwebcache", "gwebcache", multiple=True, metavar="URL",
+              help="Join Gnutella through this GWebCache (repeatable).")
+@click.option("--gnutella-serve/--no-gnutella-serve", default=None,
+              help="Join Gnutella with no servent to dial: wait for others to connect.")
+@click.option("--gnutella-firewalled/--no-gnutella-firewalled", default=None,
+              help="On Gnutella, accept no incoming connection; uploads go out by Push/GIV.")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
@@ -202,8 +212,9 @@ def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     for key in ("shared", "peers"):
         if key in given:
             given[key] = list(given[key])
-    if "napster" in given:
-        given["napster"] = [a for item in given["napster"] for a in item.split(",") if a.strip()]
+    for key in ("napster", "gnutella", "gwebcache"):
+        if key in given:
+            given[key] = [a for item in given[key] for a in item.split(",") if a.strip()]
     config = env.config(given)
     log_path = setup_logging(config)
     logging.getLogger("peerlab.node").debug("peerlab %s, log in %s", peerlab.__version__, log_path)
@@ -543,6 +554,8 @@ def search_table(results: list[dict[str, Any]]) -> Table:
     user sharing it and that user's declared link speed; a result several
     users share shows the first and how many more.
     """
+    if any(r.get("hosts") for r in results) and not any(r.get("users") for r in results):
+        return gnutella_table(results)
     if not any(r.get("users") for r in results):
         return results_table(results)
     table = Table(pad_edge=False)
@@ -820,6 +833,25 @@ def status(env: Env, as_json: bool) -> None:
             f"napster:    {nap.get('nick')} ({nap.get('link')}, {port}) {where}; "
             f"servers {', '.join(nap.get('servers') or [])}"
         )
+    gnut = data.get("gnutella")
+    if gnut:
+        conns = gnut.get("connections") or []
+        opened = [c for c in conns if c.get("state") == "open"]
+        lines.append(
+            f"gnutella:   servent {str(gnut.get('guid'))[:12]}… on {gnut.get('address')}"
+            + (" (firewalled)" if gnut.get("firewalled") else "")
+            + f"; {len(opened)} connection(s) open, {gnut.get('hosts_known')} host(s) known"
+        )
+        for c in conns:
+            lines.append(
+                f"  {c.get('direction'):>3} {c.get('address')} {c.get('state')} "
+                f"{c.get('role')} {c.get('user_agent') or ''} "
+                f"msgs in {c.get('messages_in')} out {c.get('messages_out')} "
+                f"dropped {c.get('dropped')}"
+            )
+        counters = gnut.get("counters") or {}
+        if counters:
+            lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
     for line in lines:
         click.echo(line)
 

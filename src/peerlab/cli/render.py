@@ -264,3 +264,53 @@ def files_table(files: list[dict[str, Any]]) -> Table:
             urn.removeprefix("urn:sha1:")[:12] + "…",
         )
     return table
+
+
+def _hit_flags(host: dict[str, Any]) -> str:
+    """The QHD open-data flags as gtk-gnutella's search pane shows them:
+    ``push``, ``busy``, ``stable`` when stated and set, ``-`` when none is."""
+    words = [name for name in ("push", "busy", "stable") if host.get(name)]
+    return " ".join(words) or "-"
+
+
+def gnutella_table(results: list[dict[str, Any]]) -> Table:
+    """Results with Gnutella sources (issue 4, section 3; the lecture's
+    gtk-gnutella screenshot): one row per file, grouped by ``urn:sha1``, then
+    one row per servent offering it with its host, stated speed, the QHD
+    flags (busy / stable / push: issue 4 section 1), vendor and hops away."""
+    table = Table(pad_edge=False)
+    table.add_column("ID", justify="right")
+    table.add_column("File / host", overflow="fold", max_width=50)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Speed", justify="right", no_wrap=True)
+    table.add_column("Flags", no_wrap=True)
+    table.add_column("Vendor", no_wrap=True)
+    table.add_column("Hops", justify="right")
+    table.add_column("Sources", justify="right")
+    table.add_column("urn:sha1", no_wrap=True)
+    for r in results:
+        sources = r.get("sources") or []
+        where = "local" if r.get("local") and len(sources) == 1 else str(len(sources))
+        urn = str(r.get("urn") or "")
+        table.add_row(
+            str(r.get("id", "")),
+            str(r.get("name", "")),
+            human_size(r.get("size")),
+            "", "", "", "",
+            where,
+            urn.removeprefix("urn:sha1:")[:12] + "…" if urn else "",
+        )  # fmt: skip
+        for h in r.get("hosts") or []:
+            speed = h.get("speed")
+            table.add_row(
+                "",
+                f"  {h.get('host') or '?'}",
+                "",
+                f"{speed} kbit/s" if speed is not None else "",
+                _hit_flags(h),
+                str(h.get("vendor") or ""),
+                str(h.get("distance") or ""),
+                "",
+                "",
+            )
+    return table
