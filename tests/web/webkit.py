@@ -55,11 +55,11 @@ def proc_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def music(folder: Path) -> dict[str, Path]:
+def music(folder: Path, toot_seconds: int = 60) -> dict[str, Path]:
     """A few tagged MP3s as the lecture's screenshots list them."""
     tracks = {
         "toot": ("Maclean & Maclean - Little Toot.mp3", "Little Toot", "Maclean & Maclean",
-                 "The Gross Manual", "Comedy", 60, 128, 11),
+                 "The Gross Manual", "Comedy", toot_seconds, 128, 11),
         "ohio": ("Crosby, Stills, Nash And Young - Ohio.mp3", "Ohio",
                  "Crosby, Stills, Nash And Young", "4 Way Street", "Rock", 8, 128, 12),
         "andrews": ("Andrews Sisters - Little Toot.mp3", "Little Toot", "Andrews Sisters",
@@ -217,8 +217,7 @@ def chromium() -> Iterator[Any]:
 
 def login(page: Any, node: NodeProc, secret: str | None = None) -> None:
     """Open the node's page and log in with its token (or ``secret``)."""
-    page.goto(node.url + "/")
-    page.wait_for_url("**/login*")
+    page.goto(node.url + "/login")
     page.fill("#secret", secret if secret is not None else node.token)
     page.click("#login-button")
     page.wait_for_selector("#link-state[data-state=live]")

@@ -241,7 +241,10 @@ class ControlServer:
             self.web.install(app, self.token)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, CONTROL_HOST, self.requested_port, reuse_address=False)
+        # SO_REUSEADDR lets a restarted node take its port back while the old
+        # connections sit in TIME_WAIT (the web page reconnects to the same
+        # address); on Linux it never lets two sockets listen on one port.
+        site = web.TCPSite(runner, CONTROL_HOST, self.requested_port, reuse_address=True)
         try:
             await site.start()
         except OSError as e:

@@ -20,6 +20,16 @@ Issue 2, section 5.  A :class:`Node` composes the cores on the real runtime
   Napster md5 and size), and its downloads and uploads
   (:mod:`peerlab.overlays.napster.peer`) run on a data port of their own and
   show in the same transfers table;
+* with ``--gnutella HOST:PORT,...`` (or ``--gwebcache URL``,
+  ``--gnutella-serve``; issue 4, sections 2 and 3): a Gnutella 0.6 servent
+  (:mod:`peerlab.overlays.gnutella`) sharing the catalog on the node's own
+  peer port, which then tells each incoming connection by its first bytes
+  (:mod:`peerlab.overlays.transfer.push`: ``GNUTELLA CONNECT`` to the
+  servent, HTTP to the upload service, ``GIV`` to the download manager).
+  Its hits join the search results grouped by ``urn:sha1`` with every
+  source (host, speed, busy/stable/push flags); downloads swarm over every
+  source through the download manager, firewalled ones by Push/GIV; a Push
+  naming us makes the upload service connect out and send ``GIV``;
 * the control API (:mod:`peerlab.apps.control`) the CLI talks to.
 
 One node owns a data directory: a lock file (``node.lock``, ``flock``) keeps a
@@ -64,6 +74,7 @@ from peerlab.errors import (
     RemoteProtocolError,
     StorageError,
 )
+from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.napster.client import (
     CLOSED,
     ONLINE,
@@ -88,13 +99,17 @@ from peerlab.overlays.transfer.download import (
     DownloadConfig,
     DownloadInfo,
     DownloadManager,
+    PushRequest,
     Source,
 )
+from peerlab.overlays.transfer.push import shared_port_factory
 from peerlab.overlays.transfer.server import UploadConfig, UploadInfo, UploadService
 from peerlab.runtime.aio import AsyncioRuntime
-from peerlab.runtime.base import Address, Listener
+from peerlab.runtime.base import Address, Listener, StreamHandler
 from peerlab.storage.catalog import Catalog, ScanProgress, SharedFile
 from peerlab.web import WebSettings, WebUI
+from peerlab.web.auth import WEB_FILE
+from peerlab.wire.gnutella import Push
 from peerlab.wire.napster import MAX_SEARCH_RESULTS, LinkType, SearchQuery
 from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
 
@@ -141,7 +156,17 @@ LOCAL = "local"
 #: the node joins them.
 PEERS = "peers"
 NAPSTER = "napster"
-SEARCH_NETWORKS = (LOCAL, PEERS, NAPSTER)
+GNUTELLA = "gnutella"
+SEARCH_NETWORKS = (LOCAL, PEERS, NAPSTER, GNUTELLA)
+#: The Gnutella host cache, kept across runs (hostcache.py).
+GNUTELLA_HOSTS_FILE = "gnutella_hosts.json"
+#: A Gnutella search has no end (hits trickle back along the reverse path,
+#: RFC-Gnutella 0.6 section 2.2.7): the node collects for at most this long,
+#: and returns early once hits came and none arrived for GNUTELLA_QUIET s.
+GNUTELLA_SEARCH_WAIT = 4.0
+GNUTELLA_QUIET = 1.0
+#: Poll interval of that wait.
+GNUTELLA_POLL = 0.05
 #: Peers whose last answer is remembered for the web page's Network tab.
 MAX_PEER_STATES = 1024
 
@@ -180,10 +205,12 @@ def open_catalog(config: NodeConfig) -> Catalog:
     """The data dir's catalog, never listing the node's own files.
 
     Even when a shared folder contains the data dir, partial downloads, the
-    log and above all the control file (its token) are never shared.
+    log and above all the control file (its token) and the web page's key
+    (``web.json``) are never shared.
     """
     private = [config.incomplete_path] + [
-        config.data_dir / name for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE)
+        config.data_dir / name
+        for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE, WEB_FILE)
     ]
     return Catalog(config.data_dir / CATALOG_FILE, exclude=private)
 
@@ -356,16 +383,40 @@ class SourceRef:
     filename: str | None = None
     bitrate: int | None = None
     md5: str | None = None
+    #: Gnutella: the Query Hit's servent GUID, its QHD flags (``None``: not
+    #: stated), stated speed (kbit/s), vendor code and hops away.
+    servent_guid: bytes | None = None
+    push: bool | None = None
+    busy: bool | None = None
+    stable: bool | None = None
+    speed: int | None = None
+    vendor: str | None = None
+    distance: int | None = None
 
     @property
     def key(self) -> str:
         if self.nick is not None:
             return NAPSTER_PREFIX + self.nick
+        if self.push and self.servent_guid is not None:
+            return f"push:{self.servent_guid.hex()}"
         return LOCAL if self.address is None else format_address(self.address)
 
     @property
     def napster(self) -> bool:
         return self.nick is not None
+
+    @property
+    def gnutella(self) -> bool:
+        return self.servent_guid is not None
+
+    def transfer_source(self) -> Source | None:
+        """The download manager's source for this one (``None``: ours, or Napster)."""
+        if self.address is None:
+            return None
+        if self.push and self.servent_guid is not None and self.index is not None:
+            return Source(self.address, self.index, self.name,
+                          servent_guid=self.servent_guid, push=True)  # fmt: skip
+        return Source(self.address, self.index, self.name)
 
 
 #: Source keys of Napster users: ``napster:<nick>``.
@@ -410,6 +461,12 @@ class Result:
             **{k: jsonable(v) for k, v in self.meta.items()},
             "chunk_root": b32(self.chunk_root) if self.chunk_root else None,
             "sources": [s.key for s in self.sources.values()],
+            "hosts": [
+                {"host": format_address(s.address) if s.address else None,
+                 "speed": s.speed, "busy": s.busy, "stable": s.stable, "push": s.push,
+                 "vendor": s.vendor, "distance": s.distance}
+                for s in self.sources.values() if s.gnutella
+            ],
             "local": LOCAL in self.sources,
         }
         if self.napster_md5 is not None or users:
@@ -543,6 +600,9 @@ class Node:
         self.napster_transfers: NapsterTransfers | None = None
         self.napster_index = ShareIndex()
         self.napster_listener: Listener | None = None
+        #: Gnutella (issue 4): the servent, when the node joins.
+        self.gnutella: Servent | None = None
+        self._port_routes: dict[str, Callable[[], StreamHandler]] = {}
 
     # Set by start().
     runtime: AsyncioRuntime
@@ -590,10 +650,15 @@ class Node:
                 vendor=f"peerlab/{peerlab.__version__}",
             )
             self._stack.callback(self.uploads.close)
+            # On Gnutella the peer port is shared (Gnutella, HTTP, GIV), told
+            # apart by the first bytes; the routes are filled once the
+            # servent and the download manager exist.
+            factory = (
+                shared_port_factory(self.runtime, self._port_routes)
+                if cfg.gnutella_on else self.uploads.handler_factory()
+            )  # fmt: skip
             try:
-                self.listener = self.runtime.listen(
-                    (cfg.listen_host, cfg.listen_port), self.uploads.handler_factory()
-                )
+                self.listener = self.runtime.listen((cfg.listen_host, cfg.listen_port), factory)
             except AddressInUse:
                 raise AddressInUse(
                     f"cannot listen for peers on {cfg.listen_host}:{cfg.listen_port}: "
@@ -622,6 +687,8 @@ class Node:
 
             if cfg.napster:
                 await self._start_napster()
+            if cfg.gnutella_on:
+                self._start_gnutella()
 
             self.web = WebUI(self, cfg.data_dir, self.web_settings)
             self.control = ControlServer(self, cfg.data_dir, port=cfg.control_port,
@@ -771,7 +838,8 @@ class Node:
 
     def search_networks(self) -> list[str]:
         """The networks a search can ask now (:data:`SEARCH_NETWORKS` order)."""
-        joined = {LOCAL: True, PEERS: bool(self.peer_list), NAPSTER: self.napster is not None}
+        joined = {LOCAL: True, PEERS: bool(self.peer_list), NAPSTER: self.napster is not None,
+                  GNUTELLA: self.gnutella is not None}
         return [n for n in SEARCH_NETWORKS if joined.get(n)]
 
     async def search(
@@ -832,11 +900,21 @@ class Node:
         async def napster() -> None:
             take([self._note_napster(hit) for hit in await self._napster_search(text, limit)])
 
+        async def gnutella() -> None:
+            # Gnutella matches names only (draft 2.2.6); a tag search keeps
+            # the hits whose XML metadata holds the words.
+            take([
+                r for r in await self._gnutella_search(text, limit)
+                if field == "all" or _words_match(text, r.meta.get(field))
+            ])  # fmt: skip
+
         parts = [peer(p) for p in peers]
         if LOCAL in wanted:
             parts.insert(0, local())
         if NAPSTER in wanted and self.napster is not None:
             parts.append(napster())
+        if GNUTELLA in wanted and self.gnutella is not None:
+            parts.append(gnutella())
         tasks = [asyncio.ensure_future(c) for c in parts]
         try:
             await asyncio.gather(*tasks)
@@ -985,11 +1063,7 @@ class Node:
         else:
             urn = _normal_urn(ref)
             result = self.found.by_urn(urn) or await self._find_urn(urn)
-        sources = [
-            Source(s.address, s.index, s.name)
-            for s in result.sources.values()
-            if s.address is not None
-        ]
+        sources = [src for s in result.sources.values() if (src := s.transfer_source())]
         users = result.napster_sources()
         if not sources and users:
             # Only Napster users have it: Napster's own transfer, one sharer at
@@ -1006,7 +1080,14 @@ class Node:
         return {"result": result.to_json(), "download": info}
 
     async def _find_urn(self, urn: str) -> Result:
-        """Ask every peer for its list and keep those that have ``urn``."""
+        """Ask Gnutella by hash, and every peer for its list; keep those that have ``urn``."""
+        if self.gnutella is not None:
+            await self._gnutella_search("", URN_LOOKUP_LIMIT, urn=urn)
+            if not self.peer_list:
+                result = self.found.by_urn(urn)
+                if result is None:
+                    raise NotFound(f"no Gnutella servent answered for {urn}")
+                return result
         if not self.peer_list:
             raise NotFound(f"no peer is configured to ask for {urn} (add one with --peer)")
         answers = await asyncio.gather(
@@ -1167,6 +1248,7 @@ class Node:
             "concurrent_uploads": t["concurrent_uploads"],
             "counters": dict(sorted(self.observer.counters.items())),
             "napster": self.napster_status(),
+            "gnutella": self.gnutella_status(),
         }
 
     def napster_status(self) -> dict[str, Any] | None:
@@ -1296,6 +1378,127 @@ class Node:
         self.napster_index.rebuild(files)
         if self.napster is not None:
             self.napster.reshare()
+
+    # --------------------------------------------------------------- gnutella
+
+    def _start_gnutella(self) -> None:
+        """Join Gnutella: a servent on the shared peer port (issue 4, section 2).
+
+        The servent does not listen itself: the node's listener hands it the
+        connections that open with ``GNUTELLA CONNECT``; HTTP goes to the
+        upload service and ``GIV`` (a firewalled servent answering our Push,
+        draft 2.2.8) to the download manager.  Firewalled, the node refuses
+        every incoming connection and its hits carry the push flag.
+        """
+        cfg = self.config
+        assert self.listen_address is not None
+        servent = Servent(
+            self.runtime,
+            ServentConfig(
+                listen_host=cfg.listen_host, listen_port=self.listen_address[1], listen=False,
+                advertise=self.listen_address, firewalled=cfg.gnutella_firewalled,
+                bootstrap=tuple(parse_address(a, "gnutella") for a in cfg.gnutella),
+                gwebcaches=tuple(cfg.gwebcache),
+                host_cache_path=cfg.data_dir / GNUTELLA_HOSTS_FILE,
+                user_agent=f"peerlab/{peerlab.__version__}",
+            ),
+            shares=self.catalog,
+        )  # fmt: skip
+        if not cfg.gnutella_firewalled:
+            self._port_routes["gnutella"] = servent.incoming_handler
+            self._port_routes["http"] = self.uploads.handler_factory()
+            self._port_routes["giv"] = self.downloads.giv_handler
+            self.uploads.self_addresses.add(self.listen_address)
+            self.downloads.self_addresses.add(self.listen_address)
+        servent.on_push = self._gnutella_push
+        self.downloads.push_sender = self._gnutella_send_push
+        self.gnutella = servent
+        self._stack.callback(servent.close)
+        servent.start()
+        log.info(
+            "gnutella: servent %s on %s%s, joining through %s", servent.guid.hex(),
+            format_address(self.listen_address),
+            " (firewalled: pushes only)" if cfg.gnutella_firewalled else "",
+            ", ".join([*cfg.gnutella, *cfg.gwebcache]) or "whoever connects",
+        )  # fmt: skip
+
+    def _gnutella_push(self, push: Push) -> None:
+        """A Push for us: connect out to its address and send GIV (draft 2.2.8)."""
+        self.uploads.push((push.ip, push.port), push.file_index, push.servent_guid)
+
+    def _gnutella_send_push(self, req: PushRequest) -> bool:
+        servent = self.gnutella
+        return servent is not None and servent.send_push(req.servent_guid, req.index)
+
+    async def _gnutella_search(
+        self, text: str, limit: int, *, urn: str | None = None
+    ) -> list[Result]:
+        """Flood a Query (draft 2.2.6; by ``urn:sha1`` too, HUGE section 4)
+        and collect hits for a bounded while."""
+        servent = self.gnutella
+        assert servent is not None
+        loop = asyncio.get_running_loop()
+        hits: list[tuple[SearchResult, HitSource]] = []
+        search = servent.search(text, lambda r, src: hits.append((r, src)), urn=urn)
+        start = last = loop.time()
+        seen = 0
+        try:
+            while loop.time() - start < GNUTELLA_SEARCH_WAIT and not self._stop.is_set():
+                if len(hits) != seen:
+                    seen, last = len(hits), loop.time()
+                elif hits and loop.time() - last >= GNUTELLA_QUIET:
+                    break
+                if len({r.key for r, _ in hits}) >= limit:
+                    break
+                await asyncio.sleep(GNUTELLA_POLL)
+        finally:
+            search.cancel()
+        return [r for r in (self._note_gnutella(res, src) for res, src in hits) if r is not None]
+
+    def _note_gnutella(self, res: SearchResult, src: HitSource) -> Result | None:
+        """One Gnutella source of a file, grouped by its ``urn:sha1`` (HUGE)."""
+        if res.urn is None:
+            return None  # no hash: nothing to check a download against
+        try:
+            urn = _normal_urn(res.urn)
+        except ConfigError:
+            return None
+        if self.gnutella is not None and src.servent_guid == self.gnutella.guid:
+            return None  # our own hit (a loop in the network): the catalog answers for us
+        meta = {k: res.metadata.get(k) for k in META_KEYS if res.metadata.get(k)}
+        return self.found.note(
+            urn=urn, name=res.name, size=res.size,
+            source=SourceRef(
+                (src.host, src.port), src.index, src.name, servent_guid=src.servent_guid,
+                push=src.push, busy=src.busy, stable=src.stable, speed=src.speed,
+                vendor=src.vendor, distance=src.distance,
+            ),
+            chunk_root=None, meta=meta,
+        )  # fmt: skip
+
+    def gnutella_status(self) -> dict[str, Any] | None:
+        """The servent's connections (with role) and counters (``None``: not on Gnutella)."""
+        servent = self.gnutella
+        if servent is None:
+            return None
+        return {
+            "guid": servent.guid.hex(),
+            "address": format_address(servent.address),
+            "firewalled": servent.config.firewalled,
+            "bootstrap": list(self.config.gnutella),
+            "gwebcaches": list(self.config.gwebcache),
+            "hosts_known": len(servent.host_cache),
+            "connections": [
+                {"address": format_address(c.address),
+                 "listen": format_address(c.listen_address) if c.listen_address else None,
+                 "direction": "out" if c.outgoing else "in", "state": c.state, "role": c.role,
+                 "user_agent": c.user_agent, "messages_in": c.messages_in,
+                 "messages_out": c.messages_out, "dropped": c.dropped,
+                 "deflate": c.deflate_in or c.deflate_out}
+                for c in servent.connections()
+            ],
+            "counters": servent.counters.snapshot(),
+        }  # fmt: skip
 
 
 # ------------------------------------------------------------ JSON shapes

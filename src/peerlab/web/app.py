@@ -137,7 +137,7 @@ class WebUI:
     async def add_sites(self, runner: web.AppRunner) -> None:
         s = self.settings
         if s.port:
-            site = web.TCPSite(runner, s.host, s.port, reuse_address=False)
+            site = web.TCPSite(runner, s.host, s.port, reuse_address=True)
             try:
                 await site.start()
             except OSError as e:

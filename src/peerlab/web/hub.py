@@ -148,6 +148,7 @@ class EventHub:
         self._library_due = True
         self._library_task: asyncio.Task[Any] | None = None
         self._scan_json = ""
+        self._folders: list[str] = []
         self._monitor: deque[dict[str, Any]] = deque(maxlen=MONITOR_BACKLOG)
         self._monitor_pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[Any] | None = None
@@ -307,11 +308,14 @@ class EventHub:
         scan = self.node.scan_state()
         text = json.dumps(scan, sort_keys=True, default=str)
         if text != self._scan_json:
-            was_running = '"running": true' in self._scan_json
             self._scan_json = text
             self.broadcast("scan", scan)
-            if was_running and not scan.get("running"):
+            if not scan.get("running"):
                 self._library_due = True
+        folders = [str(f) for f in self.node.catalog.folders()]
+        if folders != self._folders:
+            self._folders = folders
+            self._library_due = True
 
     def library_changed(self) -> None:
         """Shares were added or removed: recount the folders."""

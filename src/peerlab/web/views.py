@@ -262,7 +262,7 @@ def _napster_view(st: Mapping[str, Any]) -> dict[str, Any]:
     servers = []
     for address in st.get("servers") or []:
         if address == in_use:
-            state = "in use"
+            state = str(st.get("state") or "connected")
         elif address in refusals:
             state = f"refused: {refusals[address]}"
         else:

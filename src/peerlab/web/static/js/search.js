@@ -122,7 +122,11 @@ export function initSearch(ctx) {
     chips, summary, resultsWin);
 
   // ------------------------------------------------------------ behaviour
+  let choicesShown = "";
   function renderNetworkChoices() {
+    const shape = JSON.stringify(ctx.state.searchNetworks);
+    if (shape === choicesShown) return; // redraw only when a network comes or goes
+    choicesShown = shape;
     const checked = new Set([...nets.querySelectorAll("input:checked")].map((i) => i.value));
     const first = nets.childElementCount === 0;
     nets.replaceChildren(...ctx.state.searchNetworks.map((n) => {
