@@ -84,3 +84,69 @@ def write_files(root: Path, info: Info, data: bytes) -> None:
         path = root.joinpath(*f.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data[f.offset : f.offset + f.length])
+
+
+class Swarm:
+    """A tracker, one seed and ``leechers`` peerlab peers in a simulated
+    world, all on memory storage.  ``free_riders`` of the leechers (the last
+    ones) run a choker that never unchokes anybody."""
+
+    def __init__(
+        self,
+        leechers: int,
+        data: bytes,
+        piece_length: int,
+        *,
+        seed: int = 1,
+        up: float = 200_000.0,
+        strategy: str = "rarest",
+        free_riders: int = 0,
+        stagger: float = 0.05,
+    ) -> None:
+        from peerlab.overlays.bittorrent import NeverUnchoke, PickerConfig
+        from peerlab.overlays.tracker.server import Tracker, TrackerConfig
+        from peerlab.runtime.worlds import SimWorld
+
+        self.world = SimWorld(seed, up=up, down=5 * up, latency=0.01)
+        w = self.world
+        trt = w.new_runtime("tracker", up=10e6, down=10e6)
+        self.tracker = Tracker(trt, TrackerConfig(host=w.host(trt), interval=300, udp_port=None))
+        self.tracker.start()
+        assert self.tracker.announce_url is not None
+        self.data = data
+        self.info = single_file(data, piece_length)
+        self.meta = metainfo(self.info, [self.tracker.announce_url])
+        picker = PickerConfig(strategy=strategy)  # type: ignore[arg-type]
+        self.seed_session, _, self.seed_obs = session(w, "seed", storage="memory", picker=picker)
+        self.seed = self.seed_session.add_torrent(self.meta, data=data, seed_mode=True)
+        self.peers: list[Torrent] = []
+        self.free_riders: list[Torrent] = []
+        for i in range(leechers):
+            s, rt, _ = session(w, f"leech{i}", storage="memory", picker=picker)
+            rider = i >= leechers - free_riders
+            t = s.add_torrent(self.meta, start=False, choker=NeverUnchoke() if rider else None)
+            rt.call_later(stagger * i, t.start)  # a flash crowd, a few ms apart
+            (self.free_riders if rider else self.peers).append(t)
+        self.spread_at: int | None = None  # seed upload when every piece left it
+
+    @property
+    def leechers(self) -> list[Torrent]:
+        return self.peers + self.free_riders
+
+    def _spread(self) -> bool:
+        union = 0
+        for t in self.leechers:
+            if t.store is not None:
+                union |= int.from_bytes(t.store.have.data, "big")
+        return union.bit_count() == self.info.piece_count
+
+    def run(self, limit: float = 600.0, step: float = 0.25) -> bool:
+        """Run until every leecher completes (virtual seconds)."""
+        w = self.world
+        while w.sim.now < limit:
+            w.run_for(step)
+            if self.spread_at is None and self._spread():
+                self.spread_at = self.seed.uploaded
+            if all(t.complete for t in self.leechers):
+                return True
+        return False

@@ -50,7 +50,7 @@ MAX_BANNED: Final = 1024
 #: Requests the pipeline keeps outstanding to one peer at least (a new
 #: connection starts here, before its rate is known): 16 x 16 KiB fills a
 #: LAN's bandwidth-delay product.
-MIN_REQUEST_QUEUE: Final = 16
+MIN_REQUEST_QUEUE: Final = 4
 #: ... and at most: libtorrent's ``max_out_request_queue`` is 500.  Capped
 #: further by the peer's ``reqq`` (BEP 10).
 MAX_REQUEST_QUEUE: Final = 500

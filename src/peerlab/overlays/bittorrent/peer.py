@@ -20,7 +20,7 @@ Public API (used by the torrent and the session)::
         .peer_interested .am_interested .download_rate .upload_rate
         .connected_at .last_block_at .snubbed .unchoke_kind
         .queue_depth(now, queue_time) -> int
-        .flush() .close(reason) .abort(reason) .closed
+        .flush() .close(reason) .abort(reason) .closing (send nothing more) .closed
         .status(now) -> PeerStatus
 """
 
@@ -120,6 +120,7 @@ class PeerLink:
         )
         self.connected_at = now
         self.established = False
+        self.closing = False  # close asked for (or the peer closed): send nothing more
         self.closed = False
         self.close_reason: str | None = None
         self.bits: PieceBits | None = None
@@ -213,6 +214,7 @@ class PeerLink:
 
     def close(self, reason: str) -> None:
         """Close after sending what is queued."""
+        self.closing = True
         if self.close_reason is None:
             self.close_reason = reason
         if self.driver.stream is None:
@@ -222,6 +224,7 @@ class PeerLink:
 
     def abort(self, reason: str) -> None:
         """Drop the connection now."""
+        self.closing = True
         if self.close_reason is None:
             self.close_reason = reason
         if self.driver.stream is None:
@@ -248,7 +251,7 @@ class PeerLink:
         self.session._link_connected(self)
 
     def _on_event(self, event: Any) -> None:
-        if self.closed:
+        if self.closing:
             return
         torrent = self.torrent
         if not self.established:
@@ -261,10 +264,11 @@ class PeerLink:
         if self.closed:
             return
         self.closed = True
+        self.closing = True
         self.session._link_closed(self, exc)
 
     def _on_writable(self, writable: bool) -> None:
-        if writable and self.torrent is not None and not self.closed:
+        if writable and self.torrent is not None and not self.closing:
             self.torrent._serve_queued(self)
 
     # -- status

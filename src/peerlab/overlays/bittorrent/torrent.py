@@ -53,6 +53,7 @@ Public API (the node calls these through :class:`~.session.Session`)::
         .state .error .save_path .store .picker .choker .counters
         .start() .stop(done=None) .add_peers(addresses, source="direct")
         .status() -> TorrentStatus   .piece_map() -> str
+        .uploaded_to(peer_id) -> {"regular": n, "optimistic": n, "seeding": n}
         .on_change: list[Callable[[Torrent], None]]   # state changes, completion
 """
 
@@ -121,6 +122,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Torrent", "TorrentState", "TorrentStatus"]
 
+#: Peers whose upload tally (bytes we sent them, by unchoke kind) is kept
+#: after they disconnect; the oldest are forgotten beyond this.
+MAX_UPLOAD_RECORDS = 1024
+#: Seconds between two rechokes triggered by interest changes (the regular
+#: ones come every ``rechoke_interval``): unchoking a newcomer into a free
+#: slot need not wait 10 s, and a burst of changes costs one rechoke.
+MIN_RECHOKE_GAP = 1.0
 #: Seconds between connection attempts to one address, doubled per failure.
 RECONNECT_DELAY = 30.0
 #: Machine counters of requests the peer sent that we refused.
@@ -218,10 +226,13 @@ class Torrent:
         self.links: dict[PeerLink, None] = {}
         self.connecting: dict[PeerLink, None] = {}
         self._peer_ids: dict[bytes, PeerLink] = {}
+        #: links by the address we dialled and the listen address they told
+        self._by_address: dict[Address, PeerLink] = {}
         self._candidates: OrderedDict[Address, _Candidate] = OrderedDict()
         self._banned: OrderedDict[object, str] = OrderedDict()
         self._strikes: OrderedDict[object, int] = OrderedDict()
         self._self_addresses: set[Address] = set()
+        self._upload_records: OrderedDict[bytes, Counter[str]] = OrderedDict()
         self.downloaded = 0
         self.uploaded = 0
         self.wasted = 0
@@ -229,6 +240,7 @@ class Torrent:
         self._started_as_seed = False
         self._tick_timer: Timer | None = None
         self._next_rechoke = 0.0
+        self._last_rechoke = float("-inf")
         self._rechoke_pending: Timer | None = None
         self._fetcher = MetadataFetcher(info_hash) if info is None else None
         self.announcer = Announcer(
@@ -394,7 +406,7 @@ class Torrent:
             picker.seed_joined()
         elif link.bits is not None:
             picker.peer_has_bits(link.bits)
-        if link.closed:
+        if link.closing:
             return
         m = link.machine
         # pieces found on disk after we told the peer have-none / nothing
@@ -441,10 +453,12 @@ class Torrent:
         return added
 
     def _connected_to(self, address: Address) -> bool:
-        for link in (*self.links, *self.connecting):
-            if link.address == address or link.listen_address == address:
-                return True
-        return False
+        link = self._by_address.get(address)
+        return link is not None and not link.closed
+
+    def _index_address(self, link: PeerLink, address: Address | None) -> None:
+        if address is not None and address not in self._by_address:
+            self._by_address[address] = link
 
     def _connect_more(self, now: float) -> None:
         if not self.running:
@@ -466,6 +480,7 @@ class Torrent:
                             source=cand.source)
             link.candidate = cand
             self.connecting[link] = None
+            self._index_address(link, address)
             self.session._dial(link)
             room -= 1
 
@@ -489,7 +504,7 @@ class Torrent:
             link.abort("torrent stopped")
             return False
         existing = self._peer_ids.get(pid)
-        if existing is not None and not existing.closed:
+        if existing is not None and not existing.closing:
             self._count("duplicate_connections")
             # keep the connection dialled by the lower peer id (both ends agree)
             ours = self.session.peer_id
@@ -504,6 +519,7 @@ class Torrent:
             return False
         link.established = True
         self.links[link] = None
+        self._index_address(link, link.address)
         self._peer_ids[pid] = link
         if self.info is not None:
             link.bits = PieceBits(self.info.piece_count)
@@ -532,6 +548,9 @@ class Torrent:
     def _detach(self, link: PeerLink, exc: Exception | None) -> None:
         """``link`` closed (whatever the reason)."""
         was_connecting = self.connecting.pop(link, None) is not None or not link.established
+        for address in (link.address, link.listen_address):
+            if address is not None and self._by_address.get(address) is link:
+                del self._by_address[address]
         if link in self.links:
             del self.links[link]
             pid = link.peer_id
@@ -605,8 +624,12 @@ class Torrent:
                 self.picker.abort(link, (ev.index, ev.begin, ev.length))
             self._count("rejected_requests")
             self._fill(link)
-        elif t is Interested or t is NotInterested:
-            self._rechoke_soon()
+        elif t is Interested:
+            if link.unchoke_kind is None and self._slot_free():
+                self._rechoke_soon()
+        elif t is NotInterested:
+            if link.unchoke_kind is not None:
+                self._rechoke_soon()
         elif t is ExtendedHandshake:
             self._on_extended_handshake(link, ev)
         elif t is MetadataRequest:
@@ -715,7 +738,7 @@ class Torrent:
     def _fill(self, link: PeerLink) -> None:
         """Keep the request pipeline to ``link`` full."""
         picker = self.picker
-        if picker is None or self.state is not TorrentState.DOWNLOADING or link.closed:
+        if picker is None or self.state is not TorrentState.DOWNLOADING or link.closing:
             return
         m = link.machine
         if m.peer_choking or not m.am_interested:
@@ -756,7 +779,7 @@ class Torrent:
             return
         self._count("blocks_received")
         for other in result.others:
-            if isinstance(other, PeerLink) and not other.closed:
+            if isinstance(other, PeerLink) and not other.closing:
                 other.machine.cancel(*block)
                 other.flush()
                 self._count("cancels_sent")
@@ -777,13 +800,18 @@ class Torrent:
             picker.piece_passed(index)
             self._count("pieces_verified")
             for link in self.links:
-                if link.closed:
+                if link.closing:
                     continue
-                link.machine.have(index)
                 if link.seed or (link.bits is not None and index in link.bits):
+                    # it has the piece: a have would tell it nothing it can
+                    # use (redundant haves are suppressed, as libtorrent can)
                     link.interesting -= 1
                     if link.interesting <= 0:
                         self._update_interest(link)
+                        link.flush()
+                    self._count("haves_suppressed")
+                    continue
+                link.machine.have(index)
                 link.flush()
             if store.complete:
                 self._completed()
@@ -802,7 +830,7 @@ class Torrent:
             self._strikes[key] = strikes
             while len(self._strikes) > MAX_BANNED:
                 self._strikes.popitem(last=False)
-            if strikes >= self.config.ban_strikes and not peer.closed:
+            if strikes >= self.config.ban_strikes and not peer.closing:
                 self._ban(peer, f"{peer.hash_failures} pieces failed their hash")
         for link in self.links:
             self._fill(link)
@@ -815,7 +843,7 @@ class Torrent:
         if not self._started_as_seed:
             self.announcer.completed()
         for link in list(self.links):
-            if link.closed:
+            if link.closing:
                 continue
             self._update_interest(link)
             if link.seed:
@@ -855,7 +883,7 @@ class Torrent:
         self, link: PeerLink, req: Request, data: bytes | None, exc: BaseException | None
     ) -> None:
         link.reads_in_flight -= 1
-        if link.closed:
+        if link.closing:
             return
         if data is None:
             self._count("read_failures")
@@ -875,14 +903,23 @@ class Torrent:
         link.up.add(n, self.runtime.now())
         self.uploaded += n
         kind = link.unchoke_kind
+        label = kind.value if kind is not None else "allowed_fast"
         if kind is not None:
             link.uploaded_by_kind[kind] += n
-            self._count(f"uploaded_{kind.value}", n)
+        self._count(f"uploaded_{label}", n)
+        pid = link.peer_id
+        if pid is not None:
+            record = self._upload_records.get(pid)
+            if record is None:
+                record = self._upload_records[pid] = Counter()
+                if len(self._upload_records) > MAX_UPLOAD_RECORDS:
+                    self._upload_records.popitem(last=False)
+            record[label] += n
         self._count("blocks_sent")
 
     def _serve_queued(self, link: PeerLink) -> None:
         queue = link.serve_queue
-        while queue and link.writable and not link.closed:
+        while queue and link.writable and not link.closing:
             req, data = queue.popleft()
             self._send_block(link, req, data)
             link.flush()
@@ -890,8 +927,15 @@ class Torrent:
     # -- choking
 
     def _rechoke_soon(self) -> None:
+        """Rechoke now-ish (a slot freed, or an interested peer may take a
+        free one), at most once per :data:`MIN_RECHOKE_GAP`."""
         if self._rechoke_pending is None and self.running:
-            self._rechoke_pending = self.runtime.call_soon(self._rechoke_now)
+            when = max(self.runtime.now(), self._last_rechoke + MIN_RECHOKE_GAP)
+            self._rechoke_pending = self.runtime.call_at(when, self._rechoke_now)
+
+    def _slot_free(self) -> bool:
+        slots = self.config.choker.regular_slots + self.config.choker.optimistic_slots
+        return sum(1 for link in self.links if link.unchoke_kind is not None) < slots
 
     def _rechoke_now(self) -> None:
         self._rechoke_pending = None
@@ -903,7 +947,8 @@ class Torrent:
             return
         now = self.runtime.now()
         self._next_rechoke = now + self.config.choker.rechoke_interval
-        peers = [link for link in self.links if not link.closed]
+        self._last_rechoke = now
+        peers = [link for link in self.links if not link.closing]
         decisions = self.choker.rechoke(peers, now, seeding=self.state is TorrentState.SEEDING)
         for link in peers:
             kind = decisions.get(link)
@@ -928,6 +973,7 @@ class Torrent:
     def _on_extended_handshake(self, link: PeerLink, ev: ExtendedHandshake) -> None:
         if ev.p is not None:
             link.listen_port = ev.p
+            self._index_address(link, link.listen_address)
         fetcher = self._fetcher
         if (
             fetcher is not None
@@ -944,7 +990,7 @@ class Torrent:
             return
         now = self.runtime.now()
         for link in self.links:
-            if link.closed:
+            if link.closing:
                 continue
             for piece in fetcher.wanted(link, now):
                 link.machine.send_metadata(MetadataRequest(piece))
@@ -1004,7 +1050,7 @@ class Torrent:
         self.session._metadata_fetched(self, info)
         n = info.piece_count
         for link in list(self.links):
-            if link.closed:
+            if link.closing:
                 continue
             m = link.machine
             try:
@@ -1055,7 +1101,7 @@ class Torrent:
     def _send_pex(self, link: PeerLink, now: float) -> None:
         current: dict[Address, PexFlags] = {}
         for other in self.links:
-            if other is link or other.closed:
+            if other is link or other.closing:
                 continue
             address = other.listen_address
             if address is None:
@@ -1091,7 +1137,7 @@ class Torrent:
         cfg = self.config
         picker = self.picker
         for link in list(self.links):
-            if link.closed:
+            if link.closing:
                 continue
             m = link.machine
             # requests unanswered too long go to others
@@ -1159,6 +1205,12 @@ class Torrent:
 
     # ------------------------------------------------------------ status
 
+    def uploaded_to(self, peer_id: bytes) -> dict[str, int]:
+        """Bytes we sent the peer with this id over every connection, by why
+        it was unchoked: ``regular`` (it reciprocates), ``optimistic``,
+        ``seeding`` (we were a seed); the last :data:`MAX_UPLOAD_RECORDS` peers."""
+        return dict(self._upload_records.get(peer_id, {}))
+
     def piece_map(self) -> str:
         """One character per piece: ``#`` verified, ``>`` downloading,
         ``.`` missing but some connected peer has it, ``_`` nobody has it
@@ -1188,7 +1240,7 @@ class Torrent:
         peers = tuple(
             link.status(now, self.config.request_queue_time)
             for link in self.links
-            if not link.closed
+            if not link.closing
         )
         have = store.have.count if store is not None else 0
         if info is not None:
