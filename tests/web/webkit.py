@@ -226,6 +226,7 @@ def login(page: Any, node: NodeProc, secret: str | None = None) -> None:
 def screenshot(page: Any, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("() => document.getElementById('toasts')?.replaceChildren()")
     page.screenshot(path=str(path), full_page=False)
     return path
 

@@ -5,7 +5,7 @@ import { api, batched, clock, el, grouped, humanRate, progressBar, setText, toas
 import { RateGraph } from "./graph.js";
 
 const HEAD = ["", "Filename", "File Size", "User", "Status", "Speed", "Progress", "Rate", "Time Left", ""];
-const WIDTHS = ["24px", "27%", "13%", "11%", "11%", "6%", "12%", "8%", "7%", "118px"];
+const WIDTHS = ["24px", "25%", "16%", "11%", "11%", "6%", "12%", "7%", "7%", "118px"];
 const FINISHED = new Set(["complete", "failed", "cancelled"]);
 
 function sizeText(row) {
