@@ -30,7 +30,11 @@ Issue 2, section 5.  A :class:`Node` composes the cores on the real runtime
   source (host, speed, busy/stable/push flags); downloads swarm over every
   source through the download manager, firewalled ones by Push/GIV; a Push
   naming us makes the upload service connect out and send ``GIV``;
-* the control API (:mod:`peerlab.apps.control`) the CLI talks to.
+* the control API (:mod:`peerlab.apps.control`) the CLI talks to, and on
+  the same port the web page (:mod:`peerlab.web`, issue 8), which follows
+  the node live: searches stream per network (``search(on_found=...)``),
+  observer events reach its monitor (``NodeObserver.listeners``), and rate
+  limits and upload slots change while the node runs (``apply_settings``).
 
 One node owns a data directory: a lock file (``node.lock``, ``flock``) keeps a
 second node, or a CLI command editing the catalog directly, out of it.  The
@@ -210,7 +214,7 @@ def open_catalog(config: NodeConfig) -> Catalog:
     """
     private = [config.incomplete_path] + [
         config.data_dir / name
-        for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE, WEB_FILE)
+        for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE, WEB_FILE, GNUTELLA_HOSTS_FILE)
     ]
     return Catalog(config.data_dir / CATALOG_FILE, exclude=private)
 

@@ -8,7 +8,7 @@ export function initLibrary(ctx) {
 
   // ----------------------------------------------------------- shared folders
   const folderBody = el("tbody", { id: "folders-body" });
-  const folderInput = el("input", { id: "folder-path", type: "text", placeholder: "/home/you/Music", attrs: { "aria-label": "folder to share" } });
+  const folderInput = el("input", { id: "folder-path", type: "text", title: "/home/you/Music", attrs: { "aria-label": "folder to share" } });
   const addButton = el("button", { type: "submit", id: "folder-add" }, "Share folder");
   const rescan = el("button", { type: "button", id: "rescan" }, "Rescan all");
   const scanBar = progressBar();
@@ -76,8 +76,8 @@ export function initLibrary(ctx) {
   }
 
   // ----------------------------------------------------------------- settings
-  const upRate = el("input", { id: "set-upload-rate", type: "text", placeholder: "0 = unlimited" });
-  const downRate = el("input", { id: "set-download-rate", type: "text", placeholder: "0 = unlimited" });
+  const upRate = el("input", { id: "set-upload-rate", type: "text", title: "0 = unlimited" });
+  const downRate = el("input", { id: "set-download-rate", type: "text", title: "0 = unlimited" });
   const slots = el("input", { id: "set-upload-slots", type: "number", min: "1", max: "1024" });
   const apply = el("button", { type: "submit", id: "settings-apply" }, "Apply");
   const settingsForm = el("form", { className: "window-body settings-form" },
@@ -122,7 +122,7 @@ export function initLibrary(ctx) {
 
   // ---------------------------------------------------------------- torrents
   const torrentFile = el("input", { type: "file", id: "torrent-file", accept: ".torrent", disabled: true });
-  const magnet = el("input", { type: "text", id: "magnet-link", placeholder: "magnet:?xt=urn:btih:…", disabled: true });
+  const magnet = el("input", { type: "text", id: "magnet-link", title: "magnet:?xt=urn:btih:…", disabled: true });
   const torrentAdd = el("button", { type: "button", id: "torrent-add", disabled: true }, "Add");
   const torrentNote = el("p", { className: "unavailable", id: "torrent-note" },
     "Unavailable: this node has not joined BitTorrent yet. Adding a .torrent file or a magnet link works once it does.");

@@ -64,7 +64,7 @@ export function initSearch(ctx) {
   const started = new Map(); // result id -> download started (for the button)
 
   // ------------------------------------------------------------------ form
-  const text = el("input", { id: "search-text", type: "search", placeholder: "little toot", autocomplete: "off", attrs: { "aria-label": "Search for" } });
+  const text = el("input", { id: "search-text", type: "search", title: "little toot", autocomplete: "off", attrs: { "aria-label": "Search for" } });
   const fields = ["all", "title", "artist"].map((value, i) =>
     el("label", { className: "radio" },
       el("input", { type: "radio", name: "field", value, checked: i === 0 }),
@@ -76,8 +76,8 @@ export function initSearch(ctx) {
     ...LINKS.map((label, i) => el("option", { value: String(i) }, i === 0 ? "any" : `${label} or faster`)));
   const minBitrate = el("select", { id: "filter-bitrate" },
     ...[0, 64, 96, 128, 160, 192, 256, 320].map((b) => el("option", { value: String(b) }, b ? `${b} kbps or more` : "any")));
-  const minSize = el("input", { id: "filter-min-size", type: "number", min: "0", step: "0.1", placeholder: "0" });
-  const maxSize = el("input", { id: "filter-max-size", type: "number", min: "0", step: "0.1", placeholder: "any" });
+  const minSize = el("input", { id: "filter-min-size", type: "number", min: "0", step: "0.1", title: "0" });
+  const maxSize = el("input", { id: "filter-max-size", type: "number", min: "0", step: "0.1", title: "any" });
   const more = el("details", { className: "more-options", id: "more-options" },
     el("summary", null, "More Search Options »"),
     el("div", { className: "filters" },
