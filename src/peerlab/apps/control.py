@@ -27,7 +27,7 @@ Endpoints (all JSON)::
     DELETE /api/shares      {path}      stop sharing a folder
     POST   /api/scan                    start a rescan (no-op if one runs)
     GET    /api/scan                    progress of the current/last scan
-    POST   /api/search      {text, field, limit}
+    POST   /api/search      {text, field, limit, ttl?}
     GET    /api/results                 every result of this session, by id
     POST   /api/downloads   {ref}       result id or urn:sha1
     POST   /api/downloads/{id}/{pause|resume|cancel}
@@ -97,7 +97,9 @@ class NodeAPI(Protocol):
     async def remove_share(self, path: str) -> dict[str, Any]: ...
     def start_scan(self) -> dict[str, Any]: ...
     def scan_state(self) -> dict[str, Any]: ...
-    async def search(self, text: str, field: str, limit: int) -> list[dict[str, Any]]: ...
+    async def search(
+        self, text: str, field: str, limit: int, *, ttl: int | None = None
+    ) -> list[dict[str, Any]]: ...
     def results(self) -> list[dict[str, Any]]: ...
     async def download(self, ref: str) -> dict[str, Any]: ...
     def transfers(self) -> dict[str, Any]: ...
@@ -210,6 +212,16 @@ def _limit(body: dict[str, Any], default: int) -> int:
     value = body.get("limit", default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError("'limit' must be a positive whole number")
+    return value
+
+
+def _ttl(body: dict[str, Any]) -> int | None:
+    """The Gnutella Query TTL of a search (draft 2.2.6: 1..255; absent: the servent's)."""
+    value = body.get("ttl")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
+        raise ConfigError("'ttl' must be a whole number from 1 to 255")
     return value
 
 
@@ -361,7 +373,11 @@ class ControlServer:
         body = await _body(request)
         text = _str(body, "text", "")
         field = _str(body, "field", "all")
-        results = await self.node.search(text, field, _limit(body, 100))
+        limit, ttl = _limit(body, 100), _ttl(body)
+        results = await (
+            self.node.search(text, field, limit) if ttl is None
+            else self.node.search(text, field, limit, ttl=ttl)
+        )  # fmt: skip
         return self._ok({"results": results})
 
     async def _results(self, request: web.Request) -> web.Response:
@@ -514,8 +530,12 @@ class ControlClient:
     async def scan_state(self) -> dict[str, Any]:
         return await self.call("GET", "/api/scan")  # type: ignore[no-any-return]
 
-    async def search(self, text: str, field: str = "all", limit: int = 100) -> list[dict[str, Any]]:
-        body = {"text": text, "field": field, "limit": limit}
+    async def search(
+        self, text: str, field: str = "all", limit: int = 100, *, ttl: int | None = None
+    ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"text": text, "field": field, "limit": limit}
+        if ttl is not None:
+            body["ttl"] = ttl
         data = await self.call("POST", "/api/search", body)
         return data["results"]  # type: ignore[no-any-return]
 

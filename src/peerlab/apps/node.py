@@ -79,6 +79,7 @@ from peerlab.errors import (
     StorageError,
 )
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
+from peerlab.overlays.gnutella.counters import TYPE_NAMES
 from peerlab.overlays.napster.client import (
     CLOSED,
     ONLINE,
@@ -854,6 +855,7 @@ class Node:
         *,
         networks: Collection[str] | None = None,
         on_found: Callable[[list[dict[str, Any]]], None] | None = None,
+        ttl: int | None = None,
     ) -> list[dict[str, Any]]:
         """Local catalog, every peer and Napster at once; results grouped by file.
 
@@ -862,7 +864,8 @@ class Node:
         it answers (the web page streams them); a result heard again carries
         its grown list of sources.  Napster has no tags: with ``field`` set,
         its results are the files whose name holds the words (napster.txt 200
-        matches file names only).
+        matches file names only).  ``ttl`` is the Gnutella Query's TTL (draft
+        2.2.6; default: the servent's ``search_ttl``, capped at its ``max_ttl``).
         """
         if field not in FIELDS:
             raise ConfigError(f"unknown search field {field!r} (use one of {', '.join(FIELDS)})")
@@ -908,7 +911,7 @@ class Node:
             # Gnutella matches names only (draft 2.2.6); a tag search keeps
             # the hits whose XML metadata holds the words.
             take([
-                r for r in await self._gnutella_search(text, limit)
+                r for r in await self._gnutella_search(text, limit, ttl=ttl)
                 if field == "all" or _words_match(text, r.meta.get(field))
             ])  # fmt: skip
 
@@ -1435,7 +1438,7 @@ class Node:
         return servent is not None and servent.send_push(req.servent_guid, req.index)
 
     async def _gnutella_search(
-        self, text: str, limit: int, *, urn: str | None = None
+        self, text: str, limit: int, *, urn: str | None = None, ttl: int | None = None
     ) -> list[Result]:
         """Flood a Query (draft 2.2.6; by ``urn:sha1`` too, HUGE section 4)
         and collect hits for a bounded while."""
@@ -1443,7 +1446,7 @@ class Node:
         assert servent is not None
         loop = asyncio.get_running_loop()
         hits: list[tuple[SearchResult, HitSource]] = []
-        search = servent.search(text, lambda r, src: hits.append((r, src)), urn=urn)
+        search = servent.search(text, lambda r, src: hits.append((r, src)), urn=urn, ttl=ttl)
         start = last = loop.time()
         seen = 0
         try:
@@ -1502,10 +1505,33 @@ class Node:
                 for c in servent.connections()
             ],
             "counters": servent.counters.snapshot(),
+            "messages": gnutella_messages(servent.counters.snapshot()),
         }  # fmt: skip
 
 
 # ------------------------------------------------------------ JSON shapes
+
+#: ``peerlab status --gnutella`` columns -> the servent's counter prefixes
+#: (issue 4, section 4; :mod:`peerlab.overlays.gnutella.counters`).
+GNUTELLA_MESSAGE_COUNTERS = {
+    "sent": "tx.", "received": "rx.", "dropped_duplicate": "dup.",
+    "dropped_ttl": "dropped_ttl.", "routed": "routed.",
+}  # fmt: skip
+
+
+def gnutella_messages(counters: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Per message type (ping, pong, query...): sent, received, dropped as
+    duplicate, dropped by TTL, routed (issue 4, section 4), every type shown."""
+    types = list(dict.fromkeys(TYPE_NAMES.values()))
+    for name in counters:
+        kind = name.split(".", 1)[1] if "." in name else ""
+        if name.startswith(tuple(GNUTELLA_MESSAGE_COUNTERS.values())) and kind not in types:
+            types.append(kind)
+    return {
+        t: {col: counters.get(prefix + t, 0) for col, prefix in GNUTELLA_MESSAGE_COUNTERS.items()}
+        for t in types
+    }
+
 
 
 def shared_file_json(f: SharedFile) -> dict[str, Any]:

@@ -515,6 +515,8 @@ class _scan_progress:
 @click.option("--title", help="Match the title tag only.")
 @click.option("--album", help="Match the album tag only.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--ttl", type=click.IntRange(1, 255), default=None, metavar="N",
+              help="Gnutella: how many hops the query travels (default: the servent's, 4).")
 @json_option
 @click.pass_obj
 def search(
@@ -524,6 +526,7 @@ def search(
     title: str | None,
     album: str | None,
     limit: int,
+    ttl: int | None,
     as_json: bool,
 ) -> None:
     """Search your shares and every peer; results get ids for 'peerlab download ID'."""
@@ -536,7 +539,7 @@ def search(
         field, text = "all", " ".join(words)
     if not text.strip():
         raise ConfigError("what should I search for? (peerlab search WORDS)")
-    results = with_client(env, lambda c: c.search(text, field, limit))
+    results = with_client(env, lambda c: c.search(text, field, limit, ttl=ttl))
     if as_json:
         emit_json(results)
         return
@@ -802,11 +805,16 @@ def clear(env: Env) -> None:
 
 
 @cli.command()
+@click.option("--gnutella", "gnutella", is_flag=True,
+              help="Only Gnutella: connections and per-message-type counters.")
 @json_option
 @click.pass_obj
-def status(env: Env, as_json: bool) -> None:
+def status(env: Env, gnutella: bool, as_json: bool) -> None:
     """What the node is doing."""
     data = with_client(env, lambda c: c.status())
+    if gnutella:
+        gnutella_status(data.get("gnutella"), as_json=as_json)
+        return
     if as_json:
         emit_json(data)
         return
@@ -854,6 +862,47 @@ def status(env: Env, as_json: bool) -> None:
             lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
     for line in lines:
         click.echo(line)
+
+
+def gnutella_status(gnut: dict[str, Any] | None, *, as_json: bool) -> None:
+    """``peerlab status --gnutella``: the servent's connections and, per message
+    type, sent / received / dropped as duplicate / dropped by TTL / routed
+    (issue 4, section 4)."""
+    if gnut is None:
+        raise ConfigError("this node is not on Gnutella (start it with --gnutella HOST:PORT, "
+                          "--gnutella-serve or --gwebcache URL)")
+    if as_json:
+        emit_json(gnut)
+        return
+    conns = gnut.get("connections") or []
+    click.echo(
+        f"gnutella servent {gnut.get('guid')} on {gnut.get('address')}"
+        + (" (firewalled)" if gnut.get("firewalled") else "")
+        + f"; {sum(c.get('state') == 'open' for c in conns)} connection(s) open, "
+        f"{gnut.get('hosts_known')} host(s) known"
+    )
+    links = Table(title="Connections", pad_edge=False)
+    for col in ("Dir", "Address", "State", "Role", "Agent", "In", "Out", "Dropped"):
+        links.add_column(col, justify="right" if col in ("In", "Out", "Dropped") else "left")
+    for c in conns:
+        links.add_row(
+            str(c.get("direction")), str(c.get("address")), str(c.get("state")),
+            str(c.get("role")), str(c.get("user_agent") or ""), str(c.get("messages_in")),
+            str(c.get("messages_out")), str(c.get("dropped")),
+        )  # fmt: skip
+    console.print(links)
+    table = Table(title="Messages", pad_edge=False)
+    columns = ("sent", "received", "dropped_duplicate", "dropped_ttl", "routed")
+    table.add_column("Type")
+    for col in ("Sent", "Received", "Dup dropped", "TTL dropped", "Routed"):
+        table.add_column(col, justify="right")
+    messages: dict[str, dict[str, int]] = gnut.get("messages") or {}
+    for kind, row in messages.items():
+        table.add_row(kind, *(f"{row.get(col, 0):,}" for col in columns))
+    table.add_row("[bold]total", *(
+        f"[bold]{sum(r.get(col, 0) for r in messages.values()):,}" for col in columns
+    ))  # fmt: skip
+    console.print(table)
 
 
 @cli.group(invoke_without_command=True)
