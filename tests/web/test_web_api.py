@@ -362,3 +362,29 @@ def test_serving_beyond_loopback_needs_the_opt_in_and_a_password(tmp_path: Path)
     with pytest.raises(ConfigError, match="PEERLAB_WEB_PORT"):
         WebSettings.from_env({"PEERLAB_WEB_PORT": "eighty"})
     node.catalog.close()
+
+
+async def test_an_extra_web_port_serves_the_same_page(tmp_path: Path) -> None:
+    from webkit import free_port
+
+    extra = free_port()
+    node = FakeNode(tmp_path)
+    ui = WebUI(node, tmp_path, WebSettings(port=extra))  # type: ignore[arg-type]
+    server = ControlServer(node, tmp_path, web_gate=ui)  # type: ignore[arg-type]
+    port = await server.start()
+    try:
+        assert ui.urls(port) == [f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{extra}/"]
+        url = f"http://127.0.0.1:{extra}"
+        async with _session() as s:
+            async with s.post(url + "/login", json={"secret": server.token},
+                              headers={"Origin": url}) as r:
+                assert r.status == 200
+                assert r.headers["Set-Cookie"].startswith(cookie_name(extra) + "=")
+            async with s.get(url + "/api/web/state") as r:
+                assert r.status == 200
+            # The cookie of one port is not a login on the other.
+            async with s.get(f"http://127.0.0.1:{port}/api/web/state") as r:
+                assert r.status == 401
+    finally:
+        await server.close()
+        node.catalog.close()
