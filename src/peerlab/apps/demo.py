@@ -21,7 +21,16 @@ Issue 2, section 6.  The demo
    checks both byte for byte, then kills the first server with SIGKILL and
    shows the peers back on the second, sharing again, and the same search
    answered there;
-6. stops every node and server, removes the temporary folder and exits 0.
+6. then Gnutella (issue 4, section 5): a dozen servents (``peerlab node
+   --gnutella``) on 127.0.0.1, each told only one other at start (its parent
+   in a tree), find more of each other through X-Try and Pongs; the last one
+   searches "lebowski" with TTL 1, which reaches only its neighbours, then
+   with a larger TTL, which reaches every servent, and the message counts of
+   both floods are shown (summed over every servent's counters: ``peerlab
+   status --gnutella``); then the soundtrack file three servents share (one
+   of them firewalled) comes from all three at once, the firewalled one
+   through Push/GIV, checked by SHA-1 against its ``urn:sha1``;
+7. stops every node and server, removes the temporary folder and exits 0.
 
 Ctrl-C (or SIGTERM) at any moment ends it the same way: the node group gets
 SIGTERM, then SIGKILL if it lingers, and every child is waited for.  The
@@ -363,15 +372,25 @@ def sha1_of(path: Path) -> bytes:
     return h.digest()
 
 
-def run_demo(*, nodes: int = 4, keep: bool = False, console: Console | None = None) -> int:
-    """Run the whole demo; returns the exit status (0: a verified multi-source download)."""
+#: The demo's parts, in the order they run (``peerlab demo --only PART``).
+PARTS = ("direct", "napster", "gnutella")
+
+
+def run_demo(
+    *, nodes: int = 4, keep: bool = False, console: Console | None = None,
+    only: str | None = None,
+) -> int:
+    """Run the demo (every part, or ``only`` one of :data:`PARTS`); returns
+    the exit status (0: every download verified)."""
+    if only is not None and only not in PARTS:
+        raise ValueError(f"unknown demo part {only!r} (one of {', '.join(PARTS)})")
     console = console or Console()
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     root = Path(tempfile.mkdtemp(prefix="peerlab-demo-"))
     net: Network | None = None
     try:
         net = Network(root, nodes)
-        _story(net, console)
+        _story(net, console, only)
         return 0
     except Interrupted as e:
         console.print(f"\n[yellow]interrupted ({e}): stopping the nodes[/]")
@@ -395,8 +414,14 @@ def run_demo(*, nodes: int = 4, keep: bool = False, console: Console | None = No
                 signal.signal(s, handler)
 
 
-def _story(net: Network, console: Console) -> None:
+def _story(net: Network, console: Console, only: str | None = None) -> None:
     console.rule("[bold]peerlab demo")
+    if only == "napster":
+        _napster_story(net, console)
+        return
+    if only == "gnutella":
+        _gnutella_story(net, console)
+        return
     console.print(f"Writing tagged MP3 files for {len(net.nodes)} nodes in {net.root} ...")
     net.make_files()
     for node in net.nodes:
@@ -418,7 +443,9 @@ def _story(net: Network, console: Console) -> None:
         console.print(f"  {node.name} listens on 127.0.0.1:{node.peer_port}")
 
     asyncio.run(_search_and_download(net, console, by_port))
-    _napster_story(net, console)
+    if only is None:
+        _napster_story(net, console)
+        _gnutella_story(net, console)
 
 
 async def _search_and_download(net: Network, console: Console, by_port: dict[str, str]) -> None:
@@ -684,3 +711,255 @@ async def _watch_one(
             if time.monotonic() > deadline:
                 raise DemoFailed(f"the download did not finish within {DOWNLOAD_TIMEOUT:g} s")
             await asyncio.sleep(POLL_INTERVAL)
+
+
+# ------------------------------------------------------------------ Gnutella
+
+#: Issue 4, section 5: "a dozen servents".
+GNUTELLA_SERVENTS = 12
+#: The search the lecture's gtk-gnutella screenshot shows.
+GNUTELLA_QUERY = "lebowski"
+#: The floods: TTL 1 reaches the searcher's neighbours only, TTL 2 their
+#: neighbours too; TTL 7 (the hops + TTL cap, ``router.MAX_TTL``) exceeds
+#: the diameter of the starting tree (6), so it reaches every servent.
+GNUTELLA_TTLS = (1, 2, 7)
+#: Upload limit of each Gnutella sharer: the swarmed download takes a few
+#: seconds, so every source (the pushed one too) sends a part.
+GNUTELLA_UPLOAD_RATE = "300K"
+#: Open connections the searcher waits for before it searches (the servent
+#: dials up to 6: ``ServentConfig.target_degree``), so that TTL 1 reaches
+#: several servents but not all.
+GNUTELLA_SEARCHER_DEGREE = 3
+#: The soundtrack, on three servents (one firewalled), and one more track.
+DUDE = Track("The Big Lebowski", "The Man in Me", "Original Soundtrack", "Soundtrack",
+             50.0, 21)
+KINGS = Track("The Big Lebowski", "Hotel California", "Original Soundtrack", "Soundtrack",
+              SMALL_TRACK_SECONDS, 22)
+#: servent number -> (its tracks, firewalled); the searcher is the last one.
+GNUTELLA_SHARES: dict[int, tuple[list[Track], bool]] = {
+    4: ([KINGS], False),
+    8: ([DUDE], False),
+    9: ([DUDE], True),
+    10: ([DUDE, KINGS], False),
+}
+#: Message types and counters shown for each flood.
+_FLOOD_COLUMNS = (
+    ("Query sent", "query", "sent"),
+    ("Query received", "query", "received"),
+    ("dup dropped", "query", "dropped_duplicate"),
+    ("TTL dropped", "query", "dropped_ttl"),
+    ("routed", "query", "routed"),
+    ("QueryHit sent", "query_hit", "sent"),
+    ("QueryHit routed", "query_hit", "routed"),
+)
+
+
+def _gnutella_parent(number: int) -> int:
+    """Servent ``number``'s only known servent at start: its parent in a binary tree."""
+    return number // 2
+
+
+def _gnutella_story(net: Network, console: Console) -> None:
+    """Issue 4, section 5: a dozen servents, TTL-limited floods, a swarmed
+    download with one firewalled source."""
+    console.rule("[bold]Gnutella")
+    servents: list[DemoNode] = []
+    firewalled: set[str] = set()
+    for number in range(1, GNUTELLA_SERVENTS + 1):
+        name = f"g{number:02d}"
+        node = DemoNode(name, net.root / "gnutella" / name / "data",
+                        net.root / "gnutella" / name / "share")
+        node.share_dir.mkdir(parents=True, exist_ok=True)
+        tracks, fw = GNUTELLA_SHARES.get(number, ([], False))
+        for track in tracks:
+            net.place(node, track)
+        if fw:
+            firewalled.add(name)
+        net.nodes.append(node)
+        servents.append(node)
+    console.print(f"Starting {len(servents)} Gnutella servents, each told only one other "
+                  "(its parent in a tree) ...")
+    # Level by level: a servent's parent listens before the servent starts.
+    level = [1]
+    while level:
+        for number in level:
+            node = servents[number - 1]
+            extra = ["--upload-rate", GNUTELLA_UPLOAD_RATE]
+            if number == 1:
+                extra.append("--gnutella-serve")
+            else:
+                parent = servents[_gnutella_parent(number) - 1]
+                extra += ["--gnutella", f"127.0.0.1:{parent.peer_port}"]
+            if node.name in firewalled:
+                extra.append("--gnutella-firewalled")
+            net.start(node, extra)
+        net.wait_ready([servents[n - 1] for n in level])
+        level = [c for n in level for c in (2 * n, 2 * n + 1) if c <= len(servents)]
+    by_port = {f"127.0.0.1:{n.peer_port}": n.name for n in servents}
+    for number, node in enumerate(servents, start=1):
+        told = ("--gnutella-serve (the first)" if number == 1
+                else f"--gnutella {servents[_gnutella_parent(number) - 1].name}")
+        names = ", ".join(t.filename for t in node.tracks)
+        fw_note = " [yellow]firewalled[/]" if node.name in firewalled else ""
+        console.print(f"  [bold]{node.name}[/] 127.0.0.1:{node.peer_port}{fw_note} "
+                      f"knows {told}" + (f"; shares {names}" if names else ""))
+    asyncio.run(_gnutella_session(servents, firewalled, console, by_port, net))
+
+
+async def _gnutella_statuses(nodes: list[DemoNode]) -> dict[str, dict[str, Any]]:
+    """Every servent's ``status`` Gnutella part (``peerlab status --gnutella --json``)."""
+    got = await asyncio.gather(*(_status_async(n.data_dir) for n in nodes))
+    out: dict[str, dict[str, Any]] = {}
+    for node, status in zip(nodes, got, strict=True):
+        gnut = (status or {}).get("gnutella")
+        if gnut is None:
+            raise DemoFailed(f"{node.name} is not on Gnutella:\n{node.log_tail()}")
+        out[node.name] = gnut
+    return out
+
+
+def _grown(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], kind: str, col: str
+) -> int:
+    """How much one message counter grew, summed over every servent."""
+    return sum(
+        after[n]["messages"][kind][col] - before[n]["messages"][kind][col] for n in after
+    )
+
+
+def _neighbours(
+    states: dict[str, dict[str, Any]], by_port: dict[str, str]
+) -> dict[str, list[str]]:
+    """Each servent's open connections, by name.
+
+    A connection names the far servent by its listening address when we
+    dialled it (or it sent ``Listen-IP``); a firewalled servent accepts
+    nothing, so its links are known from its own side only: every link is
+    read from whichever end names the other.
+    """
+    links: dict[str, set[str]] = {name: set() for name in states}
+    for name, gnut in states.items():
+        for c in gnut.get("connections") or []:
+            other = by_port.get(str(c.get("listen") or c.get("address")))
+            if c.get("state") == "open" and other is not None and other in links:
+                links[name].add(other)
+                links[other].add(name)
+    return {name: sorted(others) for name, others in links.items()}
+
+
+async def _gnutella_session(
+    servents: list[DemoNode], firewalled: set[str], console: Console,
+    by_port: dict[str, str], net: Network,
+) -> None:
+    me = servents[-1]
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        neighbours = _neighbours(await _gnutella_statuses(servents), by_port)
+        degrees = {name: len(others) for name, others in neighbours.items()}
+        if min(degrees.values()) >= 1 and degrees[me.name] >= GNUTELLA_SEARCHER_DEGREE:
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the servents did not connect within {START_TIMEOUT:g} s: {degrees}")
+        await asyncio.sleep(POLL_INTERVAL)
+    console.print("\nThrough X-Try headers and Pongs they found each other "
+                  "(each keeps up to 6 connections):")
+    for name, others in neighbours.items():
+        console.print(f"  {name} -- {', '.join(others)}")
+
+    flood = Table(title=f"The query {GNUTELLA_QUERY!r} from {me.name}, summed over all "
+                        f"{len(servents)} servents", pad_edge=False)
+    flood.add_column("TTL", justify="right")
+    flood.add_column("Servents reached", justify="right")
+    flood.add_column("Files found")
+    for label, _, _ in _FLOOD_COLUMNS:
+        flood.add_column(label, justify="right")
+    results: list[dict[str, Any]] = []
+    reached: dict[int, int] = {}
+    async with ControlClient(me.data_dir) as c:
+        for ttl in GNUTELLA_TTLS:
+            before = await _gnutella_statuses(servents)
+            console.print(f"\n[bold]{me.name}[/]: search {GNUTELLA_QUERY!r} --ttl {ttl}")
+            results = [r for r in await c.search(GNUTELLA_QUERY, "all", 50, ttl=ttl)
+                       if r.get("hosts")]
+            after = await _gnutella_statuses(servents)
+            console.print(_gnutella_results(results, by_port))
+            reached[ttl] = sum(
+                after[n]["messages"]["query"]["received"]
+                > before[n]["messages"]["query"]["received"]
+                for n in after if n != me.name
+            )
+            found = sum(len(r["hosts"]) for r in results)
+            flood.add_row(
+                str(ttl), f"{reached[ttl]} of {len(servents) - 1}",
+                f"{len(results)} ({found} sources)",
+                *(f"{_grown(before, after, t, col):,}" for _, t, col in _FLOOD_COLUMNS),
+            )  # fmt: skip
+        console.print()
+        console.print(flood)
+        small, large = GNUTELLA_TTLS[0], GNUTELLA_TTLS[-1]
+        console.print(
+            f"TTL {small} reached {reached[small]} servent(s), TTL {large} reached "
+            f"{reached[large]} of the {len(servents) - 1} others.  Each servent passes a "
+            "Query on to every neighbour but the one it came from while its TTL lasts; a "
+            "copy arriving again by another path is dropped as a duplicate (its GUID is "
+            "known), and Query Hits go back along the path their Query came."
+        )
+        if reached[large] <= reached[small] or reached[large] < len(servents) - 1:
+            raise DemoFailed(f"TTL {large} reached {reached[large]} servent(s), TTL {small} "
+                             f"{reached[small]}: the flood should reach all with the larger")
+
+        dude = next((r for r in results if r["name"] == DUDE.filename), None)
+        if dude is None:
+            raise DemoFailed(f"the search did not find {DUDE.filename}")
+        pushed = [h for h in dude["hosts"] if h.get("push")]
+        if len(dude["hosts"]) < 3 or not pushed:
+            raise DemoFailed(f"{DUDE.filename} was found on {len(dude['hosts'])} servent(s), "
+                             f"{len(pushed)} firewalled; the demo wants 3, one firewalled")
+        console.print(f"\n[bold]{me.name}[/]: download {dude['id']} ({dude['name']}, "
+                      f"{len(dude['hosts'])} sources, "
+                      f"{', '.join(by_port.get(h['host'], h['host']) for h in pushed)} "
+                      "firewalled: a Push goes back along the hit's path and it connects "
+                      "to us with GIV)")
+        started = await c.download(str(dude["id"]))
+        final = await _watch(c, str(started["download"]["id"]), console, by_port, dude["size"])
+    if final.get("status") != "complete":
+        raise DemoFailed(f"Gnutella download ended {final.get('status')}: {final.get('error')}")
+    path = Path(final["path"])
+    ok_hash = sha1_of(path) == parse_sha1_urn(dude["urn"])
+    same = path.read_bytes() == net.original(DUDE).read_bytes()
+    sources = {str(s["address"]): int(s.get("bytes") or 0) for s in final.get("sources", [])}
+    push_bytes = sum(int(s.get("bytes") or 0) for s in final.get("sources", []) if s.get("push"))
+    for addr, n in sources.items():
+        console.print(f"  {by_port.get(addr, addr):>4} sent {n:>10,} bytes")
+    console.print(
+        f"SHA-1 {'[green]matches[/]' if ok_hash else '[red]DOES NOT match[/]'} {dude['urn']}; "
+        f"{'[green]identical[/]' if same else '[red]different[/]'} to the original, byte for byte"
+    )
+    if not ok_hash or not same:
+        raise DemoFailed("the Gnutella download is not the original")
+    used = sum(n > 0 for n in sources.values())
+    if used < 2 or push_bytes <= 0:
+        raise DemoFailed(f"{used} source(s) sent data, {push_bytes} bytes through Push")
+    console.print(f"[bold green]Gnutella: TTL {small} reached {reached[small]} servent(s), "
+                  f"TTL {large} all {reached[large]} others; {dude['size']:,} bytes from {used} "
+                  f"servents at once, {push_bytes:,} of them pushed by a firewalled one[/]")
+
+
+def _gnutella_results(results: list[dict[str, Any]], by_port: dict[str, str]) -> Table:
+    """The gtk-gnutella search pane: file, size, and each source's host,
+    distance (hops) and flags."""
+    table = Table(pad_edge=False)
+    for col in ("ID", "File", "Size", "Sources (hops of the hit, flags)", "urn:sha1"):
+        table.add_column(col, justify="right" if col in ("ID", "Size") else "left")
+    for r in results:
+        hosts = []
+        for h in r["hosts"]:
+            flags = "".join(f for f, on in (("push ", h.get("push")), ("busy ", h.get("busy")),
+                                            ("stable", h.get("stable"))) if on).strip()
+            hosts.append(f"{by_port.get(h['host'], h['host'])} ({h.get('distance')}"
+                         + (f", {flags})" if flags else ")"))
+        table.add_row(str(r["id"]), r["name"], f"{r['size']:,}", ", ".join(hosts),
+                      str(r["urn"]).removeprefix("urn:sha1:")[:12] + "…")
+    if not results:
+        table.add_row("", "(nothing within reach)", "", "", "")
+    return table
