@@ -20,7 +20,7 @@ Public API (used by the torrent and the session)::
         .peer_interested .am_interested .download_rate .upload_rate
         .connected_at .last_block_at .snubbed .unchoke_kind
         .queue_depth(now, queue_time) -> int
-        .flush() .close(reason) .abort(reason) .closing (send nothing more) .closed
+        .flush() .flush_soon() .close(reason) .abort(reason) .closing (send nothing more) .closed
         .status(now) -> PeerStatus
 """
 
@@ -35,7 +35,7 @@ from peerlab.overlays.bittorrent.choker import UnchokeKind
 from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, MIN_REQUEST_QUEUE
 from peerlab.overlays.bittorrent.rate import RateMeter
 from peerlab.proto.peer import ConnectionState, PeerConnection
-from peerlab.runtime.base import Address, Connecting, Stream
+from peerlab.runtime.base import Address, Connecting, Stream, Timer
 from peerlab.runtime.driver import StreamDriver
 from peerlab.storage.pieces import PieceBits
 from peerlab.wire.peer import BLOCK_SIZE, Request
@@ -132,6 +132,8 @@ class PeerLink:
         self.up = RateMeter(now)
         self.last_block_at: float | None = None
         self.waiting_since: float | None = None  # requests outstanding, no block since
+        self.blocks_since_fill = 0  # blocks received since the pipeline was topped up
+        self.fill_every = 1  # ... and how many drain before it is topped up again
         self.unchoke_kind: UnchokeKind | None = None
         self.uploaded_by_kind: Counter[UnchokeKind] = Counter()
         self.hash_failures = 0
@@ -146,6 +148,7 @@ class PeerLink:
         self.refused_checked_at = now
         self.was_unchoked = False
         self._connecting: Connecting | None = None
+        self._flush_timer: Timer | None = None
         self.half_open = False  # counted in the session's dials in flight
         self.candidate: Any = None  # the torrent's address record we dialled
         self.announced_pieces = False  # our pieces were told (bitfield or haves)
@@ -211,6 +214,16 @@ class PeerLink:
     def flush(self) -> None:
         if not self.closed:
             self.driver.flush()
+
+    def flush_soon(self) -> None:
+        """Flush once the current burst of callbacks is over (blocks read
+        from disk arrive one by one; they leave in one write)."""
+        if self._flush_timer is None and not self.closed:
+            self._flush_timer = self.runtime.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_timer = None
+        self.flush()
 
     def close(self, reason: str) -> None:
         """Close after sending what is queued."""

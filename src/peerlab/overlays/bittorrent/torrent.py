@@ -126,8 +126,8 @@ __all__ = ["Torrent", "TorrentState", "TorrentStatus"]
 #: after they disconnect; the oldest are forgotten beyond this.
 MAX_UPLOAD_RECORDS = 1024
 #: Seconds between two rechokes triggered by interest changes (the regular
-#: ones come every ``rechoke_interval``): unchoking a newcomer into a free
-#: slot need not wait 10 s, and a burst of changes costs one rechoke.
+#: ones come every ``rechoke_interval`` besides): unchoking a newcomer into a
+#: free slot need not wait 10 s, and a burst of changes costs one rechoke.
 MIN_RECHOKE_GAP = 1.0
 #: Seconds between connection attempts to one address, doubled per failure.
 RECONNECT_DELAY = 30.0
@@ -240,7 +240,7 @@ class Torrent:
         self._started_as_seed = False
         self._tick_timer: Timer | None = None
         self._next_rechoke = 0.0
-        self._last_rechoke = float("-inf")
+        self._last_triggered = float("-inf")
         self._rechoke_pending: Timer | None = None
         self._fetcher = MetadataFetcher(info_hash) if info is None else None
         self.announcer = Announcer(
@@ -736,7 +736,9 @@ class Torrent:
     # -- downloading
 
     def _fill(self, link: PeerLink) -> None:
-        """Keep the request pipeline to ``link`` full."""
+        """Keep the request pipeline to ``link`` full: top it up to the
+        queue depth once a quarter of it has drained."""
+        link.blocks_since_fill = 0
         picker = self.picker
         if picker is None or self.state is not TorrentState.DOWNLOADING or link.closing:
             return
@@ -745,9 +747,11 @@ class Torrent:
             return
         now = self.runtime.now()
         depth = link.queue_depth(now, self.config.request_queue_time)
-        out = link.requests_out
-        want = min(depth - out, m.request_slots)
-        if want <= 0 or (out and want < max(1, depth // 4)):
+        slots = m.request_slots
+        out = min(m.config.max_requests, m.peer_reqq) - slots
+        link.fill_every = max(1, depth // 4)
+        want = min(depth - out, slots)
+        if want <= 0 or (out and want < link.fill_every):
             return
         blocks = picker.pick(link, None if link.seed else link.bits, want)
         if not blocks:
@@ -771,7 +775,8 @@ class Torrent:
         store = self.store
         block = (ev.index, ev.begin, n)
         result = picker.received(link, block) if picker is not None else None
-        link.waiting_since = now if link.requests_out else None
+        link.waiting_since = now
+        link.blocks_since_fill += 1
         if result is None or store is None:
             self.wasted += n
             self._count("wasted_bytes", n)
@@ -786,7 +791,8 @@ class Torrent:
         store.put_block(ev.index, ev.begin, ev.block)
         if result.piece_complete:
             store.submit(ev.index, self._piece_done)
-        self._fill(link)
+        if link.blocks_since_fill >= link.fill_every:
+            self._fill(link)
 
     def _piece_done(self, index: int, ok: bool, error: StorageError | None) -> None:
         store = self.store
@@ -871,6 +877,11 @@ class Torrent:
             if m.fast:
                 m.reject_request(ev.index, ev.begin, ev.length)
             return
+        cached = store.read_cached(ev.index, ev.begin, ev.length)
+        if cached is not None and not link.serve_queue and link.writable:
+            # the driver flushes once after this batch of events
+            self._send_block(link, ev, cached)
+            return
         link.reads_in_flight += 1
         store.read_block(
             ev.index,
@@ -893,7 +904,7 @@ class Torrent:
             link.serve_queue.append((req, data))
             return
         self._send_block(link, req, data)
-        link.flush()
+        link.flush_soon()
 
     def _send_block(self, link: PeerLink, req: Request, data: bytes) -> None:
         if not link.machine.send_piece(req.index, req.begin, data):
@@ -930,7 +941,8 @@ class Torrent:
         """Rechoke now-ish (a slot freed, or an interested peer may take a
         free one), at most once per :data:`MIN_RECHOKE_GAP`."""
         if self._rechoke_pending is None and self.running:
-            when = max(self.runtime.now(), self._last_rechoke + MIN_RECHOKE_GAP)
+            when = max(self.runtime.now(), self._last_triggered + MIN_RECHOKE_GAP)
+            self._last_triggered = when
             self._rechoke_pending = self.runtime.call_at(when, self._rechoke_now)
 
     def _slot_free(self) -> bool:
@@ -947,7 +959,6 @@ class Torrent:
             return
         now = self.runtime.now()
         self._next_rechoke = now + self.config.choker.rechoke_interval
-        self._last_rechoke = now
         peers = [link for link in self.links if not link.closing]
         decisions = self.choker.rechoke(peers, now, seeding=self.state is TorrentState.SEEDING)
         for link in peers:
