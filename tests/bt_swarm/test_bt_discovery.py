@@ -34,7 +34,7 @@ def test_a_magnet_link_alone_is_enough() -> None:
 
 
 def test_peers_learn_each_other_through_pex() -> None:
-    world = SimWorld(22)
+    world = SimWorld(22, up=100_000.0)  # slow enough to last a few PEX rounds
     data = content(512 * KIB, b"pex")
     info = single_file(data, 16 * KIB)
     seeder, _, _ = session(world, "seed", storage="memory", pex_interval=5.0)

@@ -60,7 +60,7 @@ Public API (the node calls these through :class:`~.session.Session`)::
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -125,9 +125,11 @@ __all__ = ["Torrent", "TorrentState", "TorrentStatus"]
 #: Peers whose upload tally (bytes we sent them, by unchoke kind) is kept
 #: after they disconnect; the oldest are forgotten beyond this.
 MAX_UPLOAD_RECORDS = 1024
-#: Seconds between two rechokes triggered by interest changes (the regular
-#: ones come every ``rechoke_interval`` besides): unchoking a newcomer into a
-#: free slot need not wait 10 s, and a burst of changes costs one rechoke.
+#: Rechokes triggered by interest changes (the regular ones come every
+#: ``rechoke_interval`` besides) run at once, at most this many per
+#: ``MIN_RECHOKE_GAP`` seconds: unchoking a newcomer into a free slot need not
+#: wait 10 s, and a peer flapping its interest costs a few rechokes a second.
+TRIGGERED_RECHOKES = 4
 MIN_RECHOKE_GAP = 1.0
 #: Seconds between connection attempts to one address, doubled per failure.
 RECONNECT_DELAY = 30.0
@@ -240,7 +242,7 @@ class Torrent:
         self._started_as_seed = False
         self._tick_timer: Timer | None = None
         self._next_rechoke = 0.0
-        self._last_triggered = float("-inf")
+        self._triggered: deque[float] = deque(maxlen=TRIGGERED_RECHOKES)
         self._rechoke_pending: Timer | None = None
         self._fetcher = MetadataFetcher(info_hash) if info is None else None
         self.announcer = Announcer(
@@ -941,8 +943,12 @@ class Torrent:
         """Rechoke now-ish (a slot freed, or an interested peer may take a
         free one), at most once per :data:`MIN_RECHOKE_GAP`."""
         if self._rechoke_pending is None and self.running:
-            when = max(self.runtime.now(), self._last_triggered + MIN_RECHOKE_GAP)
-            self._last_triggered = when
+            recent = self._triggered
+            now = self.runtime.now()
+            when = now
+            if len(recent) == recent.maxlen and recent[0] > now - MIN_RECHOKE_GAP:
+                when = recent[0] + MIN_RECHOKE_GAP
+            recent.append(when)
             self._rechoke_pending = self.runtime.call_at(when, self._rechoke_now)
 
     def _slot_free(self) -> bool:
