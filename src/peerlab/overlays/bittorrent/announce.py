@@ -18,8 +18,8 @@ Public API::
         .start()                  # event=started
         .completed()              # event=completed
         .stop(done)               # event=stopped; done() once answered or timed out
-        .trackers -> list[TrackerStatus-like dicts]
-        .close()
+        .trackers -> list[TrackerStatus]
+        .close() .closed
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from peerlab.errors import ConfigError, PeerlabError
+from peerlab.errors import ConfigError, LocalProtocolError, PeerlabError
 from peerlab.overlays.bittorrent.config import ANNOUNCE_RETRY_MAX, ANNOUNCE_RETRY_MIN
 from peerlab.overlays.tracker.client import Pending, announce
 from peerlab.runtime.base import Address, Runtime, Timer
@@ -103,6 +103,11 @@ class Announcer:
         self._closed = False
         self._stop_done: Callable[[], None] | None = None
         self._queued: AnnounceEvent | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Stopped for good (a torrent started again makes a new announcer)."""
+        return self._closed
 
     @property
     def trackers(self) -> list[TrackerStatus]:
@@ -202,7 +207,8 @@ class Announcer:
                 timeout=timeout or self.timeout,
                 max_retransmissions=UDP_RETRANSMISSIONS,
             )
-        except ConfigError as exc:
+        except (ConfigError, LocalProtocolError) as exc:
+            # a URL we cannot use, or a request it cannot carry: that tracker fails
             self._answered(tracker, event, None, exc)
             return
         handle_box[0] = handle

@@ -23,7 +23,7 @@ Public API::
         .remove_torrent(info_hash, done=None)
         .torrent(info_hash) -> Torrent | None     .torrents -> list[Torrent]
         .status() -> SessionStatus                .counters
-        .peer_id .listen_address .listen_port
+        .peer_id .listen_address .listen_port .announce_port
         .on_metadata: list[Callable[[Torrent, Info], None]]   # a magnet's info arrived
 
 Observer counters are named ``bt.<counter>`` (the torrent's counters,
@@ -58,6 +58,8 @@ __all__ = ["Session", "SessionStatus"]
 _PEER_ID_CHARS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 #: Suffixes of the files kept per torrent in ``state_dir``.
 RESUME_SUFFIX = ".resume"
+#: The port announced by a session that does not listen.
+DEFAULT_ANNOUNCE_PORT = 6881
 INFO_SUFFIX = ".info"
 
 
@@ -100,6 +102,7 @@ class Session:
         self._links: dict[PeerLink, None] = {}
         self._half_open = 0
         self._listener: Listener | None = None
+        self._announce_port = DEFAULT_ANNOUNCE_PORT
         self._closed = False
 
     def _peer_config(self, listen_port: int | None) -> PeerConfig:
@@ -123,6 +126,7 @@ class Session:
         if self._listener is not None or cfg.listen_port is None:
             return
         self._listener = self.runtime.listen((cfg.listen_host, cfg.listen_port), self._incoming)
+        self._announce_port = self._listener.address[1]
         self.peer_config = replace(self.peer_config, listen_port=self._listener.address[1])
         self.runtime.observer.event("bt.listening", address=self._listener.address)
 
@@ -133,6 +137,13 @@ class Session:
     @property
     def listen_port(self) -> int | None:
         return self._listener.address[1] if self._listener is not None else None
+
+    @property
+    def announce_port(self) -> int:
+        """The port trackers are told (BEP 3 ``port``): the listener's, kept
+        after it closed (for the ``stopped`` announce); 6881, BitTorrent's
+        classic port, when we never listened (nobody can dial us then)."""
+        return self._announce_port
 
     def close(self, done: Callable[[], None] | None = None) -> None:
         """Stop every torrent (each announces ``stopped``), then unbind."""

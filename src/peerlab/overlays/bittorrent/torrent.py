@@ -245,9 +245,13 @@ class Torrent:
         self._triggered: deque[float] = deque(maxlen=TRIGGERED_RECHOKES)
         self._rechoke_pending: Timer | None = None
         self._fetcher = MetadataFetcher(info_hash) if info is None else None
-        self.announcer = Announcer(
+        self._tiers = [list(tier) for tier in tiers]
+        self.announcer = self._new_announcer()
+
+    def _new_announcer(self) -> Announcer:
+        return Announcer(
             self.runtime,
-            tiers,
+            self._tiers,
             self._announce_request,
             lambda peers: self.add_peers(peers, source="tracker"),
             timeout=self.config.announce_timeout,
@@ -300,6 +304,8 @@ class Torrent:
         if self.running:
             return
         self.error = None
+        if self.announcer.closed:
+            self.announcer = self._new_announcer()  # started again after a stop
         self._tick_timer = self.runtime.call_later(self.config.tick_interval, self._tick)
         if self.info is None:
             self._set_state(TorrentState.METADATA)
@@ -1210,7 +1216,7 @@ class Torrent:
         return AnnounceRequest(
             info_hash=self.info_hash,
             peer_id=self.session.peer_id,
-            port=self.session.listen_port or 0,
+            port=self.session.announce_port,
             uploaded=self.uploaded,
             downloaded=self.downloaded,
             left=left,
