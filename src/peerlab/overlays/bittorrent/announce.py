@@ -119,7 +119,8 @@ class Announcer:
         ]
 
     def start(self) -> None:
-        if not self._tiers or self._closed:
+        """Announce ``started`` (once; later calls do nothing)."""
+        if not self._tiers or self._closed or self._started:
             return
         self._started = True
         self._announce(AnnounceEvent.STARTED)

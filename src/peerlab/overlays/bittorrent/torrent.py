@@ -89,7 +89,14 @@ from peerlab.overlays.bittorrent.peer import PeerLink, PeerStatus
 from peerlab.overlays.bittorrent.picker import PickerConfig, PiecePicker
 from peerlab.proto.peer import ConnectionClosed, RequestsDropped
 from peerlab.runtime.base import Address, Timer
-from peerlab.storage.pieces import FileStorage, MemoryStorage, PieceBits, PieceStore, Storage
+from peerlab.storage.pieces import (
+    FileLayout,
+    FileStorage,
+    MemoryStorage,
+    PieceBits,
+    PieceStore,
+    Storage,
+)
 from peerlab.wire.metainfo import Info
 from peerlab.wire.peer import (
     METADATA_PIECE_SIZE,
@@ -347,8 +354,6 @@ class Torrent:
         self.announcer.stop(lambda: None)
 
     def _make_storage(self, info: Info) -> Storage:
-        from peerlab.storage.pieces import FileLayout
-
         layout = FileLayout(info)
         if self.config.storage == "memory":
             return MemoryStorage(layout, self._data)
