@@ -116,3 +116,21 @@ def test_private_torrents_stay_out_of_pex() -> None:
     assert world.run_until(lambda: a.complete and b.complete, 60)
     assert seed.counters["pex_sent"] == 0
     assert a.counters["peers_from_pex"] == b.counters["peers_from_pex"] == 0
+
+
+def test_announces_follow_the_tracker_interval() -> None:
+    world = SimWorld(35)
+    trt = world.new_runtime("tracker")
+    tracker = Tracker(trt, TrackerConfig(host=world.host(trt), interval=30, min_interval=20,
+                                         udp_port=None))
+    tracker.start()
+    data = content(32 * KIB, b"interval")
+    info = single_file(data, 16 * KIB)
+    seeder, _, _ = session(world, "seed", storage="memory")
+    seed = seeder.add_torrent(metainfo(info, [tracker.announce_url or ""]), data=data,
+                              seed_mode=True)
+    world.run_for(100.0)
+    (tr,) = seed.status().trackers
+    # started at 0, then every 30 s: 30, 60, 90
+    assert tr.announces == 4 and tr.failures == 0
+    assert tracker.swarm(info.info_hash) is not None
