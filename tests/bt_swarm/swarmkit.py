@@ -65,9 +65,15 @@ def metainfo(info: Info, trackers: Sequence[str] = ()) -> Metainfo:
     return Metainfo.create(info, trackers=[[t] for t in trackers])
 
 
-def session(world: World, name: str, **cfg: Any) -> tuple[Session, Runtime, RecordingObserver]:
+def session(world: World, name: str, *, link: dict[str, float] | None = None,
+            **cfg: Any) -> tuple[Session, Runtime, RecordingObserver]:
+    """A started session on a new host; ``link`` overrides a simulated host's
+    link figures (``up``, ``down``, ``latency``)."""
     obs = RecordingObserver()
-    rt = world.new_runtime(name, observer=obs)
+    if link:
+        rt = world.new_runtime(name, observer=obs, **link)  # type: ignore[call-arg]
+    else:
+        rt = world.new_runtime(name, observer=obs)
     cfg.setdefault("listen_host", world.host(rt))
     s = Session(rt, SessionConfig(**cfg))
     s.start()

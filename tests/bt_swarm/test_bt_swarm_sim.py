@@ -112,3 +112,25 @@ def test_the_same_seed_gives_the_same_swarm() -> None:
         return swarm.world.sim.trace_digest(), [t.uploaded for t in swarm.leechers]
 
     assert run() == run()
+
+
+def test_a_slow_peer_leaves_no_hole() -> None:
+    world = SimWorld(12)
+    data = content(512 * KIB, b"slow")
+    info = single_file(data, 16 * KIB)
+    slow, _, _ = session(world, "slow", storage="memory", link={"up": 4_000.0})
+    fast, _, _ = session(world, "fast", storage="memory", link={"up": 1_000_000.0})
+    slow.add_torrent(info, data=data, seed_mode=True)
+    fast_seed = fast.add_torrent(info, data=data, seed_mode=True)
+    leecher, _, _ = session(world, "leech", storage="memory")
+    t = leecher.add_torrent(info, peers=[slow.listen_address])  # type: ignore[list-item]
+    world.run_for(2.0)  # the slow seed gets a head start: requests pile up there
+    t.add_peers([fast.listen_address])  # type: ignore[list-item]
+    start = world.sim.now
+    assert world.run_until(lambda: t.complete, 300)
+    # the slow seed alone would need 130 s; its requests were taken back
+    # (timed out, or duplicated in endgame and cancelled)
+    assert world.sim.now - start < 60
+    assert t.counters["request_timeouts"] + t.counters["cancels_sent"] > 0
+    assert fast_seed.uploaded > 0.8 * len(data)
+    assert t.store is not None and t.store.storage.read(0, len(data)) == data
