@@ -54,17 +54,18 @@ Public API
         .mark_all_verified()                   # we made the files ourselves (seeding)
         .put_block(index, begin, data) -> bool # True: the piece is whole, submit it
         .drop_piece(index)                     # forget a partial piece's buffer
-        .submit(index, done)                   # hash, write if good; done(index, ok)
+        .submit(index, done)                   # hash, write if good; done(index, ok, error)
         .buffered_bytes / .buffer_room(piece_size) -> bool
         .read_block(index, begin, length, done)   # done(data | None, exc | None)
         .read_cached(index, begin, length) -> bytes | None   # at once, from the cache
-        .save_resume() / .close(done=None)
+        .save_resume() / .close()
         .counters                               # Counter: verified, failed, bytes_written...
 
 Counters go to ``runtime.observer`` under ``observer_prefix`` too:
 ``verified``, ``hash_failed``, ``bytes_written``, ``bytes_read``,
-``read_cache_hits``, ``resume_saves``, ``resume_trusted``, ``rechecked``,
-``recheck_found``, ``storage_errors``.
+``resume_saves``, ``resume_trusted``, ``rechecked``, ``recheck_found``,
+``storage_errors``; ``read_cache_hits`` (the seeding hot path) is kept in
+:attr:`PieceStore.counters` only.
 
 Errors from the disk raise (or are delivered as) :class:`~peerlab.errors.StorageError`.
 """
@@ -863,7 +864,7 @@ class PieceStore:
         cached = self._cache.get(index)
         if cached is not None:
             self._cache.move_to_end(index)
-            self._count("read_cache_hits")
+            self.counters["read_cache_hits"] += 1
             block = cached[begin : begin + length]
             self.runtime.call_soon(lambda: done(block, None))
             return

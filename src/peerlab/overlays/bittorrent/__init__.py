@@ -20,6 +20,7 @@ Public API (stable), re-exported here::
     Torrent                                                        # .torrent
         .start() .stop(done=None) .add_peers(addresses) .status() -> TorrentStatus
         .piece_map() .state (TorrentState) .info .info_hash .counters .on_change
+        .uploaded_to(peer_id) -> {"regular" | "optimistic" | "seeding": bytes}
     TorrentStatus, PeerStatus, SessionStatus, TrackerStatus        # frozen dataclasses
     Choker(ChokerConfig, rng), ChokerConfig, UnchokeKind, NeverUnchoke  # .choker
     PiecePicker(...), PickerConfig                                 # .picker
