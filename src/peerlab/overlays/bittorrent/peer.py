@@ -30,7 +30,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from peerlab.errors import NetworkError
+from peerlab.errors import NetworkError, ProtocolError
 from peerlab.overlays.bittorrent.choker import UnchokeKind
 from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, MIN_REQUEST_QUEUE
 from peerlab.overlays.bittorrent.rate import RateMeter
@@ -266,12 +266,18 @@ class PeerLink:
     def _on_event(self, event: Any) -> None:
         if self.closing:
             return
-        torrent = self.torrent
-        if not self.established:
-            self.session._link_handshake(self, event)
-            return
-        if torrent is not None:
-            torrent._peer_event(self, event)
+        try:
+            if not self.established:
+                self.session._link_handshake(self, event)
+            elif self.torrent is not None:
+                self.torrent._peer_event(self, event)
+        except ProtocolError as exc:
+            # the peer broke a rule our checks found late, or we tried to
+            # send what the connection's state forbids: this connection pays
+            self.runtime.observer.event(
+                "bt.connection_error", address=self.address, error=str(exc)
+            )
+            self.abort(str(exc))
 
     def _on_closed(self, exc: Exception | None) -> None:
         if self.closed:
