@@ -28,6 +28,12 @@ lt: Any = pytest.importorskip("libtorrent", reason="libtorrent (PyPI) is a test 
 STEP_S = 30.0
 
 
+
+#: libtorrent keeps BEP 15 connection ids process-wide per tracker address, and
+#: every test's tracker answers at 127.0.0.1: they share one key, as trackers
+#: behind one address must (tests/bt_tracker uses the same value).
+SHARED_SECRET = b"peerlab tests: trackers at 127.0.0.1 share this key"[:32]
+
 @pytest.fixture
 def world() -> Iterator[RealWorld]:
     w = RealWorld()
@@ -128,7 +134,9 @@ def test_peerlab_finds_a_libtorrent_seed_through_our_tracker(
     world: RealWorld, tmp_path: Path, lt_peer: LtPeer
 ) -> None:
     rt = world.new_runtime("tracker")
-    tracker = Tracker(rt, TrackerConfig(host="127.0.0.1", interval=60))
+    tracker = Tracker(
+        rt, TrackerConfig(host="127.0.0.1", interval=60, connection_secret=SHARED_SECRET)
+    )
     tracker.start()
     assert tracker.announce_url is not None
     data = content(700_000)
@@ -156,7 +164,9 @@ def test_libtorrent_downloads_from_a_peerlab_seed_found_through_our_udp_tracker(
     world: RealWorld, tmp_path: Path, lt_peer: LtPeer
 ) -> None:
     rt = world.new_runtime("tracker")
-    tracker = Tracker(rt, TrackerConfig(host="127.0.0.1", interval=60))
+    tracker = Tracker(
+        rt, TrackerConfig(host="127.0.0.1", interval=60, connection_secret=SHARED_SECRET)
+    )
     tracker.start()
     assert tracker.udp_url is not None
     data = content(900_000, b"udp")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -123,17 +122,21 @@ def world() -> Iterator[RealWorld]:
     w.close()
 
 
+#: libtorrent keeps BEP 15 connection ids process-wide per tracker address, and
+#: every test's tracker answers at 127.0.0.1: they share one key, as trackers
+#: behind one address must (tests/bt_swarm uses the same value).
+SHARED_SECRET = b"peerlab tests: trackers at 127.0.0.1 share this key"[:32]
+
+
 @pytest.mark.parametrize("scheme", ["http", "udp"])
 def test_libtorrent_swarm_meets_through_our_tracker(
     scheme: str, world: RealWorld, tmp_path: Path
 ) -> None:
     obs = RecordingObserver()
     rt = world.new_runtime("tracker", observer=obs)
-    # A loopback address of its own per test: libtorrent keeps BEP 15
-    # connection ids process-wide per tracker address, so a tracker from an
-    # earlier test on 127.0.0.1 could leave it holding an id ours refuses.
-    host = f"127.0.0.{2 + zlib.crc32(str(tmp_path).encode()) % 250}"
-    tracker = Tracker(rt, TrackerConfig(host=host, interval=60))
+    tracker = Tracker(
+        rt, TrackerConfig(host="127.0.0.1", interval=60, connection_secret=SHARED_SECRET)
+    )
     tracker.start()
     url = tracker.announce_url if scheme == "http" else tracker.udp_url
     assert url is not None
@@ -198,6 +201,10 @@ def test_libtorrent_swarm_meets_through_our_tracker(
     events = sorted(f["event"] for f in obs.named("tracker.peer_event"))
     assert events == ["completed", "started", "started", "stopped", "stopped"]
     if scheme == "udp":
-        assert counters["tracker.udp_scrapes"] >= 1 and counters["tracker.udp_connects"] >= 1
+        # libtorrent may reuse a connection id that an earlier test's tracker
+        # minted (same address, shared key): a connect is not certain here,
+        # but every id it used must have been one we accept.
+        assert counters["tracker.udp_scrapes"] >= 1
+        assert counters["tracker.udp_bad_connection_id"] == 0
     else:
         assert counters["tracker.scrapes"] >= 1

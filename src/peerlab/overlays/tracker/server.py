@@ -238,6 +238,10 @@ class TrackerConfig:
     max_http_connections: int = MAX_HTTP_CONNECTIONS
     http_idle_timeout: float = HTTP_IDLE_TIMEOUT_S
     server_name: str = "peerlab-tracker"
+    #: Key of the BEP 15 connection ids.  Trackers answering at one address
+    #: (several processes behind one IP) must share it, since clients keep a
+    #: connection id per tracker address; ``None`` draws one from the rng.
+    connection_secret: bytes | None = None
 
     def __post_init__(self) -> None:
         for name in ("http_port", "udp_port"):
@@ -851,7 +855,9 @@ class Tracker:
         self.config = config or TrackerConfig()
         self.store = store
         self.table = SwarmTable(self.config)
-        self._secret = runtime.rng.getrandbits(256).to_bytes(32, "big")
+        self._secret = self.config.connection_secret or runtime.rng.getrandbits(256).to_bytes(
+            32, "big"
+        )
         self._listener: Listener | None = None
         self._endpoint: DatagramEndpoint | None = None
         self._handlers: set[_HttpHandler] = set()
