@@ -58,14 +58,12 @@ from peerlab.errors import (
     PeerlabError,
     RemoteProtocolError,
 )
-from peerlab.proto.http import ClientConnection, Data, EndOfMessage, Headers, Request, Response
+from peerlab.overlays.httpget import HttpGet
+from peerlab.proto.http import Headers, Request
 from peerlab.runtime.base import (
     Address,
-    BaseStreamHandler,
-    Connecting,
     DatagramEndpoint,
     Runtime,
-    Stream,
     Timer,
 )
 from peerlab.wire.tracker import (
@@ -186,8 +184,13 @@ def parse_tracker_url(url: str) -> TrackerURL:
 # --------------------------------------------------------------------- HTTP
 
 
-class HttpTrackerRequest(BaseStreamHandler):
+class HttpTrackerRequest(HttpGet):
     """One HTTP announce or scrape on a fresh connection."""
+
+    closed_message = "tracker closed the connection before replying"
+    failed_prefix = "tracker reply failed"
+    too_large_message = "tracker reply too large"
+    cancelled_message = "tracker request cancelled"
 
     def __init__(
         self,
@@ -198,105 +201,29 @@ class HttpTrackerRequest(BaseStreamHandler):
         done: Callable[[Any, Exception | None], None],
         timeout: float,
     ) -> None:
-        self.runtime = runtime
         self.url = url
         self._parse = parse
-        self._done: Callable[[Any, Exception | None], None] | None = done
-        self.conn = ClientConnection()
-        self.body = bytearray()
-        self.status: int | None = None
-        self.stream: Stream | None = None
+        self._done = done
+        self.timeout_message = f"tracker {url.host}:{url.port} did not answer in time"
         sep = "&" if "?" in url.target else "?"
         host = f"[{url.host}]" if ":" in url.host else url.host
-        self.conn.send_request(
-            Request(
-                "GET",
-                url.target + sep + query,
-                Headers(
-                    [
-                        ("Host", f"{host}:{url.port}"),
-                        ("User-Agent", USER_AGENT),
-                        ("Accept-Encoding", "identity"),
-                        ("Connection", "close"),
-                    ]
-                ),
-            )
+        request = Request(
+            "GET",
+            url.target + sep + query,
+            Headers(
+                [
+                    ("Host", f"{host}:{url.port}"),
+                    ("User-Agent", USER_AGENT),
+                    ("Accept-Encoding", "identity"),
+                    ("Connection", "close"),
+                ]
+            ),
         )
-        self._timer: Timer | None = runtime.call_later(timeout, self._timed_out)
-        self._connecting: Connecting | None = runtime.connect(url.address, self, timeout=timeout)
+        super().__init__(
+            runtime, url.address, request, timeout=timeout, max_body=MAX_HTTP_REPLY_BYTES
+        )
 
-    def cancel(self) -> None:
-        self._finish(None, NetworkError("tracker request cancelled"))
-
-    def _finish(self, result: Any, exc: Exception | None) -> None:
-        done, self._done = self._done, None
-        if done is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.stream is not None:
-            if exc is None:
-                self.stream.close()
-            else:
-                self.stream.abort()
-        elif self._connecting is not None:
-            self._connecting.cancel()
-        done(result, exc)
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        where = f"{self.url.host}:{self.url.port}"
-        self._finish(None, NetworkError(f"tracker {where} did not answer in time"))
-
-    def _guard(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except PeerlabError as exc:
-            self._finish(None, exc)
-        except Exception as exc:  # the handler boundary: report, never raise
-            self._finish(None, RemoteProtocolError(f"tracker reply failed: {exc!r}"))
-
-    def connection_made(self, stream: Stream) -> None:
-        self.stream = stream
-        self._connecting = None
-        if self._done is None:
-            stream.abort()
-            return
-        self._guard(lambda: stream.write(self.conn.data_to_send()))
-
-    def connection_failed(self, exc: NetworkError) -> None:
-        self._connecting = None
-        self._finish(None, exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._guard(lambda: self._events(self.conn.receive_data(data)))
-
-    def eof_received(self) -> None:
-        self._guard(lambda: self._events(self.conn.receive_eof()))
-
-    def connection_lost(self, exc: NetworkError | None) -> None:
-        self.stream = None
-        self._finish(None, exc or NetworkError("tracker closed the connection before replying"))
-
-    def _events(self, events: list[Any]) -> None:
-        for ev in events:
-            if self._done is None:
-                return
-            if isinstance(ev, Response):
-                self.status = ev.status
-                length = ev.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > MAX_HTTP_REPLY_BYTES:
-                    raise RemoteProtocolError("tracker reply too large")
-            elif isinstance(ev, Data):
-                self.body += ev.data
-                if len(self.body) > MAX_HTTP_REPLY_BYTES:
-                    raise RemoteProtocolError("tracker reply too large")
-            elif isinstance(ev, EndOfMessage):
-                self._complete()
-
-    def _complete(self) -> None:
-        body = bytes(self.body)
+    def on_body(self, body: bytes) -> Any:
         if self.status != 200:
             # Some trackers put a failure reason in an error response.
             try:
@@ -309,7 +236,10 @@ class HttpTrackerRequest(BaseStreamHandler):
             result = self._parse(body)
         if isinstance(result, TrackerFailure):
             raise TrackerRefused(result.reason, result.retry_in)
-        self._finish(result, None)
+        return result
+
+    def deliver(self, result: Any, exc: Exception | None) -> None:
+        self._done(result, exc)
 
 
 def http_announce(

@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from peerlab.errors import NetworkError, PeerlabError, RemoteProtocolError
+from peerlab.errors import RemoteProtocolError
+from peerlab.overlays.httpget import HttpGet
 from peerlab.proto.http import (
-    ClientConnection,
-    Data,
-    EndOfMessage,
     Headers,
     Request,
     Response,
 )
-from peerlab.runtime.base import Address, BaseStreamHandler, Connecting, Runtime, Stream, Timer
+from peerlab.runtime.base import Address, Runtime
 from peerlab.wire.urn import parse_sha1_urn, unb32
 
 #: Largest browse answer read: a full listing (server cap 1000 files) with
@@ -147,9 +145,14 @@ def parse_browse(body: bytes, address: Address) -> list[RemoteFile]:
 BrowseDone = Callable[[list[RemoteFile] | None, Exception | None], None]
 
 
-class BrowseRequest(BaseStreamHandler):
+class BrowseRequest(HttpGet):
     """One browse in flight; :meth:`cancel` abandons it (``done`` is then
     called with a :class:`NetworkError`)."""
+
+    closed_message = "connection closed before the browse answer"
+    failed_prefix = "browse failed"
+    too_large_message = "browse answer too large"
+    cancelled_message = "browse cancelled"
 
     def __init__(
         self,
@@ -160,105 +163,31 @@ class BrowseRequest(BaseStreamHandler):
         done: BrowseDone,
         timeout: float,
     ) -> None:
-        self.runtime = runtime
-        self.address = address
-        self._done: BrowseDone | None = done
-        self.conn = ClientConnection()
-        self.body = bytearray()
-        self.status: int | None = None
-        self.stream: Stream | None = None
+        self._done = done
+        self.timeout_message = f"browse of {address[0]}:{address[1]} timed out"
         target = "/browse?" + urlencode({"q": query, "limit": str(max(0, int(limit)))})
-        self.conn.send_request(
-            Request(
-                "GET",
-                target,
-                Headers([("Host", f"{address[0]}:{address[1]}"), ("Connection", "close")]),
-            )
+        request = Request(
+            "GET",
+            target,
+            Headers([("Host", f"{address[0]}:{address[1]}"), ("Connection", "close")]),
         )
-        self._timer: Timer | None = runtime.call_later(timeout, self._timed_out)
-        self._connecting: Connecting | None = runtime.connect(address, self, timeout=timeout)
+        super().__init__(runtime, address, request, timeout=timeout, max_body=MAX_BROWSE_RESPONSE)
 
-    # ----------------------------------------------------------- finishing
+    def on_response(self, response: Response) -> None:
+        if response.status != 200:
+            raise RemoteProtocolError(f"browse refused: {response.status} {response.reason}")
 
-    def _finish(self, files: list[RemoteFile] | None, exc: Exception | None) -> None:
-        done, self._done = self._done, None
-        if done is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.stream is not None:
-            if exc is None:
-                self.stream.close()
-            else:
-                self.stream.abort()
-        elif self._connecting is not None:
-            self._connecting.cancel()
+    def on_body(self, body: bytes) -> list[RemoteFile]:
+        return parse_browse(body, self.address)
+
+    def deliver(self, files: list[RemoteFile] | None, exc: Exception | None) -> None:
         self.runtime.observer.event(
             "browse.done",
             peer=f"{self.address[0]}:{self.address[1]}",
             files=len(files) if files is not None else None,
             error=str(exc) if exc is not None else None,
         )
-        done(files, exc)
-
-    def cancel(self) -> None:
-        self._finish(None, NetworkError("browse cancelled"))
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        self._finish(None, NetworkError(f"browse of {self.address[0]}:{self.address[1]} timed out"))
-
-    def _guard(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except PeerlabError as exc:
-            self._finish(None, exc)
-        except Exception as exc:  # the handler boundary: report, never raise
-            self._finish(None, RemoteProtocolError(f"browse failed: {exc!r}"))
-
-    # ---------------------------------------------------- runtime callbacks
-
-    def connection_made(self, stream: Stream) -> None:
-        self.stream = stream
-        self._connecting = None
-        if self._done is None:
-            stream.abort()
-            return
-        self._guard(lambda: stream.write(self.conn.data_to_send()))
-
-    def connection_failed(self, exc: NetworkError) -> None:
-        self._connecting = None
-        self._finish(None, exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._guard(lambda: self._events(self.conn.receive_data(data)))
-
-    def eof_received(self) -> None:
-        self._guard(lambda: self._events(self.conn.receive_eof()))
-
-    def connection_lost(self, exc: NetworkError | None) -> None:
-        self.stream = None
-        self._finish(None, exc or NetworkError("connection closed before the browse answer"))
-
-    def _events(self, events: list[Any]) -> None:
-        for ev in events:
-            if self._done is None:
-                return
-            if isinstance(ev, Response):
-                self.status = ev.status
-                if ev.status != 200:
-                    raise RemoteProtocolError(f"browse refused: {ev.status} {ev.reason}")
-                length = ev.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > MAX_BROWSE_RESPONSE:
-                    raise RemoteProtocolError("browse answer too large")
-            elif isinstance(ev, Data):
-                self.body += ev.data
-                if len(self.body) > MAX_BROWSE_RESPONSE:
-                    raise RemoteProtocolError("browse answer too large")
-            elif isinstance(ev, EndOfMessage):
-                files = parse_browse(bytes(self.body), self.address)
-                self._finish(files, None)
+        self._done(files, exc)
 
 
 def browse(
