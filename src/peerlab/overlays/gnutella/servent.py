@@ -691,6 +691,7 @@ class Servent:
         *,
         ttl: int | None = None,
         urn: str | None = None,
+        xml: str | None = None,
     ) -> Search:
         """Flood a Query for ``text`` (and/or ``urn``, a ``urn:sha1``) to every
         neighbour; hits are grouped in the returned :class:`Search` and
@@ -698,7 +699,8 @@ class Servent:
 
         ``ttl`` defaults to ``search_ttl`` and is capped at ``max_ttl``.  The
         search collects for ``search_lifetime`` seconds or until cancelled.
-        A malformed ``urn`` raises :class:`~peerlab.errors.ConfigError`."""
+        A malformed ``urn`` raises :class:`~peerlab.errors.ConfigError`.
+        ``xml`` is a rich query's collection (:mod:`peerlab.wire.gxml`)."""
         cfg = self.config
         ttl = min(max(1, ttl if ttl is not None else cfg.search_ttl), cfg.max_ttl)
         urns: tuple[str, ...] = ()
@@ -721,7 +723,7 @@ class Servent:
         flags = cfg.query_flags
         if cfg.firewalled and flags & QueryFlags.MARK:
             flags |= QueryFlags.FIREWALLED
-        payload = encode_payload(Query(criteria, flags, urns))
+        payload = encode_payload(Query(criteria, flags, urns, xml))
         sent = 0
         for link in self._open_links():
             link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
@@ -1172,6 +1174,10 @@ class Servent:
             link.dropped += 1
             self.counters.count("dup.query")
             return
+        self.runtime.observer.event(
+            "gnutella.query_seen", text=query.criteria, urns=list(query.urns), hops=h.hops,
+            ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
+        )  # fmt: skip
         self._answer(link, h, query)
         self._flood(link, h.guid, QUERY, ttl, h.hops, payload)
 
