@@ -123,6 +123,15 @@ def test_artist_search_with_a_bitrate_floor_and_the_monitor(net: Net, page: Any)
     assert _row(page, "covers").count() == 0
     numb = _row(page, "01 numb.mp3")
     assert "Meteora" in numb.inner_text() and "Linkin Park" in numb.inner_text()
+    # A's Query Hit states 1000 kbit/s: DSL among Napster's link classes, so a
+    # "T1 or faster" filter hides both results and "DSL or faster" keeps them.
+    assert numb.locator("td.col-speed").inner_text() == "DSL"
+    page.select_option("#filter-speed", "9")
+    page.wait_for_selector("#search-summary:has-text('0 shown after filters')")
+    page.select_option("#filter-speed", "8")
+    page.wait_for_function(
+        "() => !document.getElementById('search-summary').textContent.includes('shown after')"
+    )
     # Its source is a Gnutella servent (A), with the hit's flags.
     numb.locator("button.expander").click()
     page.locator("tr", has_text=net.a.peer_address).filter(has_text="Gnutella").first.wait_for()

@@ -27,9 +27,20 @@ const COLUMNS = [
   { id: "action", label: "", width: "88px", sort: null },
 ];
 
+/** The lowest stated speed (kbit/s) of each Napster link class from ISDN-64K
+ *  up, to place a Gnutella servent's Query Hit speed among them. */
+const LINK_KBPS = [[5, 64], [6, 128], [7, 384], [8, 768], [9, 1544], [10, 44736]];
+
+function linkOfSpeed(kbps) {
+  let link = kbps >= 56 ? 4 : kbps >= 33 ? 3 : kbps >= 28 ? 2 : kbps > 0 ? 1 : 0;
+  for (const [cls, low] of LINK_KBPS) if (kbps >= low) link = cls;
+  return link;
+}
+
 function bestLink(r) {
   let best = -1;
   for (const u of r.users || []) best = Math.max(best, Number(u.link_type || 0));
+  for (const h of r.hosts || []) if (h.speed != null) best = Math.max(best, linkOfSpeed(Number(h.speed)));
   return best;
 }
 
@@ -261,7 +272,7 @@ export function initSearch(ctx) {
       cell(r.bitrate ? `${r.bitrate}` : "", "num"),
       cell(duration(r.duration), "num"),
       cell(String(r.sources.length), "num col-sources", `${r.sources.length} source(s): ${networksOf(r).join(", ")}`),
-      cell(best >= 0 ? LINKS[best] || "" : users.length ? "Unknown" : "", "col-speed"),
+      cell(best >= 0 ? LINKS[best] || "" : users.length || (r.hosts || []).length ? "Unknown" : "", "col-speed"),
       el("td", { className: "action" }, button));
     tr.addEventListener("dblclick", () => download(r));
     return tr;
