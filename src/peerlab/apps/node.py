@@ -167,6 +167,10 @@ FIELDS = ("all", "title", "artist", "album")
 #: Largest minimum bitrate (kbit/s) or length (seconds) a search filters on
 #: (Napster's numbers are 32-bit; no audio file is longer than a year).
 MAX_FILTER_VALUE = 31_536_000
+#: Longest rich-query XML put in a Gnutella Query: a Query is flooded to
+#: every neighbour, so it stays small (a filled form is about 170 bytes);
+#: longer, the query goes as keywords and the answers are filtered here alone.
+MAX_QUERY_XML = 512
 LOCAL = "local"
 #: The networks a search can ask: our own catalog, the configured peers
 #: (direct ``/browse``), Napster.  Gnutella and BitTorrent join this list when
@@ -944,6 +948,8 @@ class Node:
             # Gnutella matches names only (draft 2.2.6); a tag search keeps
             # the hits whose XML metadata holds the words.
             xml = rich.to_xml() if rich.constrains else None
+            if xml is not None and len(xml.encode()) > MAX_QUERY_XML:
+                xml = None
             take([
                 r for r in await self._gnutella_search(text, limit, ttl=ttl, xml=xml)
                 if (field == "all" or _words_match(text, r.meta.get(field)))
