@@ -159,10 +159,3 @@ def test_no_xml_unless_the_query_asks(tmp_path: Path, catalog: Catalog) -> None:
     (hit,) = build_query_hits(plain, matching_files(catalog, plain), ME)
     assert hit.xml is None
 
-
-def test_searchable_text_holds_the_tags(catalog: Catalog) -> None:
-    from peerlab.overlays.gnutella.search import searchable_text
-
-    (numb,) = [f for f in catalog.search("numb meteora") if f.name == "01 numb.mp3"]
-    assert searchable_text(numb) == "01 numb.mp3 Numb Linkin Park Meteora Rock"
-    assert searchable_text(Plain(1, "x.mp3", 1)) == "x.mp3"

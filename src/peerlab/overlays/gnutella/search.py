@@ -184,18 +184,6 @@ def result_metadata(metadata: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def searchable_text(f: Any) -> str:
-    """Everything a shared file can be found by: its name and its audio tags
-    (title, artist, album, genre).  A leaf's QRP table (gtk-gnutella
-    ``doc/gnutella/QRP``: the keywords a servent's files match) must hold
-    these words too, as LimeWire's holds its XML metadata's, or a search by
-    artist never reaches a leaf whose file names lack them."""
-    parts = [str(getattr(f, "name", "") or "")]
-    parts += [v for k in ("title", "artist", "album", "genre")
-              if isinstance(v := getattr(f, k, None), str) and v]  # fmt: skip
-    return " ".join(parts)
-
-
 @dataclass(frozen=True, slots=True)
 class HitIdentity:
     """How we describe ourselves in a Query Hit."""
@@ -480,5 +468,4 @@ __all__ = [
     "matching_files",
     "result_metadata",
     "rich_query_of",
-    "searchable_text",
 ]
