@@ -11,3 +11,9 @@ _TESTS = Path(__file__).resolve().parent.parent
 for _dir in (_TESTS / "bt_swarm", Path(__file__).resolve().parent):
     if str(_dir) not in sys.path:
         sys.path.insert(0, str(_dir))
+
+from nodekit import node_conftest  # noqa: E402
+
+#: The node-process fixtures of tests/node (``start_node``, ``home``).
+home = node_conftest.home
+start_node = node_conftest.start_node

@@ -201,6 +201,10 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Join Gnutella with no servent to dial: wait for others to connect.")
 @click.option("--gnutella-firewalled/--no-gnutella-firewalled", default=None,
               help="On Gnutella, accept no incoming connection; uploads go out by Push/GIV.")
+@click.option("--bittorrent/--no-bittorrent", default=None,
+              help="Run the BitTorrent client (default on).")
+@click.option("--bittorrent-port", "bittorrent_listen_port", metavar="PORT",
+              help="Port BitTorrent peers connect to (default 6881 if free; 0: any free port).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
@@ -765,7 +769,8 @@ def transfers(env: Env, watch: bool, until_done: bool, as_json: bool) -> None:
                 data = await c.transfers()
                 live.update(transfers_table(data, bars=True, width=console.width), refresh=True)
                 if until_done and not any(
-                    d.get("status") in ("queued", "downloading", "verifying")
+                    d.get("status") in ("queued", "downloading", "verifying", "metadata",
+                                        "checking")
                     for d in data.get("downloads", [])
                 ):
                     return
@@ -972,6 +977,9 @@ def _register_commands() -> None:
     cli.add_command(napster_server, "napster-server")
     cli.add_command(gwebcache, "gwebcache")
     cli.add_command(torrent, "torrent")
+    from peerlab.cli.torrent_node import register as register_torrent_node
+
+    register_torrent_node(torrent)  # torrent add|list|stop|resume|remove|set on a node
     cli.add_command(tracker, "tracker")
 
 
