@@ -30,7 +30,11 @@ Issue 2, section 6.  The demo
    status --gnutella``); then the soundtrack file three servents share (one
    of them firewalled) comes from all three at once, the firewalled one
    through Push/GIV, checked by SHA-1 against its ``urn:sha1``;
-7. stops every node and server, removes the temporary folder and exits 0.
+7. then BitTorrent (issue 6, item 7; :mod:`peerlab.apps.demo_bt`): a
+   tracker, one seed with an upload limit and a flash crowd of leechers, each
+   a node; per-peer progress live, every copy checked byte for byte, and the
+   upload totals: the seed sent far less than the crowd downloaded;
+8. stops every node and server, removes the temporary folder and exits 0.
 
 Ctrl-C (or SIGTERM) at any moment ends it the same way: the node group gets
 SIGTERM, then SIGKILL if it lingers, and every child is waited for.  The
@@ -373,7 +377,7 @@ def sha1_of(path: Path) -> bytes:
 
 
 #: The demo's parts, in the order they run (``peerlab demo --only PART``).
-PARTS = ("direct", "napster", "gnutella")
+PARTS = ("direct", "napster", "gnutella", "bittorrent")
 
 
 def run_demo(
@@ -422,6 +426,9 @@ def _story(net: Network, console: Console, only: str | None = None) -> None:
     if only == "gnutella":
         _gnutella_story(net, console)
         return
+    if only == "bittorrent":
+        _bittorrent_story(net, console)
+        return
     console.print(f"Writing tagged MP3 files for {len(net.nodes)} nodes in {net.root} ...")
     net.make_files()
     for node in net.nodes:
@@ -446,6 +453,14 @@ def _story(net: Network, console: Console, only: str | None = None) -> None:
     if only is None:
         _napster_story(net, console)
         _gnutella_story(net, console)
+        _bittorrent_story(net, console)
+
+
+def _bittorrent_story(net: Network, console: Console) -> None:
+    """A tracker, one seed and a flash crowd (:mod:`peerlab.apps.demo_bt`)."""
+    from peerlab.apps.demo_bt import bittorrent_story
+
+    bittorrent_story(net, console)
 
 
 async def _search_and_download(net: Network, console: Console, by_port: dict[str, str]) -> None:

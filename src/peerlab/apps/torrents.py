@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peerlab.apps.config import parse_rate
 from peerlab.apps.control import NotFound
 from peerlab.errors import AddressInUse, ConfigError, PeerlabError
 from peerlab.overlays.bittorrent import Session, SessionConfig, Torrent, TorrentState
@@ -104,7 +105,14 @@ class Entry:
         return cls(**known)
 
 
-def _number(value: Any, where: str, *, whole: bool = False) -> float | None:
+def _rate(value: Any, where: str) -> float | None:
+    """Bytes/s from a number or ``"500K"`` (None: not given)."""
+    if value is None or value == "":
+        return None
+    return float(parse_rate(value, where))
+
+
+def _number(value: Any, where: str) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -115,7 +123,7 @@ def _number(value: Any, where: str, *, whole: bool = False) -> float | None:
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if number < 0 or number != number or number == float("inf"):
         raise ConfigError(f"{where}: expected a number of at least 0, got {value!r}")
-    return float(int(number)) if whole else number
+    return number
 
 
 class NodeTorrents:
@@ -309,8 +317,8 @@ class NodeTorrents:
             raise ConfigError(f"the node has {MAX_TORRENTS} torrents already: remove some")
         ratio = _number(seed_ratio, "seed_ratio")
         secs = _number(seed_time, "seed_time")
-        up = _number(up_limit, "up_limit", whole=True) or 0.0
-        down = _number(down_limit, "down_limit", whole=True) or 0.0
+        up = _rate(up_limit, "up_limit") or 0.0
+        down = _rate(down_limit, "down_limit") or 0.0
         if torrent is not None:
             if len(torrent) > MAX_METAINFO_BYTES:
                 raise ConfigError("that .torrent is larger than any torrent file may be")
@@ -388,8 +396,8 @@ class NodeTorrents:
         if unknown:
             raise ConfigError(f"unknown torrent setting {sorted(unknown)[0]!r}")
         if "up_limit" in changes or "down_limit" in changes:
-            up = _number(changes.get("up_limit"), "up_limit", whole=True)
-            down = _number(changes.get("down_limit"), "down_limit", whole=True)
+            up = _rate(changes.get("up_limit"), "up_limit")
+            down = _rate(changes.get("down_limit"), "down_limit")
             t.set_rate_limits(up=up, down=down)
             entry.up_limit, entry.down_limit = t.up_bucket.rate, t.down_bucket.rate
         if "seed_ratio" in changes or "seed_time" in changes:

@@ -954,7 +954,8 @@ def stop(env: Env) -> None:
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(2, 8),
               help="How many nodes to start.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folders (for a look inside).")
-@click.option("--only", type=click.Choice(["direct", "napster", "gnutella"]), default=None,
+@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "bittorrent"]),
+              default=None,
               help="Run one part of the demo (default: all, in this order).")
 def demo(nodes: int, keep: bool, only: str | None) -> None:
     """Start a small network on 127.0.0.1, search, download from several sources, verify."""
