@@ -237,25 +237,32 @@ class Network:
         if self.pgid is None:
             self.pgid = node.proc.pid
 
-    def start_index_server(self, name: str) -> DemoServer:
-        """``peerlab napster-server`` on a free port, its index in the demo folder."""
-        server = DemoServer(name, self.root / "napster" / f"{name}.out")
-        server.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def spawn_server(self, name: str, log_path: Path, args: list[str]) -> DemoServer:
+        """``peerlab ARGS...`` in the demo's process group, output to ``log_path``
+        (stopped and waited for with the nodes)."""
+        server = DemoServer(name, log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLAB_")}
-        cmd = [
-            sys.executable, "-m", "peerlab.cli", "napster-server", "--host", "127.0.0.1",
-            "--port", "0", "--database", f"sqlite:{self.root / 'napster' / name}.db",
-            "--name", name, "--password-cost", "4", "--exit-with-parent",
-            "--motd", f"Welcome to the peerlab demo's Napster server {name}.",
-        ]
-        with server.log_path.open("wb") as out:
+        with log_path.open("wb") as out:
             server.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                [sys.executable, "-m", "peerlab.cli", *args], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, env=env,
                 process_group=0 if self.pgid is None else self.pgid,
             )
         if self.pgid is None:
             self.pgid = server.proc.pid
         self.index_servers.append(server)
+        return server
+
+    def start_index_server(self, name: str) -> DemoServer:
+        """``peerlab napster-server`` on a free port, its index in the demo folder."""
+        server = self.spawn_server(name, self.root / "napster" / f"{name}.out", [
+            "napster-server", "--host", "127.0.0.1",
+            "--port", "0", "--database", f"sqlite:{self.root / 'napster' / name}.db",
+            "--name", name, "--password-cost", "4", "--exit-with-parent",
+            "--motd", f"Welcome to the peerlab demo's Napster server {name}.",
+        ])
+        assert server.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while not server.address:
             text = server.log_path.read_text(encoding="utf-8", errors="replace")

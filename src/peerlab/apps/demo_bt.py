@@ -22,8 +22,6 @@ import base64
 import hashlib
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,6 @@ from peerlab.apps.demo import (
     START_TIMEOUT,
     DemoFailed,
     DemoNode,
-    DemoServer,
     Network,
 )
 from peerlab.cli.render import human_rate, human_size
@@ -108,22 +105,11 @@ def bittorrent_story(net: Network, console: Console) -> None:
 
 def _start_tracker(net: Network, root: Path) -> str:
     """``peerlab tracker`` on a free port; its HTTP announce URL."""
-    server = DemoServer("tracker", root / "tracker.out")
-    server.log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLAB_")}
-    cmd = [
-        sys.executable, "-m", "peerlab.cli", "tracker", "--host", "127.0.0.1",
-        "--http-port", "0", "--no-udp", "--no-state", "--interval", str(TRACKER_INTERVAL),
-        "--exit-with-parent",
-    ]  # fmt: skip
-    with server.log_path.open("wb") as out:
-        server.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-            process_group=0 if net.pgid is None else net.pgid,
-        )
-    if net.pgid is None:
-        net.pgid = server.proc.pid
-    net.index_servers.append(server)  # stopped and waited for with the rest
+    server = net.spawn_server("tracker", root / "tracker.out", [
+        "tracker", "--host", "127.0.0.1", "--http-port", "0", "--no-udp", "--no-state",
+        "--interval", str(TRACKER_INTERVAL), "--exit-with-parent",
+    ])
+    assert server.proc is not None
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         text = server.log_path.read_text(encoding="utf-8", errors="replace")
