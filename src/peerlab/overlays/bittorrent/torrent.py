@@ -836,6 +836,7 @@ class Torrent:
         self.downloaded += n
         self.down_bucket.consume(n, now)
         self.session.down_bucket.consume(n, now)
+        self._count("download_bytes", n)
         picker = self.picker
         store = self.store
         block = (ev.index, ev.begin, n)
@@ -983,6 +984,7 @@ class Torrent:
         self.uploaded += n
         self.up_bucket.consume(n, now)
         self.session.up_bucket.consume(n, now)
+        self._count("upload_bytes", n)
         kind = link.unchoke_kind
         label = kind.value if kind is not None else "allowed_fast"
         if kind is not None:

@@ -2,6 +2,7 @@
 // scan's progress, rate limits and upload slots, the web password, and the
 // place BitTorrent's .torrent files and magnet links will go.
 import { api, el, grouped, humanRate, humanSize, parseSize, progressBar, setCsrf, setText, toast } from "./util.js";
+import { wireTorrentForm } from "./torrents.js";
 
 export function initLibrary(ctx) {
   const panel = document.getElementById("panel-library");
@@ -133,6 +134,8 @@ export function initLibrary(ctx) {
       el("label", null, el("span", null, "Magnet link"), magnet),
       torrentNote, el("div", { className: "buttons" }, torrentAdd)));
 
+  const torrentJoined = wireTorrentForm({ file: torrentFile, magnet, add: torrentAdd, note: torrentNote });
+
   panel.append(el("div", { className: "library-grid" }, sharesWin,
     el("div", { className: "library-side" },
       el("div", { className: "window" }, el("div", { className: "titlebar small" }, "Bandwidth and slots"), settingsForm),
@@ -143,7 +146,7 @@ export function initLibrary(ctx) {
     renderLibrary(snap.library); renderScan(snap.scan); renderSettings(snap.settings);
     const bt = (snap.networks || []).find((n) => n.id === "bittorrent");
     setText(document.getElementById("password-state"), ctx.state.session && ctx.state.session.has_password ? "a password is set" : "no password yet: token only");
-    if (bt && bt.joined) setText(torrentNote, "BitTorrent is joined; adding torrents from this page comes with its control API.");
+    torrentJoined(Boolean(bt && bt.joined));
   });
   ctx.on("library", renderLibrary);
   ctx.on("scan", renderScan);
