@@ -719,6 +719,9 @@ class Node:
             "node ready: peers on %s, control on %s:%d, data in %s",
             format_address(self.listen_address), CONTROL_HOST, self.control.port, cfg.data_dir,
         )
+        if self.torrents is not None:
+            st = self.torrents.status()
+            log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
         for url in self.web.urls(self.control.port):
             log.info("web page: %s (log in with the token in %s or the web password)",
                      url, CONTROL_FILE)
@@ -1464,8 +1467,6 @@ class Node:
         torrents.start()
         self.torrents = torrents
         self._stack.push_async_callback(torrents.close)
-        st = torrents.status()
-        log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
 
     def _bt(self) -> NodeTorrents:
         if self.torrents is None:
