@@ -66,6 +66,11 @@ def test_add_magnet_downloads_and_shows_in_transfers(start_node: Start, tmp_path
     assert torrent_row(leech, ih)["status"] == "stopped"  # type: ignore[index]
     leech.cli("torrent", "resume", ih[:10])
     wait_for(leech, ih, lambda r: r["status"] == "seeding", "resumed as seed")
+    # a seeding-time goal stops it by itself
+    leech.cli("torrent", "set", ih[:10], "--seed-time", "1")
+    row = wait_for(leech, ih, lambda r: r["status"] == "finished", "seeding goal reached")
+    assert row["goal_reached"] == "time" and row["seeding_seconds"] >= 1
+    assert "finished (time)" in leech.cli("torrent", "list").stdout
     leech.cli("torrent", "remove", ih[:10])
     assert torrents(leech) == []
     assert Path(row["path"]).read_bytes() == data  # files stay
