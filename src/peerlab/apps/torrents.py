@@ -423,10 +423,9 @@ class NodeTorrents:
     def status(self) -> dict[str, Any]:
         session = self.session
         if session is None:
-            return {"running": False}
+            return {}
         st = session.status()
         return {
-            "running": True,
             "peer_id": st.peer_id,
             "listen": f"{st.listen_address[0]}:{st.listen_address[1]}"
             if st.listen_address else None,

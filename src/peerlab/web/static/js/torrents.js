@@ -53,6 +53,7 @@ export function wireTorrentForm({ file, magnet, add, note }) {
   let wired = false;
   return function joined(isJoined) {
     for (const input of [file, magnet, add]) input.disabled = !isJoined;
+    note.classList.toggle("unavailable", !isJoined);
     setText(note, isJoined ? "A .torrent file or a magnet link: the torrent shows in Transfers." : "Unavailable: BitTorrent is off on this node.");
     if (wired || !isJoined) return;
     wired = true;
