@@ -135,3 +135,20 @@ def test_adding_garbage_says_why(swarm: Swarm, page: Any) -> None:
     page.click("#torrent-add")
     page.wait_for_selector(".toast:has-text('Cannot add the torrent')")
     assert page.locator("script:has-text('btih')").count() == 0
+
+
+def test_global_bittorrent_limits_from_the_settings_form(swarm: Swarm, page: Any) -> None:
+    login(page, swarm.user)
+    page.click(".tab[data-tab=library]")
+    page.locator("#set-bt-upload-rate:visible").wait_for()
+    page.fill("#set-bt-upload-rate", "200K")
+    page.fill("#set-bt-download-rate", "1M")
+    page.click("#settings-apply")
+    page.wait_for_selector("#now-bt-upload-rate:has-text('200 KB/s')")
+    st = swarm.user.json("status")["bittorrent"]
+    assert st["upload_limit"] == 200 * 1024 and st["download_limit"] == 1024 * 1024
+    page.fill("#set-bt-upload-rate", "0")
+    page.fill("#set-bt-download-rate", "0")
+    page.click("#settings-apply")
+    page.wait_for_selector("#now-bt-upload-rate:has-text('unlimited')")
+    assert swarm.user.json("status")["bittorrent"]["upload_limit"] == 0

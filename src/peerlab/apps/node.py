@@ -1220,17 +1220,29 @@ class Node:
 
     def settings(self) -> dict[str, Any]:
         """The settings the web page changes while the node runs."""
-        return {
+        out = {
             "upload_rate": self.config.upload_rate,
             "download_rate": self.config.download_rate,
             "upload_slots": self.config.upload_slots,
         }
+        if self.torrents is not None:  # BitTorrent's global limits (issue 6, item 6)
+            out["bittorrent_upload_rate"] = self.config.bittorrent_upload_rate
+            out["bittorrent_download_rate"] = self.config.bittorrent_download_rate
+        return out
 
     def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Change rate limits and upload slots for this session (not the config file)."""
-        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"}
+        bt_keys = {"bittorrent_upload_rate", "bittorrent_download_rate"}
+        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"} - (
+            bt_keys if self.torrents is not None else set()
+        )
         if unknown:
             raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        for key in sorted(bt_keys & set(changes)):
+            rate = parse_rate(changes[key], key)
+            setattr(self.config, key, rate)
+            up = key == "bittorrent_upload_rate"
+            self._bt().set_global_limits(up=rate if up else None, down=None if up else rate)
         if "upload_rate" in changes:
             rate = parse_rate(changes["upload_rate"], "upload_rate")
             self.uploads.set_rate_limit(float(rate))
