@@ -59,6 +59,7 @@ from peerlab.cli.render import (
     clock,
     files_table,
     gnutella_table,
+    human_rate,
     human_size,
     results_table,
     transfers_table,
@@ -865,6 +866,12 @@ def status(env: Env, gnutella: bool, as_json: bool) -> None:
         counters = gnut.get("counters") or {}
         if counters:
             lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    bt = data.get("bittorrent")
+    if bt:
+        limits = "/".join(human_rate(bt.get(k)) or "unlimited"
+                          for k in ("upload_limit", "download_limit"))
+        lines.append(f"bittorrent: on {bt.get('listen')}; {bt.get('torrents')} torrent(s), "
+                     f"{bt.get('connections')} connection(s); limits up/down {limits}")
     for line in lines:
         click.echo(line)
 
