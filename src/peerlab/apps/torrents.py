@@ -102,7 +102,23 @@ class Entry:
             raise ValueError("bad info_hash")
         bytes.fromhex(ih)
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        for key, value in known.items():
+            kinds = _ENTRY_TYPES[key]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(f"{key}: {value!r} is not {kinds}")
         return cls(**known)
+
+
+#: The type of each field of ``torrents.json``'s entries (checked when read).
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "info_hash": (str,), "save_path": (str,), "magnet": (str, type(None)),
+    "stopped": (bool,), "seed_ratio": (int, float, type(None)),
+    "seed_time": (int, float, type(None)), "up_limit": (int, float),
+    "down_limit": (int, float), "uploaded": (int,), "downloaded": (int,),
+    "seeding_seconds": (int, float), "goal_reached": (str, type(None)),
+    "added_at": (int, float),
+}  # fmt: skip
+assert set(_ENTRY_TYPES) == set(Entry.__dataclass_fields__)
 
 
 def _rate(value: Any, where: str) -> float | None:
@@ -183,7 +199,9 @@ class NodeTorrents:
         for entry in self._load():
             try:
                 self._open(entry)
-            except PeerlabError as exc:
+            except (PeerlabError, OSError, TypeError, ValueError) as exc:
+                # a hand-edited list or a deleted .torrent copy: that torrent only
+                self.entries.pop(entry.info_hash, None)
                 log.warning("torrent %s not resumed: %s", entry.info_hash, exc)
         self._save_timer = self.runtime.call_later(SAVE_INTERVAL, self._periodic_save)
 

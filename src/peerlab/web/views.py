@@ -64,7 +64,7 @@ COUNTER_PREFIXES: dict[str, tuple[str, ...]] = {
     "napster": ("napster.", "event.napster."),
     "gnutella": ("gnutella.",),
     "twotier": ("gnutella.qrp", "gnutella.rx.qrp", "gnutella.tx.qrp"),
-    "bittorrent": ("bittorrent.", "dht."),
+    "bittorrent": ("bt.", "dht."),  # the session's counters (peerlab.overlays.bittorrent)
 }
 #: Observer events that are queries passing through the node (the Monitor):
 #: event name -> (network, field holding the query text).
