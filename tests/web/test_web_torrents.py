@@ -152,3 +152,26 @@ def test_global_bittorrent_limits_from_the_settings_form(swarm: Swarm, page: Any
     page.click("#settings-apply")
     page.wait_for_selector("#now-bt-upload-rate:has-text('unlimited')")
     assert swarm.user.json("status")["bittorrent"]["upload_limit"] == 0
+
+
+def test_add_a_torrent_file_then_cancel_removes_it(
+    swarm: Swarm, page: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("webbt-file")
+    (root / "lonely.bin").write_bytes(b"nobody seeds this" * 4096)
+    tfile = root / "lonely.torrent"
+    swarm.user.cli("torrent", "create", str(root / "lonely.bin"), "-o", str(tfile))
+    login(page, swarm.user)
+    page.click(".tab[data-tab=library]")
+    page.locator("#torrent-file:enabled").wait_for()
+    page.set_input_files("#torrent-file", str(tfile))
+    page.click("#torrent-add")
+    page.wait_for_selector(".toast:has-text('Torrent added: lonely.bin')")
+    page.click(".tab[data-tab=transfers]")
+    row = page.locator("#downloads tr.transfer-row[data-network=bittorrent]",
+                       has=page.locator("td.col-name", has_text="lonely.bin"))
+    row.locator("td.col-peer:has-text('0 peers')").wait_for()
+    assert any(t["name"] == "lonely.bin" for t in swarm.user.json("torrent", "list")["torrents"])
+    row.locator(".act-cancel").click()
+    row.wait_for(state="detached")
+    assert all(t["name"] != "lonely.bin" for t in swarm.user.json("torrent", "list")["torrents"])
