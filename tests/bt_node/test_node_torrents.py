@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from nodekit import KIB, NodeProc, bt_listen, content, torrent_row, torrents, wait_for
 
 from peerlab.storage.pieces import read_resume
@@ -38,6 +39,7 @@ def _seed(
     return seed, ih, data, tfile
 
 
+@pytest.mark.slow
 def test_add_magnet_downloads_and_shows_in_transfers(start_node: Start, tmp_path: Path) -> None:
     seed, ih, data, _ = _seed(start_node, tmp_path, 1024 * KIB)
     leech = start_node("leech", "--bittorrent-port", "0")
@@ -90,6 +92,7 @@ def test_bad_input_is_one_line(start_node: Start, tmp_path: Path) -> None:
     assert torrents(node) == []
 
 
+@pytest.mark.slow
 def test_stop_survives_restart_and_kill9_keeps_verified_pieces(
     start_node: Start, tmp_path: Path
 ) -> None:
