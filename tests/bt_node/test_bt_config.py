@@ -30,7 +30,7 @@ def test_table_in_the_file_env_and_defaults(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     d = load_config(config_path=empty, env={})
-    assert d.bittorrent_listen_port is None  # 6881, or any free port when taken
+    assert d.bittorrent_listen_port is None  # a free port, remembered
     assert d.torrent_download_path == d.downloads_path
 
 

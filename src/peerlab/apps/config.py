@@ -152,8 +152,8 @@ class NodeConfig:
     #: Run the BitTorrent client (issue 6, item 6): torrents added with
     #: ``peerlab torrent add`` download and seed on their own listener.
     bittorrent: bool = True
-    #: Port BitTorrent peers connect to (0: any free port); unset: 6881, or
-    #: any free port when 6881 is taken.
+    #: Port BitTorrent peers connect to (0: any free port); unset: any free
+    #: port at the first start, the same one at later starts while it is free.
     bittorrent_listen_port: int | None = None
     #: Where torrents' files go (default: the download dir).  Files are
     #: written piece by piece into their final layout, each piece only after

@@ -31,7 +31,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,11 @@ LIST_VERSION = 1
 #: Seconds between saves of the totals (uploaded, seeding time) while
 #: torrents run: a ``kill -9`` loses at most this much of them (never a piece).
 SAVE_INTERVAL = 10.0
-#: BitTorrent's classic port; when it is taken (another node, another client)
-#: the session listens on any free port and tells trackers that one.
-DEFAULT_BT_PORT = 6881
+#: Where the port the session listens on is remembered: with no port
+#: configured the first start takes any free one, later starts the same one
+#: again (peers and trackers that know it find us after a restart), or any
+#: free one if it has been taken meanwhile.
+PORT_FILE = "listen_port"
 #: Torrents one node keeps: each holds connections, buffers and a resume
 #: file; a script adding in a loop hits this instead of exhausting the node.
 MAX_TORRENTS = 1000
@@ -180,7 +182,7 @@ class NodeTorrents:
         port = self.listen_port
         cfg = SessionConfig(
             listen_host=self.listen_host,
-            listen_port=DEFAULT_BT_PORT if port is None else port,
+            listen_port=self._remembered_port() if port is None else port,
             download_dir=self.download_dir, state_dir=self.state_dir,
             upload_rate=up, download_rate=down,
         )  # fmt: skip
@@ -193,9 +195,14 @@ class NodeTorrents:
                     f"cannot listen for BitTorrent peers on {self.listen_host}:{port}: the "
                     "port is in use (bittorrent_listen_port, 0 for any free port)"
                 ) from None
-            session = Session(self.runtime, SessionConfig(**{**_fields(cfg), "listen_port": 0}))
+            session = Session(self.runtime, replace(cfg, listen_port=0))
             session.start()
         self.session = session
+        if port is None and session.listen_port is not None:
+            try:
+                write_atomic(self.state_dir / PORT_FILE, b"%d\n" % session.listen_port)
+            except OSError as exc:
+                log.warning("cannot remember the BitTorrent port: %s", exc)
         for entry in self._load():
             try:
                 self._open(entry)
@@ -204,6 +211,13 @@ class NodeTorrents:
                 self.entries.pop(entry.info_hash, None)
                 log.warning("torrent %s not resumed: %s", entry.info_hash, exc)
         self._save_timer = self.runtime.call_later(SAVE_INTERVAL, self._periodic_save)
+
+    def _remembered_port(self) -> int:
+        try:
+            text = (self.state_dir / PORT_FILE).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return 0
+        return int(text) if text.isdigit() and 0 < int(text) <= 0xFFFF else 0
 
     async def close(self) -> None:
         """Save the list, stop every torrent (trackers hear ``stopped``), unbind."""
@@ -534,10 +548,6 @@ class NodeTorrents:
                     "unchoke": p.unchoke,
                 })  # fmt: skip
         return out
-
-
-def _fields(cfg: SessionConfig) -> dict[str, Any]:
-    return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
 
 
 def _address(p: PeerStatus) -> str:

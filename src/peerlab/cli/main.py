@@ -205,7 +205,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
 @click.option("--bittorrent/--no-bittorrent", default=None,
               help="Run the BitTorrent client (default on).")
 @click.option("--bittorrent-port", "bittorrent_listen_port", metavar="PORT",
-              help="Port BitTorrent peers connect to (default 6881 if free; 0: any free port).")
+              help="Port BitTorrent peers connect to (default: one free port, kept over restarts).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
