@@ -75,6 +75,7 @@ from peerlab.apps.config import (
     parse_rate,
 )
 from peerlab.apps.control import CONTROL_FILE, ControlServer, NotFound, write_private_json
+from peerlab.apps.torrents import STATE_DIR as TORRENT_STATE_DIR
 from peerlab.apps.torrents import NodeTorrents
 from peerlab.errors import (
     AddressInUse,
@@ -216,10 +217,10 @@ def open_catalog(config: NodeConfig) -> Catalog:
     """The data dir's catalog, never listing the node's own files.
 
     Even when a shared folder contains the data dir, partial downloads, the
-    log and above all the control file (its token) and the web page's key
-    (``web.json``) are never shared.
+    log and above all the control file (its token), the web page's key
+    (``web.json``) and the BitTorrent state (``bittorrent/``) are never shared.
     """
-    private = [config.incomplete_path] + [
+    private = [config.incomplete_path, config.data_dir / TORRENT_STATE_DIR] + [
         config.data_dir / name
         for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE, WEB_FILE, GNUTELLA_HOSTS_FILE)
     ]
