@@ -168,13 +168,19 @@ class HostCache:
             self.dirty = True
 
     def candidates(
-        self, now: float, exclude: Iterable[Address] = (), limit: int = 10
+        self,
+        now: float,
+        exclude: Iterable[Address] = (),
+        limit: int = 10,
+        *,
+        ultrapeers_only: bool = False,
     ) -> list[Address]:
-        """Up to ``limit`` hosts to try now, freshest first."""
+        """Up to ``limit`` hosts to try now, freshest first (only those known
+        as ultrapeers when ``ultrapeers_only``: what a leaf dials)."""
         skip = set(exclude)
         out: list[Address] = []
         for address, entry in reversed(self._hosts.items()):
-            if address in skip or entry.retry_at > now:
+            if address in skip or entry.retry_at > now or (ultrapeers_only and not entry.ultrapeer):
                 continue
             out.append(address)
             if len(out) >= limit:
