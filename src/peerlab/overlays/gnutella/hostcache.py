@@ -152,11 +152,11 @@ class HostCache:
         backoff = min(RETRY_BACKOFF * (2 ** (entry.failures - 1)), MAX_RETRY_BACKOFF)
         entry.retry_at = now + backoff
 
-    def busy(self, address: Address, now: float) -> None:
-        """The host answered but had no room (503): try it later, keep it."""
+    def busy(self, address: Address, now: float, backoff: float = RETRY_BACKOFF) -> None:
+        """The host answered but had no room (503): try it in ``backoff`` s, keep it."""
         entry = self._hosts.get(address)
         if entry is not None:
-            entry.retry_at = now + RETRY_BACKOFF
+            entry.retry_at = now + backoff
 
     def succeeded(self, address: Address, *, seen: float) -> None:
         entry = self._hosts.get(address)

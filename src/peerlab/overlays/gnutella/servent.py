@@ -72,7 +72,7 @@ from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtoc
 from peerlab.overlays.gnutella.counters import Counters, type_name
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
-from peerlab.overlays.gnutella.hostcache import HostCache, usable_address
+from peerlab.overlays.gnutella.hostcache import RETRY_BACKOFF, HostCache, usable_address
 from peerlab.overlays.gnutella.pongcache import (
     PONG_CACHE_EXPIRY,
     PONGS_PER_PING,
@@ -308,6 +308,8 @@ class ServentConfig:
     #: entries above which a table is refused (:mod:`.qrt`).
     max_qrp_table_length: int = MAX_LEAF_TABLE_LENGTH
     max_qrp_fill: float = MAX_FILL
+    #: Seconds before a host that answered 503 (full, or a leaf) is tried again.
+    busy_retry: float = RETRY_BACKOFF
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -453,6 +455,7 @@ class Link:
         stream = driver.stream
         if stream is not None and not self.outgoing:
             self.address = stream.remote_address
+            self.servent.tier.reached()
 
     def _on_event(self, ev: Any) -> None:
         self.servent._on_link_event(self, ev)
@@ -1035,7 +1038,7 @@ class Servent:
         self._learn_hosts(ev.headers, source="x-try")
         now = self.runtime.now()
         if ev.code == 503:
-            self.host_cache.busy(link.address, now)
+            self.host_cache.busy(link.address, now, self.config.busy_retry)
         else:
             self.host_cache.failed(link.address, now)
         self.counters.count("connections.rejected_by_peer")
@@ -1482,6 +1485,8 @@ class Servent:
             return
         if isinstance(body, HopsFlow):
             link.hops_flow = body.hops
+            return
+        if self.tier.on_vendor(link, body):
             return
         # Everything else is understood-and-unneeded here, or unknown: "MUST
         # drop them" without routing (vendor_msg section 2).

@@ -78,7 +78,15 @@ from peerlab.overlays.gnutella.roles import (
     decide_role,
 )
 from peerlab.overlays.gnutella.router import forward_fields
-from peerlab.wire.gnutella import QUERY, ROUTE_TABLE_UPDATE, Query, encode_payload
+from peerlab.runtime.base import BaseStreamHandler, Stream
+from peerlab.wire.gnutella import (
+    QUERY,
+    ROUTE_TABLE_UPDATE,
+    Query,
+    TcpConnectBack,
+    encode_payload,
+    encode_vendor,
+)
 from peerlab.wire.handshake import (
     Headers,
     is_ultrapeer,
@@ -100,6 +108,18 @@ QRP_VERSION = "0.2"
 UP_QRP_VERSION = "0.1"
 #: Bye code and reasons when a role change drops the links of the old role.
 BYE_ROLE_CHANGE = 200
+#: Seconds a connect-back attempt may take.
+CONNECT_BACK_TIMEOUT = 10.0
+#: Connect-backs one link may ask of us (one proves reachability; a peer
+#: asking more would use us to knock on ports).
+CONNECT_BACKS_PER_LINK = 1
+
+
+class _ConnectBack(BaseStreamHandler):
+    """A TCP connect-back (``BEAR/7``): connect, then hang up at once."""
+
+    def connection_made(self, stream: Stream) -> None:
+        stream.close()
 
 
 class Tier:
@@ -128,6 +148,7 @@ class Tier:
         self._merged: QueryRouteTable | None = None
         self._merged_dirty = True
         self._next_qrp = 0.0
+        self._connect_backs: dict[int, int] = {}
 
     # ------------------------------------------------------------ state
 
@@ -233,6 +254,8 @@ class Tier:
             return
         remote = neg.remote_headers
         cfg = self.servent.config
+        if self._duplicate(link):
+            return
         leaves, ups = self.counts()
         if self.is_leaf_link(link) and leaves > cfg.max_leaves:
             link.close(BYE_ROLE_CHANGE, "Too many leaves")
@@ -245,10 +268,66 @@ class Tier:
             return
         if self.role == LEAF and link.role == ULTRAPEER and query_routing(remote):
             self._send_table(link, self._own_table())
+            self._ask_connect_back(link)
         elif self.role == ULTRAPEER and link.role != LEAF and ultrapeer_query_routing(remote):
             self._send_table(link, self._merged_table())
 
+    def _duplicate(self, link: Link) -> bool:
+        """Two servents that dialled each other at once hold two links: both
+        keep the one dialled by the lower address (the same choice on both
+        sides) and close the other.  ``True`` when ``link`` was closed."""
+        s = self.servent
+        peer = link.listen_address
+        if peer is None:
+            return False
+        for other in s._open_links():
+            if other is not link and other.listen_address == peer:
+                keep_outgoing = s.address < peer
+                loser = link if link.outgoing != keep_outgoing else other
+                loser.close(BYE_ROLE_CHANGE, "Duplicate connection")
+                s.counters.count("connections.duplicate")
+                return loser is link
+        return False
+
+    # ------------------------------------------------------------ reachability
+
+    def reached(self) -> None:
+        """An incoming TCP connection reached us: we are reachable (measured)."""
+        self.tracker.reachable = True
+
+    def _ask_connect_back(self, link: Link) -> None:
+        """A leaf that may be promoted but was never reached asks its
+        ultrapeer to connect back (``BEAR/7v1``, as LimeWire and gtk-gnutella
+        do): reachability measured, not claimed."""
+        s = self.servent
+        if (
+            s.config.role != AUTO
+            or s.config.firewalled
+            or self.tracker.reachable is True
+            or s.listening_address is None
+        ):
+            return
+        vm = encode_vendor(TcpConnectBack(s.address[1]))
+        link.enqueue(Queued(s._new_guid(), vm.TYPE, 1, 0, encode_payload(vm)))
+        s.counters.count("connect_back.asked")
+
+    def on_vendor(self, link: Link, body: object) -> bool:
+        """Vendor messages of the roles; ``True`` when handled."""
+        if not isinstance(body, TcpConnectBack):
+            return False
+        s = self.servent
+        done = self._connect_backs.get(link.id, 0)
+        if done >= CONNECT_BACKS_PER_LINK or not 1 <= body.port <= 0xFFFF:
+            s._drop(link, "connect_back_refused")
+            return True
+        self._connect_backs[link.id] = done + 1
+        s.counters.count("connect_back.sent")
+        s.runtime.connect((link.address[0], body.port), _ConnectBack(),
+                          timeout=CONNECT_BACK_TIMEOUT)  # fmt: skip
+        return True
+
     def closed(self, link: Link) -> None:
+        self._connect_backs.pop(link.id, None)
         self.inbound.pop(link.id, None)
         self.senders.pop(link.id, None)
         self.up_tables.pop(link.id, None)
