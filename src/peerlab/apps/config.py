@@ -144,6 +144,13 @@ class NodeConfig:
     #: Behind a firewall on Gnutella: accept no incoming connection at all
     #: (Query Hits carry the push flag; uploads go out through Push/GIV).
     gnutella_firewalled: bool = False
+    #: The servent's role (issue 5): ``auto`` (promoted or demoted by the
+    #: measured capacity; without ``gnutella_upload_kbps`` a flat servent),
+    #: ``ultrapeer`` or ``leaf``.
+    gnutella_role: str = "auto"
+    #: Upload capacity of this node's line in kbit/s, for the promotion policy
+    #: (0: not measured).
+    gnutella_upload_kbps: int = 0
 
     @property
     def gnutella_on(self) -> bool:
@@ -308,6 +315,18 @@ def _url(value: str, where: str) -> str:
     return text
 
 
+#: Gnutella roles ``gnutella_role`` takes (ServentConfig.role).
+GNUTELLA_ROLES = ("auto", "ultrapeer", "leaf")
+#: Largest line capacity we take (10 Gbit/s).
+MAX_UPLOAD_KBPS = 10_000_000
+
+
+def _role(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in GNUTELLA_ROLES:
+        raise ConfigError(f"{where}: expected one of {', '.join(GNUTELLA_ROLES)}, got {value!r}")
+    return value.strip().lower()
+
+
 def _level(value: Any, where: str) -> str:
     if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{where}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
@@ -350,6 +369,8 @@ _CONVERTERS: dict[str, _Converter] = {
     "gwebcache": lambda v, w, b: [_url(u, w) for u in _string_list(v, w, ",")],
     "gnutella_serve": lambda v, w, b: _bool(v, w),
     "gnutella_firewalled": lambda v, w, b: _bool(v, w),
+    "gnutella_role": lambda v, w, b: _role(v, w),
+    "gnutella_upload_kbps": lambda v, w, b: _int(v, w, 0, MAX_UPLOAD_KBPS),
 }
 #: Settings ``peerlab config`` shows masked.
 SECRET_FIELDS = frozenset({"napster_password"})

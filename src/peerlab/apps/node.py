@@ -659,7 +659,7 @@ class Node:
             # apart by the first bytes; the routes are filled once the
             # servent and the download manager exist.
             factory = (
-                shared_port_factory(self.runtime, self._port_routes)
+                self._reached(shared_port_factory(self.runtime, self._port_routes))
                 if cfg.gnutella_on else self.uploads.handler_factory()
             )  # fmt: skip
             try:
@@ -1408,6 +1408,8 @@ class Node:
                 gwebcaches=tuple(cfg.gwebcache),
                 host_cache_path=cfg.data_dir / GNUTELLA_HOSTS_FILE,
                 user_agent=f"peerlab/{peerlab.__version__}",
+                role=cfg.gnutella_role,
+                upload_bps=cfg.gnutella_upload_kbps * 1000.0 or None,
             ),
             shares=self.catalog,
         )  # fmt: skip
@@ -1428,6 +1430,17 @@ class Node:
             " (firewalled: pushes only)" if cfg.gnutella_firewalled else "",
             ", ".join([*cfg.gnutella, *cfg.gwebcache]) or "whoever connects",
         )  # fmt: skip
+
+    def _reached(self, factory: Callable[[], StreamHandler]) -> Callable[[], StreamHandler]:
+        """Every connection reaching the peer port proves we are reachable
+        (what the servent's promotion policy measures, issue 5)."""
+
+        def make() -> StreamHandler:
+            if self.gnutella is not None:
+                self.gnutella.note_reachable()
+            return factory()
+
+        return make
 
     def _gnutella_push(self, push: Push) -> None:
         """A Push for us: connect out to its address and send GIV (draft 2.2.8)."""
@@ -1492,6 +1505,8 @@ class Node:
             "guid": servent.guid.hex(),
             "address": format_address(servent.address),
             "firewalled": servent.config.firewalled,
+            "role": servent.role,
+            "leaves": len(servent.leaf_links()),
             "bootstrap": list(self.config.gnutella),
             "gwebcaches": list(self.config.gwebcache),
             "hosts_known": len(servent.host_cache),

@@ -642,6 +642,11 @@ class Servent:
         if reachable is not None:
             self.tier.tracker.reachable = reachable
 
+    def note_reachable(self) -> None:
+        """An incoming connection reached us (the owner's listener saw it):
+        reachability measured for the promotion policy."""
+        self.tier.reached()
+
     def leaf_links(self) -> list[ConnectionInfo]:
         """Our open leaf connections (we are an ultrapeer)."""
         return [lk.info() for lk in self._open_links() if self.tier.is_leaf_link(lk)]
