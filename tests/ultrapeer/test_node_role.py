@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +14,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gnutella_node"))
 
 from gnodekit import GNode, make_file, open_gnutella  # noqa: E402
+from upkit import gnutella_node_fixture  # noqa: E402
+
+start_gnode = gnutella_node_fixture()
 
 SIZE = 40_000
 #: Searches a test repeats at most while the leaf's table reaches its ultrapeer.
 SEARCH_TRIES = 10
-
-
-@pytest.fixture
-def start_gnode(tmp_path: Path) -> Iterator[Callable[..., GNode]]:
-    started: list[GNode] = []
-
-    def start(name: str, *args: str) -> GNode:
-        n = GNode(tmp_path / "home", tmp_path / name, list(args)).start()
-        started.append(n)
-        return n
-
-    yield start
-    for n in started:
-        n.stop()
 
 
 def _search(node: GNode, text: str) -> list[dict[str, Any]]:
