@@ -17,7 +17,8 @@ What it does, with the spec each rule comes from:
   both ways through :class:`~peerlab.proto.gnutella.GnutellaConnection`
   driven by :class:`~peerlab.runtime.driver.StreamDriver`; we announce
   ourselves as an ultrapeer-class peer of a flat network
-  (``X-Ultrapeer: True``, no QRP yet: issue 5), accept ``deflate``
+  (``X-Ultrapeer: True``) or, tiered, with our role (:mod:`.tier`:
+  ultrapeer or leaf, QRP, promotion), accept ``deflate``
   (``compression``), refuse with ``503`` and ``X-Try-Ultrapeers`` when full
   and ``409`` when already connected.  The servent keeps ``target_degree``
   connections by dialling hosts from its :class:`HostCache`, which it fills
