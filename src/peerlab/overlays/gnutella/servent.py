@@ -1005,21 +1005,20 @@ class Servent:
         ):
             self._reject(link, 409, "Already connected", peer)
             return
+        link.listen_address = peer_listen
         refusal = self.tier.admission(link, ev.headers)
         if refusal is not None:
             self._reject(link, refusal[0], refusal[1], peer)
             return
-        link.listen_address = peer_listen
         link.machine.accept(self._handshake_headers(peer, response=True, peer_headers=ev.headers))
 
     def _reject(self, link: Link, code: int, reason: str, peer: Address | None) -> None:
         exclude = [self.address] + ([peer] if peer is not None else [])
         tries = self.host_cache.freshest(TRY_HOSTS_SENT, exclude, ultrapeers_only=self.tier.tiered)
         headers = [("User-Agent", self.config.user_agent)]
-        if self.tier.tiered:
-            headers.append(("X-Ultrapeer", "True" if self.role == "ultrapeer" else "False"))
         if tries:
             headers.append(("X-Try-Ultrapeers", format_hosts(tries)))
+        headers += self.tier.refusal_headers(exclude + [link.listen_address or self.address])
         link.machine.reject(code, reason, headers)
         self.counters.count("connections.refused")
         link.closing = True

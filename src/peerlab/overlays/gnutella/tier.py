@@ -78,7 +78,7 @@ from peerlab.overlays.gnutella.roles import (
     decide_role,
 )
 from peerlab.overlays.gnutella.router import forward_fields
-from peerlab.runtime.base import BaseStreamHandler, Stream
+from peerlab.runtime.base import Address, BaseStreamHandler, Stream
 from peerlab.wire.gnutella import (
     QUERY,
     ROUTE_TABLE_UPDATE,
@@ -89,6 +89,7 @@ from peerlab.wire.gnutella import (
 )
 from peerlab.wire.handshake import (
     Headers,
+    format_hosts,
     is_ultrapeer,
     query_routing,
     ultrapeer_needed,
@@ -108,6 +109,8 @@ QRP_VERSION = "0.2"
 UP_QRP_VERSION = "0.1"
 #: Bye code and reasons when a role change drops the links of the old role.
 BYE_ROLE_CHANGE = 200
+#: Hosts of any role a refusal names in X-Try (gtk-gnutella sends about 10).
+TRY_HOSTS = 10
 #: Seconds a connect-back attempt may take.
 CONNECT_BACK_TIMEOUT = 10.0
 #: Connect-backs one link may ask of us (one proves reachability; a peer
@@ -207,9 +210,15 @@ class Tier:
         self.tracker.reachable = True
         if not self.tiered:
             return None
-        cfg = self.servent.config
+        s = self.servent
+        cfg = s.config
         leaves, ups = self.counts()
         peer_up = is_ultrapeer(headers)
+        if link.listen_address is not None and link.listen_address != s.address:
+            # Remember whoever knocked, refused or not: the next newcomer's
+            # X-Try then names it (a network of leaves must meet somehow).
+            s.host_cache.add(link.listen_address, seen=s.runtime.wall_time(),
+                             ultrapeer=peer_up is True, source="handshake")  # fmt: skip
         if self.role == LEAF:
             if peer_up is not True:
                 return 503, "I am a shielded leaf node"
@@ -221,6 +230,18 @@ class Tier:
         if ups >= cfg.max_ultrapeer_links and (peer_up is None or leaves >= cfg.max_leaves):
             return 503, "Too many ultrapeer connections"
         return None
+
+    def refusal_headers(self, exclude: list[Address]) -> list[tuple[str, str]]:
+        """Extra headers of a refusal: our role, and (``X-Try``) hosts of any
+        role, so that newcomers meeting only leaves still find each other."""
+        if not self.tiered:
+            return []
+        s = self.servent
+        out = [("X-Ultrapeer", "True" if self.role == ULTRAPEER else "False")]
+        hosts = s.host_cache.freshest(TRY_HOSTS, exclude)
+        if hosts:
+            out.append(("X-Try", format_hosts(hosts)))
+        return out
 
     def response_done(self, link: Link, headers: Headers) -> tuple[list[tuple[str, str]], bool]:
         """Outgoing: the peer accepted.  Our final headers, and whether to
