@@ -118,3 +118,22 @@ def test_a_hit_from_a_leaf_needs_no_table(world) -> None:  # type: ignore[no-unt
         assert world.run_until(hits_at_least(s, 1), WAIT)
     finally:
         close_all(world, [up, other])
+
+
+def test_a_leaf_without_qrp_gets_every_query(world) -> None:  # type: ignore[no-untyped-def]
+    """An old leaf announcing no X-Query-Routing cannot be routed to: it is
+    sent every query rather than starved."""
+    up = ultrapeer(world, "up")
+    other = ultrapeer(world, "other")
+    link(world, other, up)
+    raw = RawPeer(world, "oldleaf", up.address, [("User-Agent", "old/1"), ("X-Ultrapeer", "False")])
+    raw.wait_open()
+    try:
+        assert world.run_until(lambda: len(up.servent.leaf_links()) == 1, WAIT)
+        other.servent.search("whatever it is")
+        assert world.run_until(lambda: bool(raw.received(Query)), WAIT)
+        assert count(up, "queries.to_unrouted_leaves") == 1
+        assert count(up, "queries.leaf_no_table") == 0
+    finally:
+        raw.close()
+        close_all(world, [up, other])

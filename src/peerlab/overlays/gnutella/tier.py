@@ -40,7 +40,9 @@ which it sends to ultrapeer neighbours announcing
 ``X-Ultrapeer-Query-Routing`` (``ultrapeer_qrp``).  A query reaching an
 ultrapeer goes to each leaf only when the leaf's table matches
 (``queries.to_leaves``, else ``queries.leaf_blocked``; a leaf without a
-table yet: ``queries.leaf_no_table``), to ultrapeers by flooding, except on
+table yet: ``queries.leaf_no_table``; a leaf announcing no
+``X-Query-Routing`` gets every query: ``queries.to_unrouted_leaves``), to
+ultrapeers by flooding, except on
 the last hop (arriving TTL 1) where an ultrapeer whose merged table does not
 match is skipped (``queries.last_hop_blocked``).  The ultrapeer answers for
 its leaves in the sense that they are reached through it alone: their hits
@@ -398,6 +400,11 @@ class Tier:
         else:
             self.up_tables[link.id] = table
 
+    @staticmethod
+    def _routes_by_qrp(link: Link) -> bool:
+        neg = link.negotiation
+        return neg is not None and query_routing(neg.remote_headers) is not None
+
     def matches(self, link_id: int, query: Query) -> bool:
         """Does leaf ``link_id``'s table match ``query``?  No table: no."""
         table = self.leaf_tables.get(link_id)
@@ -475,13 +482,18 @@ class Tier:
                 continue
             if self.is_leaf_link(link):
                 table = self.leaf_tables.get(link.id)
-                if table is None:
+                if table is None and not self._routes_by_qrp(link):
+                    # A leaf that speaks no QRP cannot be routed to: it gets
+                    # every query, as ultrapeers treat old leaves.
+                    counters.count("queries.to_unrouted_leaves")
+                elif table is None:
                     counters.count("queries.leaf_no_table")
                     continue
-                if not table_matches(table, query):
+                elif not table_matches(table, query):
                     counters.count("queries.leaf_blocked")
                     continue
-                counters.count("queries.to_leaves")
+                else:
+                    counters.count("queries.to_leaves")
                 link.enqueue(Queued(guid, QUERY, leaf_fields[0], leaf_fields[1], payload,
                                     routed=True))  # fmt: skip
                 continue
