@@ -1,0 +1,71 @@
+"""The 0.6 role headers on the wire (ultra-peers section 3)."""
+
+from __future__ import annotations
+
+from gnetkit import WAIT, RawPeer, close_all, link
+from upkit import leaf, ultrapeer
+
+from peerlab.proto.gnutella import HandshakeRejected, HandshakeResponse
+
+LEAF = [("User-Agent", "raw/1"), ("X-Ultrapeer", "False"), ("X-Query-Routing", "0.2")]
+CANDIDATE = [("User-Agent", "raw/1"), ("X-Ultrapeer", "True")]
+
+
+def _response(world, raw: RawPeer):  # type: ignore[no-untyped-def]
+    kinds = (HandshakeResponse, HandshakeRejected)
+    assert world.run_until(lambda: any(isinstance(e, kinds) for e in raw.events), WAIT)
+    return next(e for e in raw.events if isinstance(e, kinds))
+
+
+def test_an_ultrapeer_announces_its_role_and_needs(world) -> None:  # type: ignore[no-untyped-def]
+    up = ultrapeer(world, "up", target_degree=1, max_ttl=4)
+    raw = RawPeer(world, "raw", up.address, LEAF)
+    try:
+        ev = _response(world, raw)
+        assert isinstance(ev, HandshakeResponse)
+        h = ev.headers
+        assert h.get("X-Ultrapeer") == "True"
+        assert h.get("X-Query-Routing") == "0.2"
+        assert h.get("X-Ultrapeer-Query-Routing") == "0.1"
+        assert h.get("X-Degree") == "32"
+        assert h.get("X-Max-TTL") == "4"
+        assert h.get("X-Ultrapeer-Needed") == "True"  # no ultrapeer link yet
+        assert h.get("Accept-Encoding") == "deflate"
+    finally:
+        raw.close()
+        close_all(world, [up])
+
+
+def test_guidance_and_refusals(world) -> None:  # type: ignore[no-untyped-def]
+    up = ultrapeer(world, "up", target_degree=1, max_leaves=1)
+    other = ultrapeer(world, "other")
+    lf = leaf(world, "leaf")
+    link(world, other, up)  # up has the one ultrapeer link it wants
+    link(world, lf, up)  # and its one leaf
+    raws: list[RawPeer] = []
+    try:
+        # a candidate ultrapeer is told none is needed (leaf guidance)
+        raws.append(RawPeer(world, "cand", up.address, CANDIDATE))
+        ev = _response(world, raws[-1])
+        assert isinstance(ev, HandshakeResponse)
+        assert ev.headers.get("X-Ultrapeer-Needed") == "False"
+        # a leaf finds no room: 503 naming other ultrapeers
+        raws.append(RawPeer(world, "leaf2", up.address, LEAF))
+        ev = _response(world, raws[-1])
+        assert isinstance(ev, HandshakeRejected) and ev.code == 503
+        assert "leaves" in ev.reason.lower()
+        assert ev.headers.get("X-Ultrapeer") == "True"
+        assert f"{other.address[0]}:{other.address[1]}" in (
+            ev.headers.get("X-Try-Ultrapeers") or ""
+        )
+        # a leaf refuses another leaf: "I am a shielded leaf node"
+        raws.append(RawPeer(world, "leaf3", lf.address, LEAF))
+        ev = _response(world, raws[-1])
+        assert isinstance(ev, HandshakeRejected) and ev.code == 503
+        assert ev.reason == "I am a shielded leaf node"
+        assert ev.headers.get("X-Ultrapeer") == "False"
+        assert f"{up.address[0]}:{up.address[1]}" in (ev.headers.get("X-Try-Ultrapeers") or "")
+    finally:
+        for r in raws:
+            r.close()
+        close_all(world, [up, other, lf])
