@@ -121,3 +121,29 @@ def test_merge_presence_is_the_union_at_distance_one() -> None:
         assert merged.entries[qrp_hash(word, 16)] == 1
     assert not merged.contains("delta")
     assert merged.present <= 1 + 16 + 1
+
+
+def test_the_fast_4bit_patch_equals_the_per_entry_definition() -> None:
+    """make_update packs 4-bit patches with bytes operations; the result
+    must be the spec's entry-by-entry difference, high nibble first."""
+    import random
+
+    from peerlab.wire.qrp import _pack_patch, make_update
+
+    rng = random.Random(1)
+    for _ in range(40):
+        length, inf = rng.choice([8, 64, 1024, 65536]), rng.choice([2, 5, 7])
+        a = QueryRouteTable(length, inf, bytes(rng.randrange(inf + 1) for _ in range(length)))
+        b = QueryRouteTable(length, inf, bytes(rng.randrange(inf + 1) for _ in range(length)))
+        for prev in (None, a):
+            msgs = make_update(b, prev, compressor=COMPRESSOR_NONE, chunk_size=1 << 20)
+            base = bytes((inf,)) * length if prev is None else bytes(prev.entries)
+            want = _pack_patch([n - o for n, o in zip(b.entries, base, strict=True)], 4)
+            assert b"".join(m.data for m in msgs if isinstance(m, PatchTable)) == want
+            inbound = QrpInbound(max_fill=1.0)  # random tables are nearly full
+            if prev is not None:
+                for m in make_update(a):
+                    inbound.receive(m)
+            for m in msgs:
+                inbound.receive(m)
+            assert inbound.table == b
