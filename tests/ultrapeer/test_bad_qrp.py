@@ -126,10 +126,13 @@ def test_a_leaf_without_qrp_gets_every_query(world) -> None:  # type: ignore[no-
     up = ultrapeer(world, "up")
     other = ultrapeer(world, "other")
     link(world, other, up)
+    assert world.run_until(lambda: len(other.servent.tier.up_tables) == 1, WAIT)
     raw = RawPeer(world, "oldleaf", up.address, [("User-Agent", "old/1"), ("X-Ultrapeer", "False")])
     raw.wait_open()
     try:
         assert world.run_until(lambda: len(up.servent.leaf_links()) == 1, WAIT)
+        # up's merged table cannot show that leaf: it withdraws it (a RESET)
+        assert world.run_until(lambda: not other.servent.tier.up_tables, WAIT)
         other.servent.search("whatever it is")
         assert world.run_until(lambda: bool(raw.received(Query)), WAIT)
         assert count(up, "queries.to_unrouted_leaves") == 1

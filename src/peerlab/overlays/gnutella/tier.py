@@ -97,7 +97,13 @@ from peerlab.wire.handshake import (
     ultrapeer_needed,
     ultrapeer_query_routing,
 )
-from peerlab.wire.qrp import PatchTable, QueryRouteTable, ResetTable
+from peerlab.wire.qrp import (
+    DEFAULT_INFINITY,
+    DEFAULT_TABLE_LENGTH,
+    PatchTable,
+    QueryRouteTable,
+    ResetTable,
+)
 
 if TYPE_CHECKING:
     from peerlab.overlays.gnutella.servent import Link, Servent
@@ -293,7 +299,7 @@ class Tier:
             self._send_table(link, self._own_table())
             self._ask_connect_back(link)
         elif self.role == ULTRAPEER and link.role != LEAF and ultrapeer_query_routing(remote):
-            self._send_table(link, self._merged_table())
+            self._send_merged(link)
 
     def _duplicate(self, link: Link) -> bool:
         """Two servents that dialled each other at once hold two links: both
@@ -444,6 +450,26 @@ class Tier:
             self.servent.counters.count("qrp.merged_rebuilds")
         return self._merged
 
+    def _send_merged(self, link: Link) -> None:
+        """Our merged table to ultrapeer ``link``; none while a leaf that
+        speaks no QRP hangs off us (it answers queries no table can show:
+        a RESET alone leaves the neighbour with no table, so it withholds
+        nothing from us on the last hop)."""
+        if any(
+            self.is_leaf_link(lk) and not self._routes_by_qrp(lk)
+            for lk in self.servent._open_links()
+        ):
+            sender = self.senders.setdefault(link.id, QrpSender())
+            if sender.sent is not None:
+                sender.sent = None
+                s = self.servent
+                reset = ResetTable(DEFAULT_TABLE_LENGTH, DEFAULT_INFINITY)
+                link.enqueue(Queued(s._new_guid(), ROUTE_TABLE_UPDATE, 1, 0,
+                                    encode_payload(reset)))  # fmt: skip
+                s.counters.count("qrp.messages_sent")
+            return
+        self._send_table(link, self._merged_table())
+
     def refresh_tables(self, now: float) -> None:
         """Every ``qrp_interval``: send changed tables (leaf: ours; ultrapeer:
         the merged one to ultrapeers routing by it)."""
@@ -462,7 +488,7 @@ class Tier:
                 and not self.is_leaf_link(link)
                 and ultrapeer_query_routing(neg.remote_headers)
             ):
-                self._send_table(link, self._merged_table())
+                self._send_merged(link)
 
     # ------------------------------------------------------------ queries
 
