@@ -60,9 +60,11 @@ __all__ = [
     "table_matches",
 ]
 
-#: Largest table a leaf may make us keep.  LimeWire sends 2**16 entries;
-#: we accept sixteen times that, 1 MiB per leaf (30 leaves: 30 MiB at most).
-MAX_LEAF_TABLE_LENGTH = 1 << 20
+#: Largest table a leaf may make us keep.  LimeWire sends 2**16 entries,
+#: gtk-gnutella 2**16 to 2**21 (its MAX_TABLE_BITS); we take gtk-gnutella's
+#: largest so its leaves can sit under us: at most 2 MiB per leaf, twice that
+#: while a patch is applied (30 leaves: 120 MiB at the very worst).
+MAX_LEAF_TABLE_LENGTH = 1 << 21
 #: A table with more than this share of its entries present claims nearly
 #: every keyword: a leaf sharing 90,000 distinct keywords fills 75% of
 #: LimeWire's 65,536 entries; beyond that the table is a query sink (or a
