@@ -61,3 +61,18 @@ def test_leaf_nodes_under_an_ultrapeer_node(
     assert counters.get("qrp.tables_received", 0) >= 1
     # C shares nothing: its table is empty, so no query is routed to it
     assert c.json("status", "--gnutella")["counters"].get("rx.query", 0) == 0
+
+
+@pytest.mark.slow
+def test_an_auto_node_with_a_fast_line_promotes_itself(
+    tmp_path: Path, start_gnode: Callable[..., GNode]
+) -> None:
+    a = start_gnode("a", "--gnutella-serve", "--gnutella-upload-kbps", "1544",
+                    "--gnutella-min-uptime", "1")  # fmt: skip
+    addr_a = str(a.wait_ready()["listen"])
+    assert a.json("status", "--gnutella")["role"] == "leaf"  # measured: starts low
+    c = start_gnode("c", "--gnutella", addr_a, "--gnutella-role", "leaf")
+    c.wait_ready()
+    # c's knock proves a reachable; with a T1 line and no ultrapeer around, a promotes
+    a.wait_for(lambda st: st["gnutella"]["role"] == "ultrapeer", timeout=60.0)
+    assert a.json("status", "--gnutella")["counters"].get("roles.promoted") == 1

@@ -105,3 +105,10 @@ def test_policy_rejects_nonsense() -> None:
         RolePolicy(demote_ratio=0.0)
     with pytest.raises(ConfigError):
         RolePolicy(min_uptime=-1.0)
+
+
+def test_a_short_uptime_policy_shrinks_its_waits() -> None:
+    p = RolePolicy.with_uptime(10.0)
+    assert (p.min_uptime, p.hold, p.orphan_grace, p.idle_grace) == (10.0, 10.0, 10.0, 40.0)
+    d = RolePolicy.with_uptime(300.0)
+    assert (d.hold, d.orphan_grace, d.idle_grace) == (60.0, 30.0, 120.0)

@@ -151,6 +151,9 @@ class NodeConfig:
     #: Upload capacity of this node's line in kbit/s, for the promotion policy
     #: (0: not measured).
     gnutella_upload_kbps: int = 0
+    #: Seconds of uptime before an ``auto`` node may be promoted (the
+    #: ultra-peers draft's "several minutes"; a demo uses seconds).
+    gnutella_min_uptime: float = 300.0
 
     @property
     def gnutella_on(self) -> bool:
@@ -319,6 +322,8 @@ def _url(value: str, where: str) -> str:
 GNUTELLA_ROLES = ("auto", "ultrapeer", "leaf")
 #: Largest line capacity we take (10 Gbit/s).
 MAX_UPLOAD_KBPS = 10_000_000
+#: Longest uptime asked before a promotion (a day).
+MAX_MIN_UPTIME = 86_400
 
 
 def _role(value: Any, where: str) -> str:
@@ -371,6 +376,7 @@ _CONVERTERS: dict[str, _Converter] = {
     "gnutella_firewalled": lambda v, w, b: _bool(v, w),
     "gnutella_role": lambda v, w, b: _role(v, w),
     "gnutella_upload_kbps": lambda v, w, b: _int(v, w, 0, MAX_UPLOAD_KBPS),
+    "gnutella_min_uptime": lambda v, w, b: float(_int(v, w, 0, MAX_MIN_UPTIME)),
 }
 #: Settings ``peerlab config`` shows masked.
 SECRET_FIELDS = frozenset({"napster_password"})

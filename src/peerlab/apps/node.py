@@ -80,6 +80,7 @@ from peerlab.errors import (
 )
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
+from peerlab.overlays.gnutella.roles import RolePolicy
 from peerlab.overlays.napster.client import (
     CLOSED,
     ONLINE,
@@ -1410,6 +1411,7 @@ class Node:
                 user_agent=f"peerlab/{peerlab.__version__}",
                 role=cfg.gnutella_role,
                 upload_bps=cfg.gnutella_upload_kbps * 1000.0 or None,
+                role_policy=RolePolicy.with_uptime(cfg.gnutella_min_uptime),
             ),
             shares=self.catalog,
         )  # fmt: skip

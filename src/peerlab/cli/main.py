@@ -205,6 +205,8 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Gnutella role: auto (promoted by measured capacity), ultrapeer or leaf.")
 @click.option("--gnutella-upload-kbps", type=int, default=None, metavar="KBPS",
               help="Upload capacity of this line (kbit/s) for the ultrapeer promotion policy.")
+@click.option("--gnutella-min-uptime", type=int, default=None, metavar="SECONDS",
+              help="Uptime before an auto node may become an ultrapeer (default 300).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj

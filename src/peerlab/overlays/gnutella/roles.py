@@ -106,6 +106,18 @@ class RolePolicy:
     idle_grace: float = IDLE_GRACE
     hold: float = ROLE_HOLD
 
+    @classmethod
+    def with_uptime(cls, min_uptime: float) -> RolePolicy:
+        """The default policy asking ``min_uptime`` s before a promotion; the
+        hold and grace periods shrink with it (a demo or a test network that
+        promotes after 10 s should not wait a minute for anything else)."""
+        return cls(
+            min_uptime=min_uptime,
+            orphan_grace=min(ORPHAN_GRACE, min_uptime),
+            idle_grace=min(IDLE_GRACE, 4 * min_uptime),
+            hold=min(ROLE_HOLD, min_uptime),
+        )
+
     def __post_init__(self) -> None:
         if self.min_upload_bps < 0 or self.min_uptime < 0:
             raise ConfigError("role thresholds must not be negative")
