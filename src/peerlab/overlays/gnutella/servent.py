@@ -56,7 +56,9 @@ Counters (:mod:`.counters`) go to :attr:`Servent.counters` and to
 Public API for the node: :class:`Servent` (``start``, ``close``,
 ``search``, ``connect``, ``ping``, ``send_push``, ``connections``,
 ``incoming_handler``, ``counters``, ``host_cache``, ``address``, ``guid``,
-``busy``/``stable`` flags, ``on_push``), :class:`ServentConfig`,
+``busy``/``stable`` flags, ``on_push``; issue 5: ``role``,
+``on_role_change``, ``set_capacity``, ``note_reachable``, ``leaf_links``,
+``ultrapeer_links``, ``qrp_matches``, ``abort``), :class:`ServentConfig`,
 :class:`ConnectionInfo`; :class:`~.search.Search` and its results.
 """
 
