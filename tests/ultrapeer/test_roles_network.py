@@ -3,18 +3,20 @@ and re-homing after an ultrapeer dies.  On 127.0.0.1 and in the simulator."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from gnetkit import WAIT, Node, close_all, hits_at_least, internal_errors, link, new_node
-from upkit import CABLE, DSL, FAST_POLICY, MODEM, T1, attach, count, files_for, leaf, ultrapeer
-
-
-def auto(world: Any, name: str, upload: float, files: Any = (), **cfg: Any) -> Node:
-    cfg.setdefault("qrp_interval", 0.5)
-    cfg.setdefault("role_policy", FAST_POLICY)
-    cfg.setdefault("maintain_interval", 0.25)
-    cfg.setdefault("busy_retry", 2.0)
-    return new_node(world, name, files, role="auto", upload_bps=upload, **cfg)
+from upkit import (
+    CABLE,
+    DSL,
+    FAST_POLICY,
+    MODEM,
+    T1,
+    attach,
+    auto,
+    count,
+    files_for,
+    leaf,
+    ultrapeer,
+)
 
 
 def test_the_strongest_nodes_are_promoted_and_the_rest_attach_as_leaves(world) -> None:  # type: ignore[no-untyped-def]

@@ -34,6 +34,14 @@ def leaf(world: World, name: str, files: Sequence[File] = (), **cfg: Any) -> Nod
     return new_node(world, name, files, role="leaf", **cfg)
 
 
+def auto(world: World, name: str, upload: float, files: Any = (), **cfg: Any) -> Node:
+    cfg.setdefault("qrp_interval", 0.5)
+    cfg.setdefault("role_policy", FAST_POLICY)
+    cfg.setdefault("maintain_interval", 0.25)
+    cfg.setdefault("busy_retry", 2.0)
+    return new_node(world, name, files, role="auto", upload_bps=upload, **cfg)
+
+
 def attach(world: World, lf: Node, up: Node) -> None:
     """Connect leaf ``lf`` to ultrapeer ``up`` and wait until ``up`` holds its table."""
     link(world, lf, up)
