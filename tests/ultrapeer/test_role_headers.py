@@ -37,11 +37,11 @@ def test_an_ultrapeer_announces_its_role_and_needs(world) -> None:  # type: igno
 
 
 def test_guidance_and_refusals(world) -> None:  # type: ignore[no-untyped-def]
-    up = ultrapeer(world, "up", target_degree=1, max_leaves=1)
+    up = ultrapeer(world, "up", target_degree=1, max_leaves=2)
     other = ultrapeer(world, "other")
     lf = leaf(world, "leaf")
     link(world, other, up)  # up has the one ultrapeer link it wants
-    link(world, lf, up)  # and its one leaf
+    link(world, lf, up)  # and one of its two leaves
     raws: list[RawPeer] = []
     try:
         # a candidate ultrapeer is told none is needed (leaf guidance)
@@ -49,8 +49,13 @@ def test_guidance_and_refusals(world) -> None:  # type: ignore[no-untyped-def]
         ev = _response(world, raws[-1])
         assert isinstance(ev, HandshakeResponse)
         assert ev.headers.get("X-Ultrapeer-Needed") == "False"
-        # a leaf finds no room: 503 naming other ultrapeers
+        raws[-1].close()
+        # a second leaf takes the last slot
         raws.append(RawPeer(world, "leaf2", up.address, LEAF))
+        raws[-1].wait_open()
+        assert world.run_until(lambda: len(up.servent.leaf_links()) == 2, WAIT)
+        # the next leaf finds no room: 503 naming other ultrapeers
+        raws.append(RawPeer(world, "leaf3", up.address, LEAF))
         ev = _response(world, raws[-1])
         assert isinstance(ev, HandshakeRejected) and ev.code == 503
         assert "leaves" in ev.reason.lower()
@@ -58,6 +63,11 @@ def test_guidance_and_refusals(world) -> None:  # type: ignore[no-untyped-def]
         assert f"{other.address[0]}:{other.address[1]}" in (
             ev.headers.get("X-Try-Ultrapeers") or ""
         )
+        # full of leaves, it now says another ultrapeer is needed
+        raws.append(RawPeer(world, "cand2", up.address, CANDIDATE))
+        ev = _response(world, raws[-1])
+        assert isinstance(ev, HandshakeResponse)
+        assert ev.headers.get("X-Ultrapeer-Needed") == "True"
         # a leaf refuses another leaf: "I am a shielded leaf node"
         raws.append(RawPeer(world, "leaf3", lf.address, LEAF))
         ev = _response(world, raws[-1])

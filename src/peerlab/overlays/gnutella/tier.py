@@ -191,7 +191,12 @@ class Tier:
         return max(1, min(cfg.target_degree, cfg.max_ultrapeer_links))
 
     def ultrapeer_needed(self) -> bool:
-        return self.counts()[1] < self.up_target()
+        """What we answer in ``X-Ultrapeer-Needed``: more ultrapeers are
+        needed while we have fewer ultrapeer links than we dial for, or no
+        room for another leaf (3.5: guidance is for an ultrapeer that "doesn't
+        have enough leaves")."""
+        leaves, ups = self.counts()
+        return ups < self.up_target() or leaves >= self.servent.config.max_leaves
 
     # ------------------------------------------------------------ handshake
 
