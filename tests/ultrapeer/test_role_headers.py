@@ -79,3 +79,27 @@ def test_guidance_and_refusals(world) -> None:  # type: ignore[no-untyped-def]
         for r in raws:
             r.close()
         close_all(world, [up, other, lf])
+
+
+def test_pongs_state_role_and_free_slots(world) -> None:  # type: ignore[no-untyped-def]
+    """GGEP ``UP`` in an ultrapeer's Pong: its free leaf and ultrapeer
+    slots; a leaf's Pong claims none."""
+    from peerlab.wire.gnutella import Ping, Pong
+
+    up = ultrapeer(world, "up", max_leaves=5, max_ultrapeer_links=4)
+    lf = leaf(world, "leaf")
+    link(world, lf, up)
+    raws = [RawPeer(world, "r1", up.address, LEAF), RawPeer(world, "r2", lf.address, CANDIDATE)]
+    try:
+        for r in raws:
+            r.wait_open()
+            r.send(Ping(), bytes([9]) * 15 + b"\x00", ttl=1)
+        assert world.run_until(lambda: all(r.received(Pong) for r in raws), WAIT)
+        up_pong = raws[0].received(Pong)[0].message
+        assert up_pong.is_ultrapeer and up_pong.free_slots == (3, 4)  # 2 leaves: lf and r1
+        leaf_pong = raws[1].received(Pong)[0].message
+        assert not leaf_pong.is_ultrapeer
+    finally:
+        for r in raws:
+            r.close()
+        close_all(world, [up, lf])

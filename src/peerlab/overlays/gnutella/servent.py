@@ -1404,8 +1404,12 @@ class Servent:
             # A leaf's Pong claims no ultrapeer slots (GGEP ``UP`` is for ultrapeers).
             ggep = GGEP.of((ID_VENDOR_CODE, VENDOR_CODE.encode("ascii") + bytes([1])))
         else:
+            # GGEP ``UP``: version, free leaf slots, free ultrapeer slots.
+            free_leaves, free_ups = self.tier.free_slots()
+            if not self.tier.tiered:
+                free_ups = free
             ggep = GGEP.of(
-                (ID_ULTRAPEER, bytes([1, 0, min(free, 255)])),
+                (ID_ULTRAPEER, bytes([1, min(free_leaves, 255), min(free_ups, 255)])),
                 (ID_VENDOR_CODE, VENDOR_CODE.encode("ascii") + bytes([1])),
             )
         return encode_payload(Pong(port, ip, stat[1], stat[2], ggep))

@@ -184,6 +184,15 @@ class Tier:
                 ups += 1
         return leaves, ups
 
+    def free_slots(self) -> tuple[int, int]:
+        """``(leaf slots, ultrapeer slots)`` free now (the Pong's GGEP ``UP``);
+        a flat servent or a leaf has no leaf slot."""
+        if not self.tiered or self.role != ULTRAPEER:
+            return 0, 0
+        cfg = self.servent.config
+        leaves, ups = self.counts()
+        return max(0, cfg.max_leaves - leaves), max(0, cfg.max_ultrapeer_links - ups)
+
     def up_target(self) -> int:
         """Ultrapeer links an ultrapeer dials for (and wants before it says
         it needs no more ultrapeers)."""
