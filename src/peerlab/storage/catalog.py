@@ -585,9 +585,8 @@ class Catalog:
             conds.append("f.bitrate >= ?")
             params.append(int(min_bitrate))
         if min_duration is not None:
-            # Lengths travel as whole seconds (LimeWire's "seconds"): round alike.
             conds.append("f.duration >= ?")
-            params.append(float(min_duration) - 0.5)
+            params.append(float(min_duration))
         if min_size is not None:
             conds.append("f.size >= ?")
             params.append(int(min_size))

@@ -476,7 +476,7 @@ def _number(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return round(value) if 0 <= value < 1e12 else None
+        return int(value) if 0 <= value < 1e12 else None
     if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9:
         return int(value.strip())
     return None

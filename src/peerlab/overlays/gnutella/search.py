@@ -165,7 +165,7 @@ def _audio_attributes(f: Any) -> dict[str, str]:
         attrs["bitrate"] = str(bitrate)
     duration = getattr(f, "duration", None)
     if isinstance(duration, int | float) and duration > 0:
-        attrs["seconds"] = str(round(duration))
+        attrs["seconds"] = str(int(duration))
     return attrs
 
 
