@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from peerlab.errors import ConfigError
 from peerlab.simulate.bittorrent import (
     LINK_CLASSES,
     BtConfig,
+    LinkClass,
     SwarmSpec,
     assign_links,
     client_server_times,
@@ -86,6 +88,14 @@ def test_configuration_defaults_and_errors() -> None:
                                          "seed_link": "lan"}})
     assert cfg.link("dsl").up == 1.0 and cfg.link("dsl").down == LINK_CLASSES["dsl"].down
     assert cfg.link("lan").latency == 0.0
+    # as the scenario engine hands it: the section merged over the scenario's
+    # keys, the engine's link classes and reproducing command
+    engine = SimpleNamespace(link_classes={"dsl": SimpleNamespace(up=1, down=2, latency=0.5)})
+    cfg = BtConfig.parse({"name": "bittorrent", "seed": 1, "architecture": "bittorrent",
+                          "population": {"nodes": 5}, "sizes": [3], "_scenario": engine,
+                          "_command": "peerlab simulate bittorrent --seed 1 --out r/bt"})
+    assert cfg.sizes == (3,) and cfg.link("dsl") == LinkClass(1.0, 2.0, 0.5)
+    assert cfg.command == "peerlab simulate bittorrent --seed 1 --out r/bt"
     bad: list[dict[str, Any]] = [
         {"sizes": [10], "colour": 1},
         {"seed_link": "isdn"},
@@ -167,15 +177,16 @@ def test_equal_seeds_give_equal_digests_and_csv_bytes(tmp_path: Path) -> None:
     # progress went from 0 to 1
     assert seen[-1][1] == pytest.approx(1.0)
     assert all(0.0 <= f <= 1.0 for _, f in seen)
-    # figures: PNGs, each with its reproducing command, linked from the Markdown
+    # figures: PNGs in out, each with its reproducing command (the scenario
+    # engine puts them under the section)
     assert [f.path.name for f in a.figures] == [
         "bt_download_times.png", "bt_scaling.png", "bt_completion.png",
         "bt_free_riders.png", "bt_pieces.png"]
     for fig in a.figures:
+        assert fig.path.parent == tmp_path / "a" / "bittorrent"
         assert fig.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert fig.command == "peerlab simulate tiny.toml --seed 9"
-        assert f"](bittorrent/{fig.path.name})" in a.markdown
-    assert a.markdown.count("Reproduce: `peerlab simulate tiny.toml --seed 9`") == 5
+    assert "### Flash crowd" in a.markdown and "### Tit-for-tat" in a.markdown
     # the rows have the same columns, one per variant
     assert len({tuple(r) for r in a.rows}) == 1
     assert [r["variant"] for r in a.rows][:2] == ["N=4", "N=6"]

@@ -35,9 +35,11 @@ within the first seconds):
    over time, in swarms whose seed leaves once it has uploaded
    ``pickers.seed_leaves_after`` copies of the file: who completes then.
 
-The configuration is the scenario's ``[bittorrent]`` table (the whole
-scenario may be passed too: its ``bittorrent`` table is used).  Every key
-is optional; the defaults are those of ``scenarios/bittorrent.toml``::
+The configuration is the scenario's ``[bittorrent]`` table as the scenario
+engine hands it (merged over the scenario's other keys, which are ignored
+here except ``link_classes``, ``_scenario``'s link classes and ``_command``,
+the reproducing command), or a whole scenario with a ``bittorrent`` table.
+Every key is optional; the defaults are those of ``scenarios/bittorrent.toml``::
 
     scenario = "src/peerlab/simulate/scenarios/bittorrent.toml"  # for the commands shown
     file_size = 1048576            # bytes of the one file shared
@@ -64,9 +66,10 @@ is optional; the defaults are those of ``scenarios/bittorrent.toml``::
                                    # leaves (0: it stays)
 
 :func:`run` returns an :class:`~peerlab.simulate.base.ExperimentReport`: CSV
-files and PNG plots in ``out``, a Markdown section whose figure links are
-relative to ``out``'s parent (the report directory), and the trace digest
-of every swarm it ran (equal seeds give equal digests and equal CSV files).
+files and PNG plots in ``out``, each figure with its reproducing command, a
+Markdown section (findings and tables; the engine adds the title, figures and
+data links), and the trace digest of every swarm it ran (equal seeds give
+equal digests and equal CSV files).
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ __all__ = [
     "LinkClass",
     "SwarmResult",
     "SwarmSpec",
+    "assign_links",
     "client_server_times",
     "p2p_lower_bound",
     "run",
@@ -143,17 +147,20 @@ class LinkClass:
     latency: float
 
 
-#: The lecture's screenshots' link classes.  Modems: V.32bis (14.4 kbit/s
-#: both ways) and V.90 (56 kbit/s down, V.34's 33.6 kbit/s up); ADSL
-#: 768/128 kbit/s; cable 3 Mbit/s / 384 kbit/s; T1 1.544 Mbit/s symmetric.
-#: Latencies: a modem's ~100 ms, DSL's interleaving ~20 ms, cable ~15 ms,
-#: a leased line ~5 ms (one way, the access link's share).
+#: The lecture's screenshots' link classes, in bytes/s: modems V.32bis
+#: (14.4 kbit/s both ways) and V.90 (56 kbit/s down, V.34's 33.6 kbit/s up);
+#: ADSL and cable of the early 2000s, 1.5 and 3 Mbit/s down with 128 and 384
+#: kbit/s up; a T1, 1.544 Mbit/s both ways.  Latencies (one way, the access
+#: link's share): a modem's framing and compression ~100-150 ms, DSL
+#: interleaving ~25 ms.  The same figures as the scenario engine's classes
+#: (``peerlab.simulate.scenario``), whose table wins when the engine passes
+#: its scenario (``_scenario``), so a class means one thing in every experiment.
 LINK_CLASSES: Final[Mapping[str, LinkClass]] = {
-    "modem14k": LinkClass(up=1_800.0, down=1_800.0, latency=0.1),
-    "modem56k": LinkClass(up=4_200.0, down=7_000.0, latency=0.1),
-    "dsl": LinkClass(up=16_000.0, down=96_000.0, latency=0.02),
-    "cable": LinkClass(up=48_000.0, down=375_000.0, latency=0.015),
-    "t1": LinkClass(up=193_000.0, down=193_000.0, latency=0.005),
+    "modem14k": LinkClass(up=1_800.0, down=1_800.0, latency=0.150),
+    "modem56k": LinkClass(up=4_200.0, down=7_000.0, latency=0.100),
+    "dsl": LinkClass(up=16_000.0, down=187_500.0, latency=0.025),
+    "cable": LinkClass(up=48_000.0, down=375_000.0, latency=0.020),
+    "t1": LinkClass(up=193_000.0, down=193_000.0, latency=0.010),
 }
 
 #: The tracker's host: fast, so announces never queue behind anything.
@@ -165,6 +172,9 @@ class BtConfig:
     """The ``[bittorrent]`` table, checked (see the module docstring)."""
 
     scenario: str = DEFAULT_SCENARIO
+    #: The reproducing command the scenario engine passes (``_command``); when
+    #: absent, ``peerlab simulate <scenario> --seed <seed>``.
+    command: str | None = None
     file_size: int = 1 << 20
     piece_length: int = 16 << 10
     sizes: tuple[int, ...] = (10, 30, 100)
@@ -203,6 +213,9 @@ class BtConfig:
                 raise ConfigError(f"bittorrent: unknown key {key!r}")
         d = cls()
         classes = dict(LINK_CLASSES)
+        engine = table.get("_scenario")
+        for name, c in getattr(engine, "link_classes", {}).items():
+            classes[str(name)] = LinkClass(float(c.up), float(c.down), float(c.latency))
         for name, spec in _table(t, "link_classes").items():
             if not isinstance(spec, Mapping):
                 raise ConfigError(f"bittorrent.link_classes.{name} must be a table")
@@ -245,8 +258,10 @@ class BtConfig:
             if s not in STRATEGIES:
                 raise ConfigError(f"bittorrent.pickers.strategies: {s!r} is not one of "
                                   f"{', '.join(STRATEGIES)}")
+        command = t.get("_command")
         cfg = cls(
             scenario=str(t.get("scenario", d.scenario)),
+            command=command if isinstance(command, str) else None,
             file_size=int(_num(t, "file_size", d.file_size, 1, MAX_FILE_SIZE)),
             piece_length=int(_num(t, "piece_length", d.piece_length, 1 << 10, 4 << 20)),
             sizes=tuple(int(_num({"n": n}, "n", 0, 1, MAX_LEECHERS)) for n in sizes),
@@ -500,7 +515,8 @@ def run_swarm(
             b"".join(bytes(t.store.have.data) if t.store is not None else bytes(nbytes)
                      for t in torrents), dtype=np.uint8,
         ).reshape(len(torrents), nbytes)
-        counts = np.unpackbits(bits, axis=1)[:, :piece_count].sum(axis=0)
+        held = np.unpackbits(bits, axis=1)[:, :piece_count]
+        counts = held.sum(axis=0)
         pieces = int(counts.sum())
         sample = Sample(
             t=round(now, 6),
@@ -514,7 +530,10 @@ def run_swarm(
         if out.spread_at is None and sample.distinct == piece_count:
             out.spread_at = sample.seed_uploaded
         if progress is not None:
-            progress(sample.complete / max(1, len(peers)))
+            per_peer = held.sum(axis=1).tolist()
+            got = sum(1.0 if p.finished is not None else have / max(1, piece_count)
+                       for p, have in zip(peers, per_peer, strict=True))
+            progress(got / max(1, len(peers)))
         if sample.complete == len(peers):
             break
         if pieces != last_pieces:
@@ -621,7 +640,7 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     """The BitTorrent experiments (see the module docstring)."""
     cfg = BtConfig.parse(config)
     out.mkdir(parents=True, exist_ok=True)
-    command = f"peerlab simulate {cfg.scenario} --seed {seed}"
+    command = cfg.command or f"peerlab simulate {cfg.scenario} --seed {seed}"
     specs = [SwarmSpec(f"flash-{n}", n) for n in cfg.sizes]
     if cfg.rider_leechers:
         specs += [SwarmSpec(f"riders-{c}", cfg.rider_leechers, choker=c,

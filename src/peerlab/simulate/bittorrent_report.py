@@ -127,16 +127,12 @@ class _Builder:
 
     # -- helpers
 
-    def link(self, name: str) -> str:
-        """A figure's Markdown path: relative to the report directory."""
-        return f"{self.out.name}/{name}"
-
     def figure(self, fig: MplFigure, name: str, caption: str) -> None:
+        """Save a plot; the scenario engine shows it under the section with
+        its caption and command (``peerlab.simulate.engine.section``)."""
         path = self.out / name
         _save(fig, path)
         self.report.figures.append(Figure(path=path, caption=caption, command=self.command))
-        self.md += [f"![{caption}]({self.link(name)})", "",
-                    f"*{caption}* Reproduce: `{self.command}`", ""]
 
     def row(self, **values: Any) -> None:
         self.report.rows.append({c: values.get(c, "") for c in COLUMNS})
@@ -174,8 +170,6 @@ class _Builder:
         mix = ", ".join(f"{name} {share:g}" for name, share in cfg.leecher_links)
         used = [cfg.seed_link, *(n for n, _ in cfg.leecher_links)]
         self.md += [
-            "## BitTorrent: flash crowds, tit-for-tat, piece selection",
-            "",
             "Every peer below is peerlab's own BitTorrent `Session` (the class the "
             "node runs, pieces in memory) on a simulated host, introduced by peerlab's "
             "tracker; one seed, and leechers that all arrive in the first seconds "
@@ -316,12 +310,14 @@ class _Builder:
         self.md += [
             '### "Only slow in the beginning": completion over time',
             "",
-            f"In the first second the swarm downloads {_f(rates[0] / 1000 if rates else 0)} "
-            f"kB/s, which is what the seed can send; as pieces spread every leecher uploads "
-            f"too, and the swarm's rate peaks at **{_f(peak / 1000)} kB/s** after "
-            f"{_f(peak_at)} s, {_f(peak / seed_up)}× the seed's upload, which is all a "
-            f"server ever has. The first leecher was done after {_f(first)} s; the server "
-            f"finishes everybody at once, at the end.",
+            f"In the first second the swarm downloaded {_f(rates[0] / 1000 if rates else 0)} "
+            f"kB/s (the seed uploads {_f(seed_up / 1000)} kB/s); as pieces spread the "
+            f"leechers upload too, and the swarm's rate peaked at **{_f(peak / 1000)} kB/s** "
+            f"after {_f(peak_at)} s, {_f(peak / seed_up)}× the seed's upload, which is all "
+            f"a server ever has. The first leecher was done after {_f(first)} s and the last "
+            f"after {_f(max(r.times(), default=math.nan))} s; the client-server's first "
+            f"after {_f(min(base, default=math.nan))} s and its last after "
+            f"{_f(max(base, default=math.nan))} s.",
             "",
         ]
         self.figure(fig, "bt_completion.png",
