@@ -105,6 +105,16 @@ def _save(fig: MplFigure, path: Path) -> None:
     fig.savefig(path, format="png", metadata=PNG_METADATA)
 
 
+def _plain_log(axis: Any) -> None:
+    """Log scale with plain numbers at 1-2-5 steps (matplotlib's default
+    labels every minor tick as a power of ten, and they overlap)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _cdf(ax: Axes, values: Sequence[float], total: int, **style: Any) -> None:
     """Fraction of ``total`` leechers done by each time (a step curve)."""
     xs = sorted(values)
@@ -223,6 +233,7 @@ class _Builder:
             self.out / "bt_flash_crowd.csv",
             ["leechers", "peer", "link", "started_s", "download_s", "client_server_s"], rows))
         ax.set_xscale("log")
+        _plain_log(ax.xaxis)
         ax.set_xlabel("download time (s, log scale)")
         ax.set_ylabel("fraction of leechers done")
         ax.set_title("Flash crowd: BitTorrent vs a client-server with the seed's upload")
@@ -257,13 +268,19 @@ class _Builder:
         fig = _figure()
         ax = fig.add_subplot()
         ns = [s[0] for s in scaling]
-        ax.plot(ns, [s[1] for s in scaling], "o-", label="BitTorrent median")
-        ax.plot(ns, [s[2] for s in scaling], "o:", label="BitTorrent last")
-        ax.plot(ns, [s[3] for s in scaling], "s--", label="client-server median")
-        ax.plot(ns, [s[4] for s in scaling], "s:", label="client-server last")
+        ax.plot(ns, [s[1] for s in scaling], "o-", color="C0", label="BitTorrent median")
+        ax.plot(ns, [s[2] for s in scaling], "o:", color="C0", label="BitTorrent last")
+        ax.plot(ns, [s[3] for s in scaling], "s--", color="C1", label="client-server median")
+        ax.plot(ns, [s[4] for s in scaling], "s:", color="C1", label="client-server last")
         ax.plot(ns, [s[5] for s in scaling], "k-", alpha=0.4, label="P2P lower bound")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+        from matplotlib.ticker import NullFormatter, NullLocator
+
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("leechers N (log)")
         ax.set_ylabel("download time (s, log)")
         ax.set_title("How download time grows with the crowd")
