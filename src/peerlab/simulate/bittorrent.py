@@ -130,9 +130,10 @@ MAX_LEECHERS: Final = 2000
 MAX_FILE_SIZE: Final = 64 << 20
 #: Finest sampling step: each sample walks every leecher's bitfield.
 MIN_SAMPLE_INTERVAL: Final = 0.1
-#: Step of the virtual clock while a seed waits to leave, so it leaves close
-#: to its quota (at T1 speed 0.1 s is ~19 KB, about one piece).
-DEPARTURE_STEP: Final = 0.1
+#: Step of the virtual clock while a seed waits to leave or the pieces have
+#: not all spread yet, so the seed leaves close to its quota and the spread
+#: is measured to about a piece (at T1 speed 0.1 s is ~19 KB).
+FINE_STEP: Final = 0.1
 #: The tracker's announce interval (s): longer than any run, so the swarm's
 #: peers come from the first announce and PEX, as in a flash crowd.
 TRACKER_INTERVAL: Final = 1800
@@ -500,14 +501,21 @@ def run_swarm(
     next_sample = 0.0
     sim = world.sim
     while sim.now < cfg.time_limit:
-        step = DEPARTURE_STEP if quota is not None and out.seed_left_at is None \
-            else cfg.sample_interval
-        world.run_for(step)
+        leaving = quota is not None and out.seed_left_at is None
+        world.run_for(FINE_STEP if leaving or out.spread_at is None else cfg.sample_interval)
         now = sim.now
-        if quota is not None and out.seed_left_at is None and seed_t.uploaded >= quota:
+        if leaving and quota is not None and seed_t.uploaded >= quota:
             out.seed_left_at = now
             out.seed_uploaded = seed_t.uploaded
             seed_t.stop()
+        if out.spread_at is None:
+            union = 0
+            for t in torrents:
+                if t.store is not None:
+                    union |= int.from_bytes(t.store.have.data, "big")
+            if union.bit_count() == piece_count:
+                out.spread_at = (seed_t.uploaded if out.seed_left_at is None
+                                 else out.seed_uploaded)
         if now + 1e-9 < next_sample:
             continue
         next_sample = now + cfg.sample_interval
@@ -527,8 +535,6 @@ def run_swarm(
             seed_uploaded=seed_t.uploaded if out.seed_left_at is None else out.seed_uploaded,
         )
         out.samples.append(sample)
-        if out.spread_at is None and sample.distinct == piece_count:
-            out.spread_at = sample.seed_uploaded
         if progress is not None:
             per_peer = held.sum(axis=1).tolist()
             got = sum(1.0 if p.finished is not None else have / max(1, piece_count)

@@ -466,7 +466,7 @@ class _Builder:
             "the leechers: from then on the swarm can finish without it.",
             "",
             "| picker | spread at (copies) | seed left at (s) | leechers done | "
-            "pieces left among leechers |",
+            "pieces among the leechers at the end |",
             "|---|---:|---:|---:|---:|",
             *lines,
             "",
