@@ -57,7 +57,7 @@ Every key is optional; the defaults are those of ``scenarios/bittorrent.toml``::
     leechers = 30                  # swarm size of this experiment
     share = 0.3                    # fraction of leechers that upload nothing
     file_size = 4194304            # a longer download: tit-for-tat reacts in 10-30 s
-    leave_when_done = true         # contributors leave when done (no seeding)
+    leave_when_done = true         # leechers leave when done (nobody seeds but the seed)
     chokers = ["tit-for-tat", "random"]
     [bittorrent.pickers]
     leechers = 50

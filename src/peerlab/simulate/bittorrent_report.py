@@ -397,7 +397,7 @@ class _Builder:
             f"{r0.spec.leechers} leechers fetch a file of {size:,} bytes; "
             f"{_f(cfg.rider_share * 100, 0)}% of them are free riders (they upload nothing: "
             "`NeverUnchoke`)"
-            + (", and contributors leave as soon as they are done, so nobody seeds for the "
+            + (", and every leecher leaves as soon as it is done, so nobody seeds for the "
                "free riders but the original seed" if r0.spec.leave_when_done else "")
             + ". Median download times:",
             "",
