@@ -327,7 +327,7 @@ class _Builder:
         self.md += [
             '### "Only slow in the beginning": completion over time',
             "",
-            f"In the first second the swarm downloaded {_f(rates[0] / 1000 if rates else 0)} "
+            f"In the first second the swarm downloaded {_f(_first_second(r, cfg.piece_length))} "
             f"kB/s (the seed uploads {_f(seed_up / 1000)} kB/s); as pieces spread the "
             f"leechers upload too, and the swarm's rate peaked at **{_f(peak / 1000)} kB/s** "
             f"after {_f(peak_at)} s, {_f(peak / seed_up)}× the seed's upload, which is all "
@@ -406,7 +406,10 @@ class _Builder:
             *lines,
             "",
             "Under tit-for-tat a free rider gets only optimistic unchokes and the seed's "
-            "slots; under random unchoking it is served like everyone else.",
+            "slots; under random unchoking it is served like everyone else. With this few "
+            "free riders one run's medians move by tenths from seed to seed: run other "
+            "`--seed` values, or a larger `free_riders.leechers`, before reading much into "
+            "the second decimal.",
             "",
         ]
         self.figure(fig, "bt_free_riders.png",
@@ -487,6 +490,14 @@ class _Builder:
             [[row[c] for c in COLUMNS] for row in self.report.rows]))
         self.report.markdown = "\n".join(self.md).rstrip() + "\n"
         return self.report
+
+
+def _first_second(r: SwarmResult, piece_length: int) -> float:
+    """kB/s of verified pieces over the run's first sample at or after 1 s."""
+    for s in r.samples:
+        if s.t >= 1.0:
+            return s.pieces * piece_length / s.t / 1000
+    return math.nan
 
 
 def _rates(r: SwarmResult, piece_length: int) -> list[float]:
