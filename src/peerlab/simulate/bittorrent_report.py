@@ -295,8 +295,8 @@ class _Builder:
                     for n, a, b, c, d, e in scaling]
         self.md.append("")
         self.figure(fig, "bt_scaling.png",
-                    "Download time against the size of the flash crowd: client-server grows "
-                    "linearly with N, BitTorrent stays near the peer-to-peer bound.")
+                    "Download time against the size of the flash crowd (log-log), with the "
+                    "peer-to-peer lower bound.")
         self.completion(big, base)
 
     def completion(self, r: SwarmResult, base: Sequence[float]) -> None:
