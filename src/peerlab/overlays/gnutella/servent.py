@@ -453,18 +453,31 @@ class Link:
 
     def pump(self) -> None:
         """Hand queued descriptors to the connection while the stream takes them."""
-        counters = self.servent.counters
-        machine = self.machine
-        while self.queue and self.driver.writable and self.is_open:
-            item = self.queue.pop()
-            if item is None:
-                break
-            machine.send_descriptor(item.guid, item.payload_type, item.ttl, item.hops, item.payload)
-            self.messages_out += 1
-            name = type_name(item.payload_type)
-            counters.count("tx." + name)
-            if item.routed:
-                counters.count("routed." + name)
+        queue = self.queue
+        if queue and self.driver.writable and self.is_open:
+            # Queuing a descriptor in the machine neither closes the link nor
+            # pauses the stream (that happens on write, in flush), so the
+            # checks hold for the whole batch; counts are added once per type.
+            send = self.machine.send_descriptor
+            sent: dict[int, int] = {}
+            routed: dict[int, int] = {}
+            try:
+                while queue:
+                    item = queue.pop()
+                    if item is None:
+                        break
+                    ptype = item.payload_type
+                    send(item.guid, ptype, item.ttl, item.hops, item.payload)
+                    sent[ptype] = sent.get(ptype, 0) + 1
+                    if item.routed:
+                        routed[ptype] = routed.get(ptype, 0) + 1
+            finally:
+                counters = self.servent.counters
+                for ptype, n in sent.items():
+                    self.messages_out += n
+                    counters.count("tx." + type_name(ptype), n)
+                for ptype, n in routed.items():
+                    counters.count("routed." + type_name(ptype), n)
         self.driver.flush()
 
     def close(self, code: int | None = None, reason: str = "") -> None:
