@@ -69,7 +69,7 @@ from typing import Any
 
 from peerlab import __version__
 from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtocolError
-from peerlab.overlays.gnutella.counters import Counters, type_name
+from peerlab.overlays.gnutella.counters import TYPE_NAMES, Counters, type_name
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
 from peerlab.overlays.gnutella.hostcache import HostCache, usable_address
@@ -200,6 +200,10 @@ BYE_LONG_LIVED = 403
 BYE_IDLE = 405
 BYE_INTERNAL = 500
 BYE_QUEUE_FULL = 502
+
+
+#: ``rx.<type>`` counter names by payload type, made once (one per message otherwise).
+_RX_NAMES: dict[int, str] = {ptype: "rx." + name for ptype, name in TYPE_NAMES.items()}
 
 
 # ------------------------------------------------------------------ config
@@ -1085,11 +1089,10 @@ class Servent:
 
     def _on_descriptor(self, link: Link, ev: DescriptorReceived) -> None:
         h = ev.header
-        name = type_name(h.payload_type)
         link.messages_in += 1
         link.last_rx = self.runtime.now()
         link.alive_ping_out = False
-        self.counters.count("rx." + name)
+        self.counters.count(_RX_NAMES.get(h.payload_type) or "rx." + type_name(h.payload_type))
         msg = ev.message
         ptype = h.payload_type
         if isinstance(msg, Bye):
@@ -1362,7 +1365,8 @@ class Servent:
         self.pong_cache.add(CachedPong(payload, address, distance, link.id))
         # Demultiplex: "forward the pong along all connections still needing more pongs".
         for other in self._links.values():
-            if other is link or not other.is_open or not other.ping.wants(distance, now):
+            # wants() first: it is False for most links and cheaper than is_open.
+            if other is link or not other.ping.wants(distance, now) or not other.is_open:
                 continue
             assert other.ping.guid is not None
             other.ping.took(distance)
