@@ -1358,7 +1358,8 @@ class Servent:
         if self.host_cache.add(address, seen=wall, ultrapeer=pong.is_ultrapeer, source="pong"):
             self.counters.count("hosts.learned")
         extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != self.address]
-        self.host_cache.add_many(extra, seen=wall, source="pong")
+        if extra:
+            self.host_cache.add_many(extra, seen=wall, source="pong")
         if not self.config.pong_caching or not usable_address(address):
             return
         distance = min(h.hops + 1, self.config.max_ttl)
