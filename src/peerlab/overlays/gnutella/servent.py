@@ -1422,9 +1422,9 @@ class Servent:
             self._dial(now)
         if (
             cfg.pong_caching
-            and self._open_links()
             and len(self.host_cache) < HOSTS_WANTED
             and now - self._last_host_ping >= HOST_PING_INTERVAL
+            and self._open_links()
         ):
             self._last_host_ping = now
             if self.pong_cache.expired(now):
