@@ -85,3 +85,26 @@ def test_flood_scenario_is_deterministic() -> None:
     assert a == b
     assert a.digest != c.digest
     assert a.deliveries > 10 and a.queries == 10 and a.nodes == 60
+
+
+def test_a_killed_node_is_cut_off_and_its_neighbours_notice() -> None:
+    sim = Simulator(2)
+    net = GnutellaNetwork(sim, 4, shares_of=lambda i: MemoryShares([sim_file(1, f"x{i}.mp3")]))
+    net.connect(line_edges(4))  # 0 - 1 - 2 - 3
+    net.kill(1)
+    sim.run(sim.now + 5)
+    assert net.alive() == [0, 2, 3]
+    assert net.nodes[0].servent.open_count == 0
+    assert net.nodes[2].servent.open_count == 1
+    before = net.nodes[2].servent.counters["rx.query"]
+    net.search(3, "x2", ttl=3)
+    sim.run(sim.now + 5)
+    assert net.nodes[2].servent.counters["rx.query"] == before + 1
+    assert net.nodes[0].servent.counters["rx.query"] == 0
+    # Nothing reaches it any more: a new connection to it never opens.
+    assert net.nodes[1].address[0] not in sim.routes
+    net.nodes[3].servent.connect(net.nodes[1].address)
+    sim.run(sim.now + 30)
+    assert net.nodes[3].servent.open_count == 1
+    assert net.nodes[3].servent.counters["connections.failed"] == 1
+    net.close()

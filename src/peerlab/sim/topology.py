@@ -240,6 +240,8 @@ class GnutellaNetwork:
     shares_of: Callable[[int], MemoryShares] | None = None
     observer_of: Callable[[int], Observer | None] | None = None
     nodes: list[SimServent] = field(init=False, default_factory=list)
+    #: Nodes taken off the network by :meth:`kill`.
+    killed: set[int] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         fields: dict[str, Any] = {"listen_port": GNUTELLA_PORT, "target_degree": 0}
@@ -306,9 +308,29 @@ class GnutellaNetwork:
         """The sum over all nodes of one servent counter (e.g. ``rx.query``)."""
         return sum(node.servent.counters[name] for node in self.nodes)
 
+    def kill(self, index: int) -> None:
+        """Node ``index`` drops off the network at once, as when its machine
+        is unplugged: its listener closes, its connections are aborted (the
+        neighbours see them reset) and nothing addressed to it arrives any
+        more.  Its servent says no Bye; it is left to its own timers."""
+        node = self.nodes[index]
+        host = node.host
+        for listener in list(host.listeners.values()):
+            listener.close()
+        for conn in list(host.conns.values()):
+            conn.abort()
+        self.sim.routes.pop(host.ip, None)
+        self.killed.add(index)
+
+    def alive(self) -> list[int]:
+        """The indices of the nodes not killed."""
+        return [i for i in range(self.n) if i not in self.killed]
+
     def close(self) -> None:
+        """Close every servent that is still up (each says Bye 200)."""
         for node in self.nodes:
-            node.servent.close()
+            if node.index not in self.killed:
+                node.servent.close()
 
 
 @dataclass(frozen=True, slots=True)
