@@ -833,7 +833,10 @@ def _dec_vendor(p: bytes, standard: bool) -> VendorMessage:
 #: Query Hit is decoded again at every hop of its way back, with the very
 #: same payload bytes each time; messages are immutable, so one decoded
 #: object can stand for all of them.  Bounded: the oldest entry goes first.
-DECODE_MEMO_ENTRIES = 4096
+#: Sized for a network of ~10,000 servents (each Pong payload is one
+#: servent's); at 4,096 entries a 3,000-node flood already evicted what it
+#: was about to reuse.  Flooded payloads are ~30-100 bytes: a few MiB.
+DECODE_MEMO_ENTRIES = 16384
 #: Payloads longer than this are decoded without the memo (big Query Hits and
 #: QRP patches would crowd out the small flooded descriptors it is for).
 DECODE_MEMO_MAX_PAYLOAD = 1024

@@ -60,7 +60,11 @@ def usable_address(address: Address) -> bool:
     return _usable_host(host) if isinstance(host, str) else False
 
 
-@functools.lru_cache(maxsize=4096)
+#: Hosts whose check is remembered: about the servents of a large network.
+_HOST_CHECKS_KEPT = 16384
+
+
+@functools.lru_cache(maxsize=_HOST_CHECKS_KEPT)
 def _usable_host(host: str) -> bool:
     """The host half of :func:`usable_address`, remembered: every Pong and
     handshake asks it again about the same few thousand addresses."""
