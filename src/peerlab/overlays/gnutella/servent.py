@@ -70,6 +70,7 @@ from typing import Any
 from peerlab import __version__
 from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtocolError
 from peerlab.overlays.gnutella.counters import Counters, type_name
+from peerlab.overlays.gnutella.dynquery import DqSettings, DynamicQuerier
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
 from peerlab.overlays.gnutella.hostcache import HostCache, usable_address
@@ -80,6 +81,7 @@ from peerlab.overlays.gnutella.pongcache import (
     PingDemand,
     PongCache,
 )
+from peerlab.overlays.gnutella.pushproxy import PushProxies
 from peerlab.overlays.gnutella.router import (
     LOCAL,
     MAX_ROUTES,
@@ -140,9 +142,14 @@ from peerlab.wire.gnutella import (
     Ping,
     Pong,
     Push,
+    PushProxyAck,
+    PushProxyCancel,
+    PushProxyRequest,
     Query,
     QueryFlags,
     QueryHit,
+    QueryStatusRequest,
+    QueryStatusResponse,
     ResetTable,
     Unknown,
     VendorMessage,
@@ -285,6 +292,8 @@ class ServentConfig:
     #: Bytes one neighbour's outgoing queue may hold.
     max_queue_bytes: int = MAX_QUEUE_BYTES
     user_agent: str = f"peerlab/{__version__}"
+    #: Dynamic querying as an ultrapeer of a two-tier network (:mod:`.dynquery`).
+    dynamic_query: DqSettings = DqSettings()
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535:
@@ -585,6 +594,9 @@ class Servent:
         self._gwc_next = 0.0
         self._gwc_update_at = 0.0
         self._gwc_turn = 0
+        #: Dynamic queries (:mod:`.dynquery`) and push proxies (:mod:`.pushproxy`).
+        self.dq = DynamicQuerier(self, config.dynamic_query)
+        self.push_proxies = PushProxies(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -633,6 +645,7 @@ class Servent:
         for search in list(self._searches.values()):
             search.finished = True
         self._searches.clear()
+        self.dq.close()
         self._gwc.close()
         if self.host_cache.path is not None and self._started:
             try:
@@ -721,11 +734,15 @@ class Servent:
         flags = cfg.query_flags
         if cfg.firewalled and flags & QueryFlags.MARK:
             flags |= QueryFlags.FIREWALLED
-        payload = encode_payload(Query(criteria, flags, urns))
+        query = Query(criteria, flags, urns)
+        payload = encode_payload(query)
         sent = 0
-        for link in self._open_links():
-            link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
-            sent += 1
+        if self.dq.launch_own(guid, query, payload):
+            sent = self.dq.sent_count(guid)
+        else:
+            for link in self._open_links():
+                link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
+                sent += 1
         self.counters.count("searches.started")
         self.runtime.observer.event("gnutella.search", text=text, ttl=ttl, neighbours=sent)
         return search
@@ -1009,6 +1026,7 @@ class Servent:
         guid = self._new_guid()
         self.pings.put(guid, LOCAL, rt.now())
         link.enqueue(Queued(guid, PING, ttl, 0, encode_payload(Ping())))
+        self.push_proxies.link_opened(link)
         if self.on_connection is not None:
             self._callback(self.on_connection, link.info(), True)
 
@@ -1017,6 +1035,7 @@ class Servent:
         link.state = LinkState.CLOSED
         link.closing = True
         self._links.pop(link.id, None)
+        self.push_proxies.link_closed(link)
         if link.connecting is not None:
             link.connecting = None
         now = self.runtime.now()
@@ -1105,7 +1124,7 @@ class Servent:
         elif isinstance(msg, Push):
             self._on_push(link, h, ev.payload, msg)
         elif isinstance(msg, VendorMessage):
-            self._on_vendor(link, msg)
+            self._on_vendor(link, h, msg)
         elif isinstance(msg, ResetTable | PatchTable):
             # QRP tables matter between leaves and ultrapeers (issue 5); a flat
             # servent has no use for them.
@@ -1173,6 +1192,8 @@ class Servent:
             self.counters.count("dup.query")
             return
         self._answer(link, h, query)
+        if self.dq.launch_for_leaf(link, h.guid, query, payload, h.hops):
+            return
         self._flood(link, h.guid, QUERY, ttl, h.hops, payload)
 
     def _flooding(self, link: Link, now: float) -> None:
@@ -1203,6 +1224,7 @@ class Servent:
             push=self.config.firewalled,
             busy=self.busy,
             stable=self.stable,
+            push_proxies=tuple(self.push_proxies.proxies()),
         )
         hits = build_query_hits(query, files, me)
         if not hits:
@@ -1223,6 +1245,7 @@ class Servent:
         if hit.servent_guid != self.guid:
             # Pushes for that servent go back the way its hit came (draft 2.2.8).
             self.servents.put(hit.servent_guid, link.id, now)
+        self.dq.on_hit(h.guid, len(hit.results))
         if route == LOCAL:
             search = self._searches.get(h.guid)
             if search is None or search.finished:
@@ -1359,7 +1382,7 @@ class Servent:
 
     # -- vendor messages
 
-    def _on_vendor(self, link: Link, vm: VendorMessage) -> None:
+    def _on_vendor(self, link: Link, h: Header, vm: VendorMessage) -> None:
         try:
             body = decode_vendor(vm)
         except RemoteProtocolError as exc:
@@ -1367,6 +1390,21 @@ class Servent:
             return
         if isinstance(body, HopsFlow):
             link.hops_flow = body.hops
+            return
+        if isinstance(body, QueryStatusRequest):
+            self.dq.on_status_request(link, h.guid)
+            return
+        if isinstance(body, QueryStatusResponse):
+            self.dq.on_status_response(link, h.guid, body.kept)
+            return
+        if isinstance(body, PushProxyRequest):
+            self.push_proxies.on_request(link, h.guid)
+            return
+        if isinstance(body, PushProxyAck):
+            self.push_proxies.on_ack(link, h.guid, body)
+            return
+        if isinstance(body, PushProxyCancel):
+            self.push_proxies.on_cancel(link, h.guid)
             return
         # Everything else is understood-and-unneeded here, or unknown: "MUST
         # drop them" without routing (vendor_msg section 2).
