@@ -165,6 +165,15 @@ class PushProxies:
         """Servent GUIDs we relay Pushes for."""
         return list(self._proxied)
 
+    def handle_http(self, query: str, headers: Mapping[str, str] | Headers) -> int:
+        """The whole HTTP request (section 5): parse, then :meth:`relay`."""
+        try:
+            guid, address = parse_push_proxy_request(query, headers)
+        except RemoteProtocolError:
+            self.servent.counters.count("push_proxy.bad_request")
+            return STATUS_BAD_REQUEST
+        return self.relay(guid, address)
+
     def relay(self, servent_guid: bytes, address: Address) -> int:
         """An HTTP push-proxy request (section 5): send a Push (file index 0)
         one hop to ``servent_guid`` asking it to connect to ``address``.
@@ -196,7 +205,9 @@ def push_proxy_target(servent_guid: bytes) -> str:
     return f"{PUSH_PROXY_PATH}?ServerId={quote(b32(servent_guid))}"
 
 
-def parse_push_proxy_request(query: str, headers: Mapping[str, str]) -> tuple[bytes, Address]:
+def parse_push_proxy_request(
+    query: str, headers: Mapping[str, str] | Headers
+) -> tuple[bytes, Address]:
     """The servent GUID and GIV address of a push-proxy request: ``query`` is
     the target's query string, ``headers`` its headers (case-insensitive
     ``get``).  ``ServerId`` is base32 (section 5); gtk-gnutella's ``guid``
@@ -212,7 +223,7 @@ def parse_push_proxy_request(query: str, headers: Mapping[str, str]) -> tuple[by
             raise RemoteProtocolError("push-proxy guid is not hex") from None
     if guid is None or len(guid) != GUID_LENGTH:
         raise RemoteProtocolError("push-proxy request names no 16-byte servent id")
-    node = headers.get("X-Node") or headers.get("x-node")
+    node = headers.get("X-Node")
     address = parse_host_port(node.strip()) if node else None
     if address is None or not usable_address(address):
         raise RemoteProtocolError("push-proxy request without a usable X-Node")

@@ -287,9 +287,11 @@ class _Refusal(Exception):
 
 _REASONS = {
     200: "OK",
+    202: "Accepted",
     206: "Partial Content",
     400: "Bad Request",
     404: "Not Found",
+    410: "Gone",
     405: "Method Not Allowed",
     416: "Range Not Satisfiable",
     431: "Request Header Fields Too Large",
@@ -518,6 +520,10 @@ class UploadService:
         self._mesh: dict[bytes, dict[Address, float]] = {}
         #: Addresses of this node itself, never listed in ``X-Alt`` (the node sets them).
         self.self_addresses: set[Address] = set()
+        #: ``GET /gnutella/push-proxy`` (gtk-gnutella ``push_proxy`` section 5):
+        #: given the query string and headers, relays a Push and returns the
+        #: HTTP status (202, 410, 400); ``None``: we are nobody's push proxy (404).
+        self.push_proxy: Callable[[str, Headers], int] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -1035,6 +1041,11 @@ class _UploadHandler(BaseStreamHandler):
                 self._serve_chunks(req, self._by_urn(query))
             elif path == "/browse":
                 self._serve_browse(req, query)
+            elif path == "/gnutella/push-proxy" and self.service.push_proxy is not None:
+                status = self.service.push_proxy(query, req.headers)
+                self.service.runtime.observer.count(f"upload.push_proxy.{status}")
+                self._simple(status, f"Push Proxy: {_REASONS.get(status, 'Unknown')}\n",
+                             head=method == "HEAD")  # fmt: skip
             else:
                 raise _Refusal(404, "no such resource")
         except _Refusal as refusal:
