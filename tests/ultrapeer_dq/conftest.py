@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 _TESTS = Path(__file__).resolve().parent.parent
-for _sub in ("gnutella", "gnutella_node"):
+for _sub in ("gnutella", "gnutella_node", "serve"):
     _dir = str(_TESTS / _sub)
     if _dir not in sys.path:
         sys.path.insert(0, _dir)

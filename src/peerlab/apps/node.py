@@ -1426,6 +1426,7 @@ class Node:
         # Push proxies (gtk-gnutella push_proxy): we relay for firewalled
         # servents that asked us, and reach firewalled sources through theirs.
         self.uploads.push_proxy = servent.push_proxies.handle_http
+        self.uploads.our_push_proxies = servent.push_proxies.proxies
         self._push_book = ProxyBook()
         self.gnutella = servent
         self._stack.callback(servent.close)

@@ -524,6 +524,10 @@ class UploadService:
         #: given the query string and headers, relays a Push and returns the
         #: HTTP status (202, 410, 400); ``None``: we are nobody's push proxy (404).
         self.push_proxy: Callable[[str, Headers], int] | None = None
+        #: Our own push proxies when firewalled, sent as ``X-Push-Proxies``
+        #: with every file ("the most up-to-date proxy information",
+        #: ``push_proxy`` section 4.2); ``None``: none.
+        self.our_push_proxies: Callable[[], list[Address]] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -633,6 +637,12 @@ class UploadService:
         while len(self._mesh) > MAX_MESH_URNS:
             del self._mesh[next(iter(self._mesh))]
         return new
+
+    def _x_push_proxies(self) -> list[tuple[str, str]]:
+        proxies = self.our_push_proxies() if self.our_push_proxies is not None else []
+        if not proxies:
+            return []
+        return [("X-Push-Proxies", ",".join(f"{h}:{p}" for h, p in proxies))]
 
     def alt_locations(self, urn: str | bytes) -> list[Address]:
         """The mesh's sources of ``urn``, newest first."""
@@ -1118,6 +1128,7 @@ class _UploadHandler(BaseStreamHandler):
             ("X-Peerlab-Chunks", f"/uri-res/N2CH?{urn}"),
             ("X-Chunk-Root", b32(file.chunk_root)),
             *self.service._x_alt(file.sha1, self._told),
+            *self.service._x_push_proxies(),
         ]
 
     def _serve_file(self, req: Request, file: Any) -> None:
