@@ -121,12 +121,14 @@ class Outcome:
         answered: int,
         results: int,
         busiest: float,
+        busiest_total: int,
         qrp_msgs: int,
         elapsed: float,
         wall: float,
     ) -> None:
         self.msgs, self.answered, self.results = msgs, answered, results
-        self.busiest, self.qrp_msgs, self.elapsed, self.wall = busiest, qrp_msgs, elapsed, wall
+        self.busiest, self.busiest_total = busiest, busiest_total
+        self.qrp_msgs, self.elapsed, self.wall = qrp_msgs, elapsed, wall
 
     @property
     def per_answered(self) -> float:
@@ -223,11 +225,13 @@ def run_mode(world: World, plan: Plan, two_tier: bool, dq: DqSettings) -> Outcom
     qrp_msgs = before.get("tx.qrp", 0)
     answered = sum(1 for s in searches if s.hits > 0)
     results = sum(s.sources for s in searches)
-    busiest = max(query_load(s) - l0 for s, l0 in zip(servents, loads0, strict=True)) / elapsed
+    busiest_total = max(query_load(s) - l0 for s, l0 in zip(servents, loads0, strict=True))
     for s in servents:
         s.close()
     world.run_for(0.5)
-    return Outcome(msgs, answered, results, busiest, qrp_msgs, elapsed, wall)
+    return Outcome(
+        msgs, answered, results, busiest_total / elapsed, busiest_total, qrp_msgs, elapsed, wall
+    )
 
 
 def compare(world_of: Any, plan: Plan, dq: DqSettings) -> tuple[Outcome, Outcome]:
@@ -245,7 +249,8 @@ def compare(world_of: Any, plan: Plan, dq: DqSettings) -> tuple[Outcome, Outcome
 def describe(bench: Any, label: str, o: Outcome) -> None:
     bench.note(
         f"{label}: {o.msgs} query/hit msgs, {o.answered}/{QUERIES} answered,"
-        f" {o.results} results, busiest {o.busiest:.0f} msgs/s, {o.elapsed:.1f} s"
+        f" {o.results} results, busiest servent {o.busiest_total} msgs ({o.busiest:.0f}/s),"
+        f" {o.elapsed:.1f} s"
         f" ({o.wall:.1f} s wall), QRP msgs at start {o.qrp_msgs}"
     )
 
