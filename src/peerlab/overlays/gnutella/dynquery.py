@@ -441,20 +441,19 @@ class DynamicQuerier:
             return
         run.timer = None
         now = self.servent.runtime.now()
-        if run.leaf is not None:
-            leaf = self.servent._links.get(run.leaf)
-            if leaf is None or not leaf.is_open:
-                run.query.finished = "leaf_gone"
-            else:
-                # Ask the leaf how many results it kept: its answer guides the
-                # next iteration (``leaf_guided_queries``).
-                body = encode_vendor(QueryStatusRequest())
-                leaf.enqueue(Queued(guid, VENDOR, 1, 0, encode_payload(body)))
-                self.servent.counters.count("dq.status_requests")
+        leaf = self.servent._links.get(run.leaf) if run.leaf is not None else None
+        if run.leaf is not None and (leaf is None or not leaf.is_open):
+            run.query.finished = "leaf_gone"
         sends = run.query.step(now, self._candidates(run.leaf))
         if sends:
             self.servent.counters.count("dq.iterations")
             self._send(guid, run, sends)
+        if leaf is not None and run.query.finished is None:
+            # Ask the leaf how many results it kept: its answer guides the
+            # next iteration (``leaf_guided_queries``).
+            body = encode_vendor(QueryStatusRequest())
+            leaf.enqueue(Queued(guid, VENDOR, 1, 0, encode_payload(body)))
+            self.servent.counters.count("dq.status_requests")
         self._arm(guid, run)
 
     def _finish(self, guid: bytes, run: _Running) -> None:
