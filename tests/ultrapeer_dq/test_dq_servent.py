@@ -33,10 +33,11 @@ LEAF_HEADERS = [("User-Agent", "rawleaf/1"), ("X-Ultrapeer", "False")]
 UP_HEADERS = [("User-Agent", "rawup/1"), ("X-Ultrapeer", "True")]
 
 
-def star(world: World) -> tuple[Node, list[Node]]:
-    """An ultrapeer U with PEERS ultrapeer neighbours, one matching file each."""
-    up = new_node(world, "up", dynamic_query=FAST)
-    peers = [new_node(world, f"s{i}", [make_file(1, f"linkin park track {i}.mp3")])
+def star(world: World, role: str = "ultrapeer") -> tuple[Node, list[Node]]:
+    """An ultrapeer U with PEERS ultrapeer neighbours, one matching file each
+    (``role="auto"``: flat servents, as in issue 4)."""
+    up = new_node(world, "up", dynamic_query=FAST, role=role)
+    peers = [new_node(world, f"s{i}", [make_file(1, f"linkin park track {i}.mp3")], role=role)
              for i in range(PEERS)]  # fmt: skip
     for p in peers:
         assert p.servent.connect(up.address)
@@ -110,25 +111,28 @@ def test_the_leaf_stops_its_query_with_status_65535(world: World) -> None:
     close_all(world, [up, *peers])
 
 
-def test_an_ultrapeers_own_search_is_dynamic_and_reaches_its_leaf(world: World) -> None:
+def test_an_ultrapeers_own_search_is_dynamic_and_reaches_matching_leaves(world: World) -> None:
     up, peers = star(world)
-    leaf = RawPeer(world, "leaf", up.address, LEAF_HEADERS)
-    leaf.wait_open()
-    assert world.run_until(lambda: up.servent.open_count == PEERS + 1, WAIT)
+    leaf = new_node(world, "leaf", [make_file(2, "linkin park live.mp3")], role="leaf")
+    other = new_node(world, "other", [make_file(2, "something else.mp3")], role="leaf")
+    assert leaf.servent.connect(up.address) and other.servent.connect(up.address)
+    assert world.run_until(lambda: len(up.servent.tier.leaf_tables) == 2, WAIT)
     search = up.servent.search("linkin park")
-    # The leaf gets it at TTL 1 (last hop), the ultrapeers a probe first.
-    assert world.run_until(lambda: len(descriptors(leaf, QUERY)) == 1, WAIT)
-    assert descriptors(leaf, QUERY)[0].header.ttl == 1
-    assert world.run_until(lambda: search.hits == PEERS, WAIT * 2)
+    # The matching leaf gets it (last hop, by its QRP table), the other not;
+    # the ultrapeers get a probe first, then one connection at a time.
+    assert world.run_until(lambda: search.hits == PEERS + 1, WAIT * 2)
+    assert leaf.servent.counters["rx.query"] == 1
+    assert other.servent.counters["rx.query"] == 0
+    assert up.servent.counters["queries.to_leaves"] == 1
+    assert up.servent.counters["queries.leaf_blocked"] == 1
     assert up.servent.counters["dq.started"] == 1
     assert up.servent.counters["dq.sent"] == PEERS
-    leaf.close()
-    close_all(world, [up, *peers])
+    close_all(world, [up, *peers, leaf, other])
 
 
 def test_a_flat_servent_still_floods(world: World) -> None:
     """No leaves: the classic flood, every neighbour at once (issue 4's network)."""
-    up, peers = star(world)
+    up, peers = star(world, role="auto")
     search = up.servent.search("linkin park", ttl=2)
     assert world.run_until(lambda: search.hits == PEERS, WAIT)
     assert up.servent.counters["dq.started"] == 0
@@ -160,3 +164,21 @@ def test_a_leaf_answers_query_status(world: World) -> None:
     assert all(g == guid for g, b in vendor_bodies(up))
     up.close()
     close_all(world, [node])
+
+
+def test_a_leaf_servents_search_is_run_by_its_ultrapeer(world: World) -> None:
+    """Leaf and ultrapeer both peerlab: the leaf searches, its ultrapeer runs
+    the dynamic query and asks, the leaf answers with its kept results."""
+    up, peers = star(world)
+    leaf = new_node(world, "leaf", role="leaf")
+    assert leaf.servent.connect(up.address)
+    assert world.run_until(lambda: len(up.servent.tier.leaf_tables) == 1, WAIT)
+    search = leaf.servent.search("linkin park")
+    assert world.run_until(lambda: search.hits == PEERS, WAIT * 2)
+    assert up.servent.counters["dq.started"] == 1
+    assert world.run_until(lambda: up.servent.counters["dq.status_responses"] >= 1, WAIT)
+    assert leaf.servent.counters["dq.status_answered"] >= 1
+    # The leaf itself ran no dynamic query and forwarded nothing.
+    assert leaf.servent.counters["dq.started"] == 0
+    assert all(p.servent.counters["rx.query"] == 1 for p in peers)
+    close_all(world, [up, *peers, leaf])

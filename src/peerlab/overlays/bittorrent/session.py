@@ -25,6 +25,8 @@ Public API::
         .status() -> SessionStatus                .counters
         .peer_id .listen_address .listen_port .announce_port
         .on_metadata: list[Callable[[Torrent, Info], None]]   # a magnet's info arrived
+        .set_rate_limits(up=None, down=None)   # global limits, bytes/s (0: unlimited)
+        .up_bucket .down_bucket                # shared by every torrent
 
 Observer counters are named ``bt.<counter>`` (the torrent's counters,
 summed over torrents) and events ``bt.<event>`` with the info-hash.
@@ -44,6 +46,7 @@ from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, SessionConfig
 from peerlab.overlays.bittorrent.peer import PeerLink
 from peerlab.overlays.bittorrent.picker import PickerConfig
 from peerlab.overlays.bittorrent.torrent import Torrent, TorrentStatus
+from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.peer import PEER_ID_PREFIX, PeerConfig
 from peerlab.runtime.base import Address, Listener, Runtime
 from peerlab.runtime.driver import StreamDriver
@@ -104,6 +107,10 @@ class Session:
         self._listener: Listener | None = None
         self._announce_port = DEFAULT_ANNOUNCE_PORT
         self._closed = False
+        #: Global limits over every torrent (issue 6, item 6); each torrent
+        #: has its own buckets besides.
+        self.up_bucket = TokenBucket(float(self.config.upload_rate))
+        self.down_bucket = TokenBucket(float(self.config.download_rate))
 
     def _peer_config(self, listen_port: int | None) -> PeerConfig:
         cfg = self.config
@@ -165,6 +172,17 @@ class Session:
             t.stop(one_done)
         for link in list(self._links):
             link.abort("session closed")
+
+    def set_rate_limits(self, up: float | None = None, down: float | None = None) -> None:
+        """Global upload and download limits in bytes/s over every torrent
+        (0: unlimited; None: unchanged)."""
+        now = self.runtime.now()
+        if up is not None:
+            self.up_bucket.set_rate(max(0.0, float(up)), now)
+        if down is not None:
+            self.down_bucket.set_rate(max(0.0, float(down)), now)
+        for torrent in self._torrents.values():
+            torrent.set_rate_limits()
 
     # ------------------------------------------------------------ torrents
 

@@ -88,6 +88,8 @@ DEFAULT_DEGREE = 6
 #: The most a degree may count for in the horizon estimate: "X-Degree" is
 #: the peer's word, and 32 is already the spec's recommended high degree.
 MAX_COUNTED_DEGREE = 32
+#: The version we announce in ``X-Dynamic-Querying`` (2.5.3.2.3).
+DQ_VERSION = "0.1"
 #: Leaves' kept-results count meaning "I have enough, stop" (``BEAR/12``).
 STATUS_STOP = 0xFFFF
 #: When the next TTL's horizon would be at least this share of what is
@@ -330,35 +332,24 @@ class DynamicQuerier:
     # -- who takes part
 
     def ultrapeer_links(self, exclude: int | None = None) -> list[Link]:
-        """Open links to ultrapeers (the peer said ``X-Ultrapeer: True``)."""
+        """Open links that are not our leaves: ultrapeers (and flat servents)."""
+        tier = self.servent.tier
         return [
             lk for lk in self.servent._open_links()
-            if lk.role == "ultrapeer" and lk.id != exclude
+            if not tier.is_leaf_link(lk) and lk.id != exclude
         ]  # fmt: skip
 
     def leaf_links(self) -> list[Link]:
-        """Open links to our leaves (the peer said ``X-Ultrapeer: False``)."""
-        return [lk for lk in self.servent._open_links() if lk.role == "leaf"]
+        """Open links to our leaves (we are a tiered ultrapeer, they said
+        ``X-Ultrapeer: False``)."""
+        tier = self.servent.tier
+        return [lk for lk in self.servent._open_links() if tier.is_leaf_link(lk)]
 
     def acting_ultrapeer(self) -> bool:
-        """Are we an ultrapeer of a two-tier network?  We are when we hold
-        leaves or when our role says so (a servent with a ``role`` of
-        ``"ultrapeer"`` whose configuration did not leave it to a flat
-        network)."""
-        if self.leaf_links():
-            return True
-        role = getattr(self.servent, "role", None)
-        cfg_role = getattr(self.servent.config, "role", None)
-        return role == "ultrapeer" and cfg_role in ("ultrapeer", "auto") and self._two_tier()
-
-    def _two_tier(self) -> bool:
-        # Without leaves, two-tier shows in the handshake: a peer that speaks
-        # X-Dynamic-Querying (what up-roles' ultrapeers send).
-        for lk in self.ultrapeer_links():
-            neg = lk.negotiation
-            if neg is not None and neg.remote_headers.get("X-Dynamic-Querying"):
-                return True
-        return False
+        """Are we an ultrapeer of a two-tier network (:mod:`.tier`)?  A flat
+        servent floods as in issue 4; a leaf never runs dynamic queries."""
+        tier = self.servent.tier
+        return tier.tiered and tier.role == "ultrapeer"
 
     # -- launching
 
@@ -367,7 +358,7 @@ class DynamicQuerier:
         (``False``: the caller floods it the classic way)."""
         if not self.acting_ultrapeer():
             return False
-        self._to_leaves(None, guid, query, payload, 0)
+        self._to_leaves(guid, query, payload)
         return self._launch(guid, payload, 0, None, self.settings.results_own)
 
     def launch_for_leaf(
@@ -377,21 +368,31 @@ class DynamicQuerier:
         that query and begins a dynamic query" (2.2).  Our other leaves get
         it as the classic flood would give it them; ``False``: not a leaf's
         query (the caller floods)."""
-        if link.role != "leaf":
+        if not self.servent.tier.is_leaf_link(link):
             return False
-        self._to_leaves(link, guid, query, payload, hops + 1)
+        # Our other leaves: the last hop, by their QRP tables (TTL 1 routes
+        # to leaves only, with tier's counters).
+        self.servent.tier.route_query(link, guid, 1, hops, payload, query)
         return self._launch(guid, payload, hops + 1, link.id, self.settings.results_leaf)
 
-    def _to_leaves(
-        self, source: Link | None, guid: bytes, query: Query, payload: bytes, hops: int
-    ) -> None:
-        """The last hop to our leaves: only those whose QRP table matches
-        when the servent keeps tables (``Servent.qrp_matches``)."""
-        matches: Callable[[int, Query], bool] | None = getattr(self.servent, "qrp_matches", None)
+    def _to_leaves(self, guid: bytes, query: Query, payload: bytes) -> None:
+        """Our own query's last hop (``ultrapeer_qrp``), by the rules and
+        counters of :meth:`.tier.Tier.route_query`: a leaf whose QRP table
+        matches, or one that speaks no QRP (it gets every query)."""
+        servent = self.servent
+        tier = servent.tier
+        counters = servent.counters
         for lk in self.leaf_links():
-            if lk is source or (matches is not None and not matches(lk.id, query)):
+            if lk.id not in tier.leaf_tables and not tier._routes_by_qrp(lk):
+                counters.count("queries.to_unrouted_leaves")
+            elif not servent.qrp_matches(lk.id, query):
+                counters.count(
+                    "queries.leaf_blocked" if lk.id in tier.leaf_tables else "queries.leaf_no_table"
+                )
                 continue
-            lk.enqueue(Queued(guid, QUERY, 1, hops, payload, routed=source is not None))
+            else:
+                counters.count("queries.to_leaves")
+            lk.enqueue(Queued(guid, QUERY, 1, 0, payload))
 
     def _launch(
         self, guid: bytes, payload: bytes, hops: int, leaf: int | None, wanted: int
@@ -523,6 +524,7 @@ class DynamicQuerier:
 
 
 __all__ = [
+    "DQ_VERSION",
     "Candidate",
     "DqSettings",
     "DynamicQuerier",
