@@ -87,6 +87,7 @@ from peerlab.errors import (
 )
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
+from peerlab.overlays.gnutella.pushproxy import ProxyBook, request_push
 from peerlab.overlays.gnutella.roles import RolePolicy
 from peerlab.overlays.napster.client import (
     CLOSED,
@@ -180,6 +181,9 @@ GNUTELLA_SEARCH_WAIT = 4.0
 GNUTELLA_QUIET = 1.0
 #: Poll interval of that wait.
 GNUTELLA_POLL = 0.05
+#: Push proxies of one firewalled source asked at once for a Push (each
+#: relays the same Push one hop; two survive one proxy having gone).
+PUSH_PROXIES_TRIED = 2
 #: Peers whose last answer is remembered for the web page's Network tab.
 MAX_PEER_STATES = 1024
 
@@ -1459,6 +1463,11 @@ class Node:
             self.downloads.self_addresses.add(self.listen_address)
         servent.on_push = self._gnutella_push
         self.downloads.push_sender = self._gnutella_send_push
+        # Push proxies (gtk-gnutella push_proxy): we relay for firewalled
+        # servents that asked us, and reach firewalled sources through theirs.
+        self.uploads.push_proxy = servent.push_proxies.handle_http
+        self.uploads.our_push_proxies = servent.push_proxies.proxies
+        self._push_book = ProxyBook()
         self.gnutella = servent
         self._stack.callback(servent.close)
         servent.start()
@@ -1535,8 +1544,23 @@ class Node:
         self.uploads.push((push.ip, push.port), push.file_index, push.servent_guid)
 
     def _gnutella_send_push(self, req: PushRequest) -> bool:
+        """Reach a firewalled source: through the push proxies its hits
+        listed (``push_proxy`` section 5: an HTTP request, the proxy sends the
+        Push one hop), else by a Push routed back along its hit's path."""
         servent = self.gnutella
-        return servent is not None and servent.send_push(req.servent_guid, req.index)
+        if servent is None:
+            return False
+        me = self.listen_address
+        proxies = self._push_book.proxies(req.servent_guid)
+        if proxies and me is not None and not servent.config.firewalled:
+            for proxy in proxies[:PUSH_PROXIES_TRIED]:
+                def done(status: int | None, exc: Exception | None, proxy: Address = proxy) -> None:
+                    if exc is not None:
+                        self._push_book.forget(req.servent_guid, proxy)
+                        log.info("push proxy %s: %s", format_address(proxy), exc)
+                request_push(self.runtime, proxy, req.servent_guid, servent.address, done)
+            return True
+        return servent.send_push(req.servent_guid, req.index)
 
     async def _gnutella_search(
         self, text: str, limit: int, *, urn: str | None = None, ttl: int | None = None
@@ -1574,6 +1598,8 @@ class Node:
         if self.gnutella is not None and src.servent_guid == self.gnutella.guid:
             return None  # our own hit (a loop in the network): the catalog answers for us
         meta = {k: res.metadata.get(k) for k in META_KEYS if res.metadata.get(k)}
+        if src.push and src.push_proxies:
+            self._push_book.learn(src.servent_guid, src.push_proxies)
         return self.found.note(
             urn=urn, name=res.name, size=res.size,
             source=SourceRef(

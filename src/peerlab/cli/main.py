@@ -969,7 +969,8 @@ def stop(env: Env) -> None:
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(2, 8),
               help="How many nodes to start.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folders (for a look inside).")
-@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "bittorrent"]),
+@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "twotier",
+                                          "bittorrent"]),
               default=None,
               help="Run one part of the demo (default: all, in this order).")
 def demo(nodes: int, keep: bool, only: str | None) -> None:
