@@ -115,6 +115,7 @@ from peerlab.wire.peer import (
     PexFlags,
     PexPeer,
     Piece,
+    Port,
     RejectRequest,
     Request,
     Unchoke,
@@ -657,6 +658,8 @@ class Torrent:
             self._on_pex(link, ev)
         elif t is ConnectionClosed:
             link.close("peer closed")
+        elif t is Port:
+            self.session._peer_dht_port(link, ev.listen_port)
 
     # -- availability and interest
 
