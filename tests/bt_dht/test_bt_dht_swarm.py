@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dhtswarmkit import Peer, joined, routers
+from dhtswarmkit import Peer, dht_network, joined, routers
 from swarmkit import content, metainfo, single_file
 
 from peerlab.overlays.bittorrent import TorrentState
@@ -33,7 +33,7 @@ def test_a_trackerless_swarm_meets_through_the_dht(world: World) -> None:
     meta, data = _swarm_torrent(b"trackerless")
     assert meta.trackers == () and meta.announce is None
     ih = meta.info.info_hash
-    seed = Peer(world, "seed", bootstrap=boot, storage="memory")  # type: ignore[arg-type]
+    seed = Peer(world, "seed", bootstrap=boot, storage="memory")
     leechers: list[Peer] = []
     try:
         joined(world, seed, len(rs))
@@ -48,7 +48,7 @@ def test_a_trackerless_swarm_meets_through_the_dht(world: World) -> None:
                                                             n.runtime.rng)]  # fmt: skip
         assert holders
 
-        leechers = [Peer(world, f"leech{i}", bootstrap=boot, storage="memory")  # type: ignore[arg-type]
+        leechers = [Peer(world, f"leech{i}", bootstrap=boot, storage="memory")
                     for i in range(3)]  # fmt: skip
         torrents = [p.session.add_torrent(meta) for p in leechers]
         assert world.run_until(lambda: all(t.complete for t in torrents), STEP_S)
@@ -77,8 +77,8 @@ def test_port_messages_put_each_peer_dht_node_in_the_other_table(world: World) -
     # Two DHT nodes that know nobody: only the PORT messages can introduce them.
     data = content(50 * KIB, b"port")
     info = single_file(data, 16 * KIB)
-    a = Peer(world, "a", storage="memory")  # type: ignore[arg-type]
-    b = Peer(world, "b", storage="memory")  # type: ignore[arg-type]
+    a = Peer(world, "a", storage="memory")
+    b = Peer(world, "b", storage="memory")
     try:
         assert len(a.dht.routing_table) == 0 and len(b.dht.routing_table) == 0
         a.session.add_torrent(info, data=data, seed_mode=True)
@@ -87,7 +87,7 @@ def test_port_messages_put_each_peer_dht_node_in_the_other_table(world: World) -
         assert a.dht.address is not None and b.dht.address is not None
 
         def introduced() -> bool:
-            return (a.dht.routing_table.find_address(b.dht.address) is not None  # type: ignore[arg-type]
+            return (a.dht.routing_table.find_address(b.dht.address) is not None
                     and b.dht.routing_table.find_address(a.dht.address) is not None)  # type: ignore[arg-type]  # fmt: skip
 
         assert world.run_until(introduced, STEP_S)
@@ -104,8 +104,8 @@ def test_a_magnet_with_no_tracker_is_resolved_through_the_dht(world: World) -> N
     boot = (rs[0].address,)
     meta, data = _swarm_torrent(b"magnet")
     ih = meta.info.info_hash
-    seed = Peer(world, "seed", bootstrap=boot, storage="memory")  # type: ignore[arg-type]
-    leech = Peer(world, "leech", bootstrap=boot, storage="memory")  # type: ignore[arg-type]
+    seed = Peer(world, "seed", bootstrap=boot, storage="memory")
+    leech = Peer(world, "leech", bootstrap=boot, storage="memory")
     try:
         joined(world, seed, len(rs))
         seed.session.add_torrent(meta, data=data, seed_mode=True)
@@ -129,8 +129,8 @@ def test_private_torrents_stay_off_the_dht(world: World) -> None:
     data = content(40 * KIB, b"private")
     info = Info.create("p.bin", 16 * KIB, single_file(data, 16 * KIB).pieces, length=len(data),
                        private=True)  # fmt: skip
-    a = Peer(world, "a", storage="memory")  # type: ignore[arg-type]
-    b = Peer(world, "b", storage="memory")  # type: ignore[arg-type]
+    a = Peer(world, "a", storage="memory")
+    b = Peer(world, "b", storage="memory")
     try:
         a.session.add_torrent(info, data=data, seed_mode=True)
         t = b.session.add_torrent(info, peers=[a.session.listen_address])  # type: ignore[list-item]
@@ -149,7 +149,7 @@ def test_private_torrents_stay_off_the_dht(world: World) -> None:
 def test_lookups_are_retried_with_backoff_and_stop_with_the_torrent() -> None:
     world = SimWorld(3)
     # a DHT node that knows nobody: every lookup ends unanswered
-    p = Peer(world, "alone", storage="memory")  # type: ignore[arg-type]
+    p = Peer(world, "alone", storage="memory")
     meta, data = _swarm_torrent(b"alone")
     t = p.session.add_torrent(meta)
     src = p.session.dht_source(meta.info.info_hash)
@@ -183,18 +183,18 @@ def test_a_restarted_dht_node_rejoins_from_its_saved_table(tmp_path: Path) -> No
     rs = routers(world, 4)
     state = tmp_path / "dht.state"
     meta, data = _swarm_torrent(b"restart")
-    seed = Peer(world, "seed", bootstrap=(rs[0].address,), storage="memory")  # type: ignore[arg-type]
+    seed = Peer(world, "seed", bootstrap=(rs[0].address,), storage="memory")
     seed.session.add_torrent(meta, data=data, seed_mode=True)
     src = seed.session.dht_source(meta.info.info_hash)
     assert src is not None
     assert world.run_until(lambda: src.last_stored is not None, STEP_S)
-    first = Peer(world, "first", bootstrap=(rs[0].address,), dht_state=state, storage="memory")  # type: ignore[arg-type]
+    first = Peer(world, "first", bootstrap=(rs[0].address,), dht_state=state, storage="memory")
     assert world.run_until(lambda: len(first.dht.routing_table) >= 3, STEP_S)
     node_id = first.dht.node_id
     first.close()  # saves the table
     assert state.exists()
     # no bootstrap node given this time: the saved table is enough
-    again = Peer(world, "again", dht_state=state, storage="memory")  # type: ignore[arg-type]
+    again = Peer(world, "again", dht_state=state, storage="memory")
     assert again.dht.node_id == node_id
     t = again.session.add_torrent(meta)
     assert world.run_until(lambda: t.complete, STEP_S)
@@ -202,4 +202,70 @@ def test_a_restarted_dht_node_rejoins_from_its_saved_table(tmp_path: Path) -> No
     assert t.counters["peers_from_dht"] >= 1
     for p in (seed, again):
         p.close()
+    world.close()
+
+
+def _sim_flash_crowd(seed: int) -> tuple[str, list[int], int, int]:
+    """A 150-node DHT, one seed and 20 leechers arriving over 10 s, each
+    bootstrapped from a different node; the torrent has no tracker."""
+    world = SimWorld(seed, up=400_000.0, down=2_000_000.0, latency=0.02)
+    rs = dht_network(world, 150, stagger=0.05)
+    meta, data = _swarm_torrent(b"crowd")
+    seed_peer = Peer(world, "seed", bootstrap=(rs[1].address,), storage="memory")
+    joined(world, seed_peer, 8)
+    s = seed_peer.session.add_torrent(meta, data=data, seed_mode=True)
+    crowd: list[Peer] = []
+    torrents = []
+    for i in range(20):
+        p = Peer(world, f"leech{i}", bootstrap=(rs[7 * i + 2].address,), storage="memory")
+        crowd.append(p)
+        t = p.session.add_torrent(meta, start=False)
+        p.runtime.call_later(0.5 * i, t.start)
+        torrents.append(t)
+    assert world.run_until(lambda: all(t.complete for t in torrents), 300.0)
+    for t in torrents:
+        assert t.store is not None and t.store.storage.read(0, len(data)) == data
+        assert t.counters["peers_from_tracker"] == 0
+    total = sum(t.downloaded for t in torrents)
+    return (world.sim.trace_digest(), [t.counters["peers_from_dht"] for t in torrents],
+            s.uploaded, total)  # fmt: skip
+
+
+def test_a_trackerless_flash_crowd_in_a_simulated_dht() -> None:
+    digest, found, seed_up, total = _sim_flash_crowd(21)
+    assert total >= 20 * (200 * KIB)
+    # the leechers found each other through the DHT (a few of the earliest
+    # only by being found: their peers dialled them), not only the seed
+    assert sum(1 for f in found if f >= 1) >= 15
+    assert sum(found) > 2 * len(found)
+    # and served each other: the seed uploaded well under what was downloaded
+    assert seed_up < 0.5 * total
+    # the same seed gives the same run
+    assert _sim_flash_crowd(21)[0] == digest
+
+
+def test_a_dht_node_started_after_the_session_is_still_announced_by_port() -> None:
+    from peerlab.overlays.bittorrent import Session, SessionConfig
+    from peerlab.overlays.dht import DhtConfig, DhtNode
+
+    world = SimWorld(4, latency=0.01)
+    a = Peer(world, "a", storage="memory")
+    rt = world.new_runtime("late")
+    late_dht = DhtNode(rt, DhtConfig(host=world.host(rt)))
+    late = Session(rt, SessionConfig(listen_host=world.host(rt), storage="memory"), dht=late_dht)
+    late.start()
+    assert late.peer_config.dht and late.peer_config.dht_port is None
+    late_dht.start()  # after the session
+    data = content(40 * KIB, b"late")
+    info = single_file(data, 16 * KIB)
+    a.session.add_torrent(info, data=data, seed_mode=True)
+    t = late.add_torrent(info, peers=[a.session.listen_address])  # type: ignore[list-item]
+    assert late.peer_config.dht_port == late_dht.address[1]  # type: ignore[index]
+    assert world.run_until(lambda: t.complete, STEP_S)
+    assert world.run_until(
+        lambda: a.dht.routing_table.find_address(late_dht.address) is not None, STEP_S  # type: ignore[arg-type]
+    )
+    late.close()
+    late_dht.close()
+    a.close()
     world.close()

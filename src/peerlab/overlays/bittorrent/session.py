@@ -148,6 +148,13 @@ class Session:
         address = self.dht.address if self.dht is not None else None
         return address[1] if address is not None else None
 
+    def _sync_dht_port(self) -> None:
+        """A DHT node started after us: new connections send its port."""
+        if self.dht is not None and self.peer_config.dht_port is None:
+            port = self._dht_port()
+            if port is not None:
+                self.peer_config = replace(self.peer_config, dht_port=port)
+
     # ------------------------------------------------------------ listener
 
     def start(self) -> None:
@@ -383,6 +390,7 @@ class Session:
             return
         if source is not None or self.dht is None:
             return
+        self._sync_dht_port()
 
         def wants_peers() -> bool:
             return (
@@ -456,6 +464,7 @@ class Session:
         )
 
     def _incoming(self) -> StreamDriver:
+        self._sync_dht_port()
         link = PeerLink(self, None, outgoing=False)
         self._links[link] = None
         return link.driver
