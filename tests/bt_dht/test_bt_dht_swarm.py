@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from dhtswarmkit import Peer, dht_network, joined, routers
 from swarmkit import content, metainfo, single_file
 
@@ -231,6 +232,7 @@ def _sim_flash_crowd(seed: int) -> tuple[str, list[int], int, int]:
             s.uploaded, total)  # fmt: skip
 
 
+@pytest.mark.slow  # two runs of a 170-host simulation: ~7 s on an idle machine
 def test_a_trackerless_flash_crowd_in_a_simulated_dht() -> None:
     digest, found, seed_up, total = _sim_flash_crowd(21)
     assert total >= 20 * (200 * KIB)
