@@ -271,3 +271,31 @@ def test_a_dht_node_started_after_the_session_is_still_announced_by_port() -> No
     late_dht.close()
     a.close()
     world.close()
+
+
+def test_the_dht_works_beside_a_tracker_that_is_down(world: World) -> None:
+    rs = routers(world, 3)
+    boot = (rs[0].address,)
+    data = content(100 * KIB, b"beside")
+    # a tracker on the routers' host where nothing listens on TCP
+    dead = f"http://{rs[1].address[0]}:9/announce"  # type: ignore[index]
+    meta = metainfo(single_file(data, 16 * KIB), [dead])
+    seed = Peer(world, "seed", bootstrap=boot, storage="memory")
+    leech = Peer(world, "leech", bootstrap=boot, storage="memory")
+    try:
+        joined(world, seed, len(rs))
+        seed.session.add_torrent(meta, data=data, seed_mode=True)
+        src = seed.session.dht_source(meta.info.info_hash)
+        assert src is not None
+        assert world.run_until(lambda: src.last_stored is not None, STEP_S)
+        t = leech.session.add_torrent(meta)
+        assert world.run_until(lambda: t.complete, STEP_S)
+        assert t.store is not None and t.store.storage.read(0, len(data)) == data
+        assert t.counters["peers_from_dht"] >= 1 and t.counters["peers_from_tracker"] == 0
+        (tracker,) = t.status().trackers
+        assert tracker.url == dead and tracker.failures >= 1
+    finally:
+        seed.close()
+        leech.close()
+        for n in rs:
+            n.close()
