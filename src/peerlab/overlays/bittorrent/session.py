@@ -252,7 +252,8 @@ class Session:
         if isinstance(source, Metainfo):
             info = source.info
             tiers: Sequence[Sequence[str]] = source.trackers
-            self._ping_dht_nodes(source.nodes)
+            if not info.private:
+                self._ping_dht_nodes(source.nodes)
         else:
             info = source
             tiers = ()
