@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from peerlab.apps.bt_dht import STATE_FILE, dht_status, resolve_bootstrap, start_node_dht
+from peerlab.apps.bt_dht import (
+    PORT_FILE,
+    STATE_FILE,
+    dht_status,
+    resolve_bootstrap,
+    start_node_dht,
+)
 from peerlab.errors import AddressInUse
 from peerlab.runtime.worlds import RealWorld
 
@@ -34,6 +40,17 @@ def test_dht_port_taken_and_table_saved(real: RealWorld, tmp_path: Path) -> None
     node_id = first.node_id
     first.close()
     assert (state / STATE_FILE).exists()
-    again = start_node_dht(rt, host="127.0.0.1", port=0, bootstrap=(), state_dir=state)
+    again = start_node_dht(rt, host="127.0.0.1", port=None, bootstrap=(), state_dir=state)
     assert again.node_id == node_id  # the saved id is kept
+    assert again.address is not None
+    remembered = again.address[1]
+    assert (state / PORT_FILE).read_text() == f"{remembered}\n"
     again.close()
+    # unset port: the last one again while it is free ...
+    third = start_node_dht(rt, host="127.0.0.1", port=None, bootstrap=(), state_dir=state)
+    assert third.address == ("127.0.0.1", remembered)
+    # ... and any free one when it is taken
+    fourth = start_node_dht(rt, host="127.0.0.1", port=None, bootstrap=(), state_dir=state)
+    assert fourth.address is not None and fourth.address[1] != remembered
+    third.close()
+    fourth.close()

@@ -7,8 +7,10 @@ torrent is announced in the DHT beside its trackers.  Settings (the
 ``[bittorrent]`` table of the config file):
 
 * ``dht`` (``bittorrent_dht``, default true): run it;
-* ``dht_port`` (default :data:`DEFAULT_DHT_PORT`, UDP; when taken, any free
-  port); 0: any free port;
+* ``dht_port`` (UDP; 0: any free port); unset: any free port at the first
+  start, the same one at later starts while it is free (kept in
+  :data:`PORT_FILE`), so peers and other nodes that saved our address find
+  us again;
 * ``dht_bootstrap``: ``host:port`` of nodes to join through, e.g. the
   public routers ``router.bittorrent.com:6881, dht.transmissionbt.com:6881``.
   Names are resolved once at start (a DHT answer must come from the address
@@ -25,6 +27,7 @@ without a bootstrap node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -36,9 +39,10 @@ from peerlab.errors import AddressInUse
 from peerlab.overlays.dht import DhtConfig, DhtNode
 from peerlab.overlays.dht.node import MAX_ROUTERS
 from peerlab.runtime.base import Address, Runtime
+from peerlab.storage.pieces import write_atomic
 
 __all__ = [
-    "DEFAULT_DHT_PORT",
+    "PORT_FILE",
     "STATE_FILE",
     "dht_status",
     "resolve_bootstrap",
@@ -47,11 +51,10 @@ __all__ = [
 
 log = logging.getLogger("peerlab.dht")
 
-#: BEP 5's conventional DHT port (UDP; libtorrent and Transmission use the
-#: BitTorrent port number).
-DEFAULT_DHT_PORT: Final = 6881
 #: The saved routing table, in the node's BitTorrent state folder.
 STATE_FILE: Final = "dht.state"
+#: The UDP port of the last run, in the same folder.
+PORT_FILE: Final = "dht.port"
 #: Seconds one bootstrap name may take to resolve before it is skipped: the
 #: node must not wait long at start for a name server.
 RESOLVE_TIMEOUT: Final = 5.0
@@ -90,12 +93,13 @@ def start_node_dht(
     bootstrap: Sequence[Address],
     state_dir: Path,
 ) -> DhtNode:
-    """Start the node's DHT node on ``host``:``port`` (None: the default
-    port, or any free one when it is taken), its table kept in
+    """Start the node's DHT node on ``host``:``port`` (None: the port of
+    the last run if it is free, else any free one), its table kept in
     ``state_dir``.  Raises :class:`~peerlab.errors.AddressInUse` when an
     explicit port is taken."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state = str(state_dir / STATE_FILE)
+    port_file = state_dir / PORT_FILE
 
     def make(p: int) -> DhtNode:
         dht = DhtNode(runtime, DhtConfig(host=host, port=p, bootstrap=tuple(bootstrap),
@@ -103,15 +107,35 @@ def start_node_dht(
         dht.start()
         return dht
 
-    try:
-        return make(DEFAULT_DHT_PORT if port is None else port)
-    except AddressInUse:
-        if port is not None:
+    if port is not None:
+        try:
+            return make(port)
+        except AddressInUse:
             raise AddressInUse(
                 f"cannot run the DHT on UDP {host}:{port}: the port is in use "
                 "(bittorrent dht_port, 0 for any free port)"
             ) from None
-    return make(0)
+    dht: DhtNode | None = None
+    last = _remembered_port(port_file)
+    if last:
+        with contextlib.suppress(AddressInUse):
+            dht = make(last)
+    if dht is None:
+        dht = make(0)
+    if dht.address is not None and dht.address[1] != last:
+        try:
+            write_atomic(port_file, b"%d\n" % dht.address[1])
+        except OSError as exc:
+            log.warning("dht: cannot remember the port: %s", exc)
+    return dht
+
+
+def _remembered_port(path: Path) -> int:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() and 0 < int(text) <= 0xFFFF else 0
 
 
 def dht_status(dht: DhtNode | None) -> dict[str, Any] | None:

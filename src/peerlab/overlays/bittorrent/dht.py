@@ -162,9 +162,12 @@ class DhtPeerSource:
         else:
             self._lookup = self.dht.get_peers(self.info_hash, self._found, self._looked_up)
         if self._lookup.cancelled:
-            # the DHT node is closed (or not started): no callback will come
+            # the DHT node is not started yet (or closed): no callback will
+            # come; try again as after an unanswered lookup
             self._lookup = None
-            self._schedule(DHT_RETRY_MAX)
+            self._observe("dht_lookups_unanswered", 1)
+            self._schedule(self._retry)
+            self._retry = min(2 * self._retry, DHT_RETRY_MAX)
 
     def _found(self, peers: list[Address]) -> None:
         if self._closed:
