@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dhtswarmkit import Peer, joined, routers
-from swarmkit import LT_SETTINGS, content, metainfo, single_file, write_files
+from dhtswarmkit import LtDhtPeer, Peer, joined, routers
+from swarmkit import content, metainfo, single_file, write_files
 
 from peerlab.overlays.bittorrent import TorrentState
 from peerlab.overlays.dht import DhtNode
@@ -46,59 +46,6 @@ ROUTERS = 4
 #: Seconds between libtorrent ``force_dht_announce`` calls while we wait for
 #: its announce (the first may come before its DHT has joined).
 REANNOUNCE_S = 2.0
-
-
-def lt_dht_settings(bootstrap: Address) -> dict[str, Any]:
-    return {
-        **LT_SETTINGS,
-        "enable_dht": True,
-        "dht_bootstrap_nodes": f"{bootstrap[0]}:{bootstrap[1]}",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_enforce_node_id": False,
-        "dht_prefer_verified_node_ids": False,
-        "dht_ignore_dark_internet": False,
-        "alert_mask": lt.alert.category_t.peer_log_notification
-        | lt.alert.category_t.error_notification,
-    }
-
-
-class LtDhtPeer:
-    """A libtorrent session with its DHT on, bootstrapped to our node."""
-
-    def __init__(self, bootstrap: Address) -> None:
-        self.session = lt.session(lt_dht_settings(bootstrap))
-        self.handle: Any = None
-        self.peer_log: list[str] = []
-
-    @property
-    def port(self) -> int:
-        return int(self.session.listen_port())
-
-    def poll(self) -> None:
-        for a in self.session.pop_alerts():
-            if isinstance(a, lt.peer_log_alert):
-                self.peer_log.append(a.message())
-
-    def add(self, torrent_bytes: bytes, save_path: Path, *, seed: bool = False) -> Any:
-        atp = lt.add_torrent_params()
-        atp.ti = lt.torrent_info(torrent_bytes)
-        atp.save_path = str(save_path)
-        atp.flags &= ~lt.torrent_flags.auto_managed
-        atp.flags &= ~lt.torrent_flags.paused
-        if seed:
-            atp.flags |= lt.torrent_flags.seed_mode
-        self.handle = self.session.add_torrent(atp)
-        return self.handle
-
-    def seeding(self) -> bool:
-        self.poll()
-        return bool(self.handle.status().is_seeding)
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.session.remove_torrent(self.handle)
-        self.session.pause()
 
 
 @pytest.fixture
