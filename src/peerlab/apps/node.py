@@ -34,7 +34,11 @@ Issue 2, section 5.  A :class:`Node` composes the cores on the real runtime
   the same port the web page (:mod:`peerlab.web`, issue 8), which follows
   the node live: searches stream per network (``search(on_found=...)``),
   observer events reach its monitor (``NodeObserver.listeners``), and rate
-  limits and upload slots change while the node runs (``apply_settings``).
+  limits and upload slots change while the node runs (``apply_settings``);
+* a BitTorrent client (issue 6, item 6; :mod:`peerlab.apps.torrents`):
+  torrents added with ``peerlab torrent add`` download and seed on a
+  listener of their own, kept over restarts and ``kill -9``, shown in the
+  same transfers table.
 
 One node owns a data directory: a lock file (``node.lock``, ``flock``) keeps a
 second node, or a CLI command editing the catalog directly, out of it.  The
@@ -44,6 +48,7 @@ lock dies with the process, so a ``kill -9`` never leaves it stale.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import fcntl
@@ -70,6 +75,8 @@ from peerlab.apps.config import (
     parse_rate,
 )
 from peerlab.apps.control import CONTROL_FILE, ControlServer, NotFound, write_private_json
+from peerlab.apps.torrents import STATE_DIR as TORRENT_STATE_DIR
+from peerlab.apps.torrents import NodeTorrents
 from peerlab.errors import (
     AddressInUse,
     ConfigError,
@@ -210,10 +217,10 @@ def open_catalog(config: NodeConfig) -> Catalog:
     """The data dir's catalog, never listing the node's own files.
 
     Even when a shared folder contains the data dir, partial downloads, the
-    log and above all the control file (its token) and the web page's key
-    (``web.json``) are never shared.
+    log and above all the control file (its token), the web page's key
+    (``web.json``) and the BitTorrent state (``bittorrent/``) are never shared.
     """
-    private = [config.incomplete_path] + [
+    private = [config.incomplete_path, config.data_dir / TORRENT_STATE_DIR] + [
         config.data_dir / name
         for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE, WEB_FILE, GNUTELLA_HOSTS_FILE)
     ]
@@ -607,6 +614,8 @@ class Node:
         self.napster_listener: Listener | None = None
         #: Gnutella (issue 4): the servent, when the node joins.
         self.gnutella: Servent | None = None
+        #: BitTorrent (issue 6): the session and its torrents, when enabled.
+        self.torrents: NodeTorrents | None = None
         self._port_routes: dict[str, Callable[[], StreamHandler]] = {}
 
     # Set by start().
@@ -694,6 +703,8 @@ class Node:
                 await self._start_napster()
             if cfg.gnutella_on:
                 self._start_gnutella()
+            if cfg.bittorrent:
+                self._start_bittorrent()
 
             self.web = WebUI(self, cfg.data_dir, self.web_settings)
             self.control = ControlServer(self, cfg.data_dir, port=cfg.control_port,
@@ -709,6 +720,9 @@ class Node:
             "node ready: peers on %s, control on %s:%d, data in %s",
             format_address(self.listen_address), CONTROL_HOST, self.control.port, cfg.data_dir,
         )
+        if self.torrents is not None:
+            st = self.torrents.status()
+            log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
         for url in self.web.urls(self.control.port):
             log.info("web page: %s (log in with the token in %s or the web password)",
                      url, CONTROL_FILE)
@@ -1145,6 +1159,12 @@ class Node:
                 return {"download": {**napster_download_json(before), "status": "cancelled"}}
             return {"download": napster_download_json(still.info(self.runtime.now()))}
         dl = self.downloads.get(download_id)
+        if dl is None and self.torrents is not None:
+            # a torrent's row: pause/resume/cancel are stop/resume/remove
+            verb = {"pause": "stop", "resume": "resume", "cancel": "remove"}[action]
+            with contextlib.suppress(NotFound):
+                row = self.torrents.action(download_id, verb)["torrent"]
+                return {"download": row}
         if dl is None:
             raise NotFound(f"no download {download_id!r} (see 'peerlab transfers')")
         info = dl.info()
@@ -1168,6 +1188,9 @@ class Node:
         if self.napster_transfers is not None:
             downloads += [napster_download_json(i) for i in self.napster_transfers.downloads()]
             uploads += [napster_upload_json(i) for i in self.napster_transfers.uploads()]
+        if self.torrents is not None:
+            downloads += self.torrents.torrents()
+            uploads += self.torrents.uploads()
         return {
             "downloads": downloads,
             "uploads": uploads,
@@ -1198,17 +1221,29 @@ class Node:
 
     def settings(self) -> dict[str, Any]:
         """The settings the web page changes while the node runs."""
-        return {
+        out = {
             "upload_rate": self.config.upload_rate,
             "download_rate": self.config.download_rate,
             "upload_slots": self.config.upload_slots,
         }
+        if self.torrents is not None:  # BitTorrent's global limits (issue 6, item 6)
+            out["bittorrent_upload_rate"] = self.config.bittorrent_upload_rate
+            out["bittorrent_download_rate"] = self.config.bittorrent_download_rate
+        return out
 
     def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Change rate limits and upload slots for this session (not the config file)."""
-        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"}
+        bt_keys = {"bittorrent_upload_rate", "bittorrent_download_rate"}
+        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"} - (
+            bt_keys if self.torrents is not None else set()
+        )
         if unknown:
             raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        for key in sorted(bt_keys & set(changes)):
+            rate = parse_rate(changes[key], key)
+            setattr(self.config, key, rate)
+            up = key == "bittorrent_upload_rate"
+            self._bt().set_global_limits(up=rate if up else None, down=None if up else rate)
         if "upload_rate" in changes:
             rate = parse_rate(changes["upload_rate"], "upload_rate")
             self.uploads.set_rate_limit(float(rate))
@@ -1256,6 +1291,7 @@ class Node:
             "counters": dict(sorted(self.observer.counters.items())),
             "napster": self.napster_status(),
             "gnutella": self.gnutella_status(),
+            "bittorrent": self.torrents.status() if self.torrents is not None else None,
         }
 
     def napster_status(self) -> dict[str, Any] | None:
@@ -1428,6 +1464,57 @@ class Node:
             " (firewalled: pushes only)" if cfg.gnutella_firewalled else "",
             ", ".join([*cfg.gnutella, *cfg.gwebcache]) or "whoever connects",
         )  # fmt: skip
+
+    # ------------------------------------------------------------ bittorrent
+
+    def _start_bittorrent(self) -> None:
+        """The BitTorrent session on its own listener, its torrents re-added."""
+        cfg = self.config
+        torrents = NodeTorrents(
+            self.runtime, cfg.data_dir, download_dir=cfg.torrent_download_path,
+            listen_host=cfg.listen_host, listen_port=cfg.bittorrent_listen_port,
+            upload_rate=float(cfg.bittorrent_upload_rate),
+            download_rate=float(cfg.bittorrent_download_rate),
+            seed_ratio=cfg.bittorrent_seed_ratio, seed_time=cfg.bittorrent_seed_time,
+        )  # fmt: skip
+        torrents.start()
+        self.torrents = torrents
+        self._stack.push_async_callback(torrents.close)
+
+    def _bt(self) -> NodeTorrents:
+        if self.torrents is None:
+            raise ConfigError("BitTorrent is off on this node (bittorrent = false)")
+        return self.torrents
+
+    def torrent_add(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Add a .torrent (``torrent``: base64) or a ``magnet`` link."""
+        raw = body.get("torrent")
+        data = None
+        if raw is not None:
+            if not isinstance(raw, str):
+                raise ConfigError("torrent: expected the file's bytes in base64")
+            try:
+                data = base64.b64decode(raw, validate=True)
+            except ValueError:
+                raise ConfigError("torrent: not valid base64") from None
+        magnet = body.get("magnet")
+        if magnet is not None and not isinstance(magnet, str):
+            raise ConfigError("magnet: expected a magnet: link")
+        save = body.get("save_path")
+        return self._bt().add(
+            torrent=data, magnet=magnet, save_path=save if isinstance(save, str) else None,
+            seed_ratio=body.get("seed_ratio"), seed_time=body.get("seed_time"),
+            up_limit=body.get("up_limit"), down_limit=body.get("down_limit"),
+            paused=bool(body.get("paused")),
+        )  # fmt: skip
+
+    def torrent_list(self) -> dict[str, Any]:
+        bt = self._bt()
+        return {"torrents": bt.torrents(), "session": bt.status()}
+
+    def torrent_action(self, ref: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """stop, resume, remove, or set (seeding goals and limits) a torrent."""
+        return self._bt().action(ref, action, **(body if action == "set" else {}))
 
     def _gnutella_push(self, push: Push) -> None:
         """A Push for us: connect out to its address and send GIV (draft 2.2.8)."""

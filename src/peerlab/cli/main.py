@@ -59,6 +59,7 @@ from peerlab.cli.render import (
     clock,
     files_table,
     gnutella_table,
+    human_rate,
     human_size,
     results_table,
     transfers_table,
@@ -201,6 +202,10 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Join Gnutella with no servent to dial: wait for others to connect.")
 @click.option("--gnutella-firewalled/--no-gnutella-firewalled", default=None,
               help="On Gnutella, accept no incoming connection; uploads go out by Push/GIV.")
+@click.option("--bittorrent/--no-bittorrent", default=None,
+              help="Run the BitTorrent client (default on).")
+@click.option("--bittorrent-port", "bittorrent_listen_port", metavar="PORT",
+              help="Port BitTorrent peers connect to (default: one free port, kept over restarts).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
@@ -765,7 +770,8 @@ def transfers(env: Env, watch: bool, until_done: bool, as_json: bool) -> None:
                 data = await c.transfers()
                 live.update(transfers_table(data, bars=True, width=console.width), refresh=True)
                 if until_done and not any(
-                    d.get("status") in ("queued", "downloading", "verifying")
+                    d.get("status") in ("queued", "downloading", "verifying", "metadata",
+                                        "checking")
                     for d in data.get("downloads", [])
                 ):
                     return
@@ -860,6 +866,12 @@ def status(env: Env, gnutella: bool, as_json: bool) -> None:
         counters = gnut.get("counters") or {}
         if counters:
             lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    bt = data.get("bittorrent")
+    if bt:
+        limits = "/".join(human_rate(bt.get(k)) or "unlimited"
+                          for k in ("upload_limit", "download_limit"))
+        lines.append(f"bittorrent: on {bt.get('listen')}; {bt.get('torrents')} torrent(s), "
+                     f"{bt.get('connections')} connection(s); limits up/down {limits}")
     for line in lines:
         click.echo(line)
 
@@ -949,7 +961,8 @@ def stop(env: Env) -> None:
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(2, 8),
               help="How many nodes to start.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folders (for a look inside).")
-@click.option("--only", type=click.Choice(["direct", "napster", "gnutella"]), default=None,
+@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "bittorrent"]),
+              default=None,
               help="Run one part of the demo (default: all, in this order).")
 def demo(nodes: int, keep: bool, only: str | None) -> None:
     """Start a small network on 127.0.0.1, search, download from several sources, verify."""
@@ -972,6 +985,9 @@ def _register_commands() -> None:
     cli.add_command(napster_server, "napster-server")
     cli.add_command(gwebcache, "gwebcache")
     cli.add_command(torrent, "torrent")
+    from peerlab.cli.torrent_node import register as register_torrent_node
+
+    register_torrent_node(torrent)  # torrent add|list|stop|resume|remove|set on a node
     cli.add_command(tracker, "tracker")
 
 

@@ -37,6 +37,8 @@ Public API::
         .status() -> SessionStatus                .counters
         .peer_id .listen_address .listen_port .announce_port
         .on_metadata: list[Callable[[Torrent, Info], None]]   # a magnet's info arrived
+        .set_rate_limits(up=None, down=None)   # global limits, bytes/s (0: unlimited)
+        .up_bucket .down_bucket                # shared by every torrent
         .dht -> DhtNode | None    .dht_source(info_hash) -> DhtPeerSource | None
 
 Observer counters are named ``bt.<counter>`` (the torrent's counters,
@@ -59,6 +61,7 @@ from peerlab.overlays.bittorrent.peer import PeerLink
 from peerlab.overlays.bittorrent.picker import PickerConfig
 from peerlab.overlays.bittorrent.torrent import Torrent, TorrentState, TorrentStatus, _is_ip
 from peerlab.overlays.dht import DhtNode
+from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.peer import PEER_ID_PREFIX, PeerConfig
 from peerlab.runtime.base import Address, Listener, Runtime
 from peerlab.runtime.driver import StreamDriver
@@ -126,6 +129,10 @@ class Session:
         self._listener: Listener | None = None
         self._announce_port = DEFAULT_ANNOUNCE_PORT
         self._closed = False
+        #: Global limits over every torrent (issue 6, item 6); each torrent
+        #: has its own buckets besides.
+        self.up_bucket = TokenBucket(float(self.config.upload_rate))
+        self.down_bucket = TokenBucket(float(self.config.download_rate))
         self._dht_sources: dict[bytes, DhtPeerSource] = {}
         self._ported: dict[PeerLink, None] = {}
 
@@ -207,6 +214,17 @@ class Session:
         for source in self._dht_sources.values():
             source.close()
         self._dht_sources.clear()
+
+    def set_rate_limits(self, up: float | None = None, down: float | None = None) -> None:
+        """Global upload and download limits in bytes/s over every torrent
+        (0: unlimited; None: unchanged)."""
+        now = self.runtime.now()
+        if up is not None:
+            self.up_bucket.set_rate(max(0.0, float(up)), now)
+        if down is not None:
+            self.down_bucket.set_rate(max(0.0, float(down)), now)
+        for torrent in self._torrents.values():
+            torrent.set_rate_limits()
 
     # ------------------------------------------------------------ torrents
 
