@@ -620,6 +620,7 @@ class Node:
         self.torrents: NodeTorrents | None = None
         #: The mainline DHT node (BEP 5) the BitTorrent session uses.
         self.dht: DhtNode | None = None
+        self._dht_bootstrap_count = 0
         self._port_routes: dict[str, Callable[[], StreamHandler]] = {}
 
     # Set by start().
@@ -729,6 +730,9 @@ class Node:
         if self.torrents is not None:
             st = self.torrents.status()
             log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
+        if self.dht is not None and self.dht.address is not None:
+            log.info("dht: node %s on UDP %s, %d bootstrap node(s)", self.dht.node_id.hex()[:12],
+                     format_address(self.dht.address), self._dht_bootstrap_count)  # fmt: skip
         for url in self.web.urls(self.control.port):
             log.info("web page: %s (log in with the token in %s or the web password)",
                      url, CONTROL_FILE)
@@ -1503,8 +1507,7 @@ class Node:
         )  # fmt: skip
         self.dht = dht
         self._stack.callback(dht.close)  # after the session (the stack unwinds backwards)
-        log.info("dht: node %s on UDP %s, %d bootstrap node(s)", dht.node_id.hex()[:12],
-                 format_address(dht.address) if dht.address else "?", len(boot))  # fmt: skip
+        self._dht_bootstrap_count = len(boot)
 
     def _bt(self) -> NodeTorrents:
         if self.torrents is None:
