@@ -176,6 +176,16 @@ class NodeConfig:
     bittorrent_dht: bool = True
     bittorrent_dht_port: int | None = None
     bittorrent_dht_bootstrap: list[str] = field(default_factory=list)
+    #: The servent's role (issue 5): ``auto`` (promoted or demoted by the
+    #: measured capacity; without ``gnutella_upload_kbps`` a flat servent),
+    #: ``ultrapeer`` or ``leaf``.
+    gnutella_role: str = "auto"
+    #: Upload capacity of this node's line in kbit/s, for the promotion policy
+    #: (0: not measured).
+    gnutella_upload_kbps: int = 0
+    #: Seconds of uptime before an ``auto`` node may be promoted (the
+    #: ultra-peers draft's "several minutes"; a demo uses seconds).
+    gnutella_min_uptime: float = 300.0
 
     @property
     def gnutella_on(self) -> bool:
@@ -354,6 +364,18 @@ def _ratio(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e12:
         raise ConfigError(f"{where}: expected a number of at least 0, got {value!r}")
     return float(value)
+#: Gnutella roles ``gnutella_role`` takes (ServentConfig.role).
+GNUTELLA_ROLES = ("auto", "ultrapeer", "leaf")
+#: Largest line capacity we take (10 Gbit/s).
+MAX_UPLOAD_KBPS = 10_000_000
+#: Longest uptime asked before a promotion (a day).
+MAX_MIN_UPTIME = 86_400
+
+
+def _role(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in GNUTELLA_ROLES:
+        raise ConfigError(f"{where}: expected one of {', '.join(GNUTELLA_ROLES)}, got {value!r}")
+    return value.strip().lower()
 
 
 def _level(value: Any, where: str) -> str:
@@ -410,6 +432,9 @@ _CONVERTERS: dict[str, _Converter] = {
     "bittorrent_dht_bootstrap": lambda v, w, b: [
         format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
     ],
+    "gnutella_role": lambda v, w, b: _role(v, w),
+    "gnutella_upload_kbps": lambda v, w, b: _int(v, w, 0, MAX_UPLOAD_KBPS),
+    "gnutella_min_uptime": lambda v, w, b: float(_int(v, w, 0, MAX_MIN_UPTIME)),
 }
 #: Config-file tables and the prefix their keys take (``[bittorrent]``).
 TABLES = {"bittorrent": "bittorrent_"}

@@ -89,6 +89,7 @@ from peerlab.errors import (
 from peerlab.overlays.dht import DhtNode
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
+from peerlab.overlays.gnutella.roles import RolePolicy
 from peerlab.overlays.napster.client import (
     CLOSED,
     ONLINE,
@@ -673,7 +674,7 @@ class Node:
             # apart by the first bytes; the routes are filled once the
             # servent and the download manager exist.
             factory = (
-                shared_port_factory(self.runtime, self._port_routes)
+                self._reached(shared_port_factory(self.runtime, self._port_routes))
                 if cfg.gnutella_on else self.uploads.handler_factory()
             )  # fmt: skip
             try:
@@ -1455,6 +1456,9 @@ class Node:
                 gwebcaches=tuple(cfg.gwebcache),
                 host_cache_path=cfg.data_dir / GNUTELLA_HOSTS_FILE,
                 user_agent=f"peerlab/{peerlab.__version__}",
+                role=cfg.gnutella_role,
+                upload_bps=cfg.gnutella_upload_kbps * 1000.0 or None,
+                role_policy=RolePolicy.with_uptime(cfg.gnutella_min_uptime),
             ),
             shares=self.catalog,
         )  # fmt: skip
@@ -1543,6 +1547,16 @@ class Node:
     def torrent_action(self, ref: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
         """stop, resume, remove, or set (seeding goals and limits) a torrent."""
         return self._bt().action(ref, action, **(body if action == "set" else {}))
+    def _reached(self, factory: Callable[[], StreamHandler]) -> Callable[[], StreamHandler]:
+        """Every connection reaching the peer port proves we are reachable
+        (what the servent's promotion policy measures, issue 5)."""
+
+        def make() -> StreamHandler:
+            if self.gnutella is not None:
+                self.gnutella.note_reachable()
+            return factory()
+
+        return make
 
     def _gnutella_push(self, push: Push) -> None:
         """A Push for us: connect out to its address and send GIV (draft 2.2.8)."""
@@ -1607,6 +1621,8 @@ class Node:
             "guid": servent.guid.hex(),
             "address": format_address(servent.address),
             "firewalled": servent.config.firewalled,
+            "role": servent.role,
+            "leaves": len(servent.leaf_links()),
             "bootstrap": list(self.config.gnutella),
             "gwebcaches": list(self.config.gwebcache),
             "hosts_known": len(servent.host_cache),

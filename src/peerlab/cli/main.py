@@ -212,6 +212,12 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="UDP port of the DHT node (default: one free port, kept over restarts).")
 @click.option("--dht-bootstrap", "bittorrent_dht_bootstrap", multiple=True,
               metavar="HOST:PORT[,HOST:PORT...]", help="DHT node to join through (repeatable).")
+@click.option("--gnutella-role", type=click.Choice(["auto", "ultrapeer", "leaf"]), default=None,
+              help="Gnutella role: auto (promoted by measured capacity), ultrapeer or leaf.")
+@click.option("--gnutella-upload-kbps", type=int, default=None, metavar="KBPS",
+              help="Upload capacity of this line (kbit/s) for the ultrapeer promotion policy.")
+@click.option("--gnutella-min-uptime", type=int, default=None, metavar="SECONDS",
+              help="Uptime before an auto node may become an ultrapeer (default 300).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
@@ -859,6 +865,7 @@ def status(env: Env, gnutella: bool, as_json: bool) -> None:
         opened = [c for c in conns if c.get("state") == "open"]
         lines.append(
             f"gnutella:   servent {str(gnut.get('guid'))[:12]}… on {gnut.get('address')}"
+            + (f", {gnut['role']}" if gnut.get("role") else "")
             + (" (firewalled)" if gnut.get("firewalled") else "")
             + f"; {len(opened)} connection(s) open, {gnut.get('hosts_known')} host(s) known"
         )
@@ -901,6 +908,7 @@ def gnutella_status(gnut: dict[str, Any] | None, *, as_json: bool) -> None:
     conns = gnut.get("connections") or []
     click.echo(
         f"gnutella servent {gnut.get('guid')} on {gnut.get('address')}"
+        + (f", {gnut['role']}" if gnut.get("role") else "")
         + (" (firewalled)" if gnut.get("firewalled") else "")
         + f"; {sum(c.get('state') == 'open' for c in conns)} connection(s) open, "
         f"{gnut.get('hosts_known')} host(s) known"

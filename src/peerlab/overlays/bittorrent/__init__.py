@@ -24,7 +24,8 @@ Public API (stable), re-exported here::
         .piece_map() .state (TorrentState) .info .info_hash .counters .on_change
         .uploaded_to(peer_id) -> {"regular" | "optimistic" | "seeding": bytes}
     TorrentStatus, PeerStatus, SessionStatus, TrackerStatus        # frozen dataclasses
-    Choker(ChokerConfig, rng), ChokerConfig, UnchokeKind, NeverUnchoke  # .choker
+    Choker(ChokerConfig, rng), ChokerConfig, UnchokeKind, NeverUnchoke,
+    RandomUnchoke                                                  # .choker
     PiecePicker(...), PickerConfig                                 # .picker
     MetadataFetcher                                                # .metadata
     RateMeter                                                      # .rate
@@ -41,6 +42,7 @@ from peerlab.overlays.bittorrent.choker import (
     ChokerPeer,
     ChokerPolicy,
     NeverUnchoke,
+    RandomUnchoke,
     UnchokeKind,
 )
 from peerlab.overlays.bittorrent.config import SessionConfig
@@ -65,6 +67,7 @@ __all__ = [
     "PeerStatus",
     "PickerConfig",
     "PiecePicker",
+    "RandomUnchoke",
     "RateMeter",
     "Session",
     "SessionConfig",
