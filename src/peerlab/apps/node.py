@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import peerlab
+from peerlab.apps.bt_dht import dht_status, resolve_bootstrap, start_node_dht
 from peerlab.apps.config import (
     CONTROL_HOST,
     MAX_UPLOAD_SLOTS,
@@ -85,6 +86,7 @@ from peerlab.errors import (
     RemoteProtocolError,
     StorageError,
 )
+from peerlab.overlays.dht import DhtNode
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
 from peerlab.overlays.gnutella.pushproxy import ProxyBook, request_push
@@ -621,6 +623,9 @@ class Node:
         self.gnutella: Servent | None = None
         #: BitTorrent (issue 6): the session and its torrents, when enabled.
         self.torrents: NodeTorrents | None = None
+        #: The mainline DHT node (BEP 5) the BitTorrent session uses.
+        self.dht: DhtNode | None = None
+        self._dht_bootstrap_count = 0
         self._port_routes: dict[str, Callable[[], StreamHandler]] = {}
 
     # Set by start().
@@ -709,6 +714,8 @@ class Node:
             if cfg.gnutella_on:
                 self._start_gnutella()
             if cfg.bittorrent:
+                if cfg.bittorrent_dht:
+                    await self._start_dht()  # first: our PORT messages carry its port
                 self._start_bittorrent()
 
             self.web = WebUI(self, cfg.data_dir, self.web_settings)
@@ -728,6 +735,9 @@ class Node:
         if self.torrents is not None:
             st = self.torrents.status()
             log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
+        if self.dht is not None and self.dht.address is not None:
+            log.info("dht: node %s on UDP %s, %d bootstrap node(s)", self.dht.node_id.hex()[:12],
+                     format_address(self.dht.address), self._dht_bootstrap_count)  # fmt: skip
         for url in self.web.urls(self.control.port):
             log.info("web page: %s (log in with the token in %s or the web password)",
                      url, CONTROL_FILE)
@@ -1297,6 +1307,7 @@ class Node:
             "napster": self.napster_status(),
             "gnutella": self.gnutella_status(),
             "bittorrent": self.torrents.status() if self.torrents is not None else None,
+            "dht": dht_status(self.dht),
         }
 
     def napster_status(self) -> dict[str, Any] | None:
@@ -1489,10 +1500,27 @@ class Node:
             upload_rate=float(cfg.bittorrent_upload_rate),
             download_rate=float(cfg.bittorrent_download_rate),
             seed_ratio=cfg.bittorrent_seed_ratio, seed_time=cfg.bittorrent_seed_time,
+            dht=self.dht,
         )  # fmt: skip
         torrents.start()
         self.torrents = torrents
         self._stack.push_async_callback(torrents.close)
+
+    async def _start_dht(self) -> None:
+        """The DHT node (BEP 5) the session finds peers with; its routing
+        table is kept in the BitTorrent state folder."""
+        cfg = self.config
+        where = "bittorrent_dht_bootstrap"
+        boot = await resolve_bootstrap(
+            [parse_address(a, where) for a in cfg.bittorrent_dht_bootstrap]
+        )
+        dht = start_node_dht(
+            self.runtime, host=cfg.listen_host, port=cfg.bittorrent_dht_port, bootstrap=boot,
+            state_dir=cfg.data_dir / TORRENT_STATE_DIR,
+        )  # fmt: skip
+        self.dht = dht
+        self._stack.callback(dht.close)  # after the session (the stack unwinds backwards)
+        self._dht_bootstrap_count = len(boot)
 
     def _bt(self) -> NodeTorrents:
         if self.torrents is None:
