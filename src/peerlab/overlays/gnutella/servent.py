@@ -73,6 +73,7 @@ from typing import Any
 from peerlab import __version__
 from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtocolError
 from peerlab.overlays.gnutella.counters import TYPE_NAMES, Counters, type_name
+from peerlab.overlays.gnutella.dynquery import DQ_VERSION, DqSettings, DynamicQuerier
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
 from peerlab.overlays.gnutella.hostcache import RETRY_BACKOFF, HostCache, usable_address
@@ -83,6 +84,7 @@ from peerlab.overlays.gnutella.pongcache import (
     PingDemand,
     PongCache,
 )
+from peerlab.overlays.gnutella.pushproxy import PushProxies
 from peerlab.overlays.gnutella.qrt import MAX_FILL, MAX_LEAF_TABLE_LENGTH
 from peerlab.overlays.gnutella.roles import AUTO, ROLES, RolePolicy
 from peerlab.overlays.gnutella.router import (
@@ -146,9 +148,14 @@ from peerlab.wire.gnutella import (
     Ping,
     Pong,
     Push,
+    PushProxyAck,
+    PushProxyCancel,
+    PushProxyRequest,
     Query,
     QueryFlags,
     QueryHit,
+    QueryStatusRequest,
+    QueryStatusResponse,
     ResetTable,
     Unknown,
     VendorMessage,
@@ -295,6 +302,8 @@ class ServentConfig:
     #: Bytes one neighbour's outgoing queue may hold.
     max_queue_bytes: int = MAX_QUEUE_BYTES
     user_agent: str = f"peerlab/{__version__}"
+    #: Dynamic querying as an ultrapeer of a two-tier network (:mod:`.dynquery`).
+    dynamic_query: DqSettings = DqSettings()
     #: ``auto`` (the promotion policy decides, :mod:`.roles`), ``ultrapeer``
     #: or ``leaf`` (issue 5; :mod:`.tier`).
     role: str = AUTO
@@ -641,9 +650,13 @@ class Servent:
         self._gwc_next = 0.0
         self._gwc_update_at = 0.0
         self._gwc_turn = 0
+        #: Dynamic queries (:mod:`.dynquery`) and push proxies (:mod:`.pushproxy`).
+        self.dq = DynamicQuerier(self, config.dynamic_query)
+        self.push_proxies = PushProxies(self)
         self._started_at = runtime.now()
         #: Roles and query routing (:mod:`.tier`).
         self.tier = Tier(self)
+        self.tier.dynamic_querying = DQ_VERSION
 
     # ------------------------------------------------------------ roles
 
@@ -739,6 +752,7 @@ class Servent:
         for search in list(self._searches.values()):
             search.finished = True
         self._searches.clear()
+        self.dq.close()
         self._gwc.close()
         if self.host_cache.path is not None and self._started:
             try:
@@ -827,11 +841,15 @@ class Servent:
         flags = cfg.query_flags
         if cfg.firewalled and flags & QueryFlags.MARK:
             flags |= QueryFlags.FIREWALLED
-        payload = encode_payload(Query(criteria, flags, urns))
+        query = Query(criteria, flags, urns)
+        payload = encode_payload(query)
         sent = 0
-        for link in self._open_links():
-            link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
-            sent += 1
+        if self.dq.launch_own(guid, query, payload):
+            sent = self.dq.sent_count(guid)
+        else:
+            for link in self._open_links():
+                link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
+                sent += 1
         self.counters.count("searches.started")
         self.runtime.observer.event("gnutella.search", text=text, ttl=ttl, neighbours=sent)
         return search
@@ -1124,6 +1142,7 @@ class Servent:
         guid = self._new_guid()
         self.pings.put(guid, LOCAL, rt.now())
         link.enqueue(Queued(guid, PING, ttl, 0, encode_payload(Ping())))
+        self.push_proxies.link_opened(link)
         self.tier.opened(link)
         if self.on_connection is not None and not link.closing:
             self._callback(self.on_connection, link.info(), True)
@@ -1133,6 +1152,7 @@ class Servent:
         link.state = LinkState.CLOSED
         link.closing = True
         self._links.pop(link.id, None)
+        self.push_proxies.link_closed(link)
         self.tier.closed(link)
         if link.connecting is not None:
             link.connecting = None
@@ -1221,7 +1241,7 @@ class Servent:
         elif isinstance(msg, Push):
             self._on_push(link, h, ev.payload, msg)
         elif isinstance(msg, VendorMessage):
-            self._on_vendor(link, msg)
+            self._on_vendor(link, h, msg)
         elif isinstance(msg, ResetTable | PatchTable):
             # QRP tables matter between leaves and ultrapeers (:mod:`.tier`).
             self.tier.on_route_table(link, msg)
@@ -1297,6 +1317,8 @@ class Servent:
             hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
         )  # fmt: skip
         self._answer(link, h, query)
+        if self.dq.launch_for_leaf(link, h.guid, query, payload, h.hops):
+            return
         if self.tier.tiered:
             self.tier.route_query(link, h.guid, ttl, h.hops, payload, query)
         else:
@@ -1330,6 +1352,7 @@ class Servent:
             push=self.config.firewalled,
             busy=self.busy,
             stable=self.stable,
+            push_proxies=tuple(self.push_proxies.proxies()),
         )
         hits = build_query_hits(query, files, me)
         if not hits:
@@ -1350,6 +1373,7 @@ class Servent:
         if hit.servent_guid != self.guid:
             # Pushes for that servent go back the way its hit came (draft 2.2.8).
             self.servents.put(hit.servent_guid, link.id, now)
+        self.dq.on_hit(h.guid, len(hit.results))
         if route == LOCAL:
             search = self._searches.get(h.guid)
             if search is None or search.finished:
@@ -1506,7 +1530,7 @@ class Servent:
 
     # -- vendor messages
 
-    def _on_vendor(self, link: Link, vm: VendorMessage) -> None:
+    def _on_vendor(self, link: Link, h: Header, vm: VendorMessage) -> None:
         try:
             body = decode_vendor(vm)
         except RemoteProtocolError as exc:
@@ -1514,6 +1538,21 @@ class Servent:
             return
         if isinstance(body, HopsFlow):
             link.hops_flow = body.hops
+            return
+        if isinstance(body, QueryStatusRequest):
+            self.dq.on_status_request(link, h.guid)
+            return
+        if isinstance(body, QueryStatusResponse):
+            self.dq.on_status_response(link, h.guid, body.kept)
+            return
+        if isinstance(body, PushProxyRequest):
+            self.push_proxies.on_request(link, h.guid)
+            return
+        if isinstance(body, PushProxyAck):
+            self.push_proxies.on_ack(link, h.guid, body)
+            return
+        if isinstance(body, PushProxyCancel):
+            self.push_proxies.on_cancel(link, h.guid)
             return
         if self.tier.on_vendor(link, body):
             return
