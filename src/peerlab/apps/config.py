@@ -12,7 +12,8 @@ The config file is TOML at the usual per-user location
 
 BitTorrent settings may sit in a ``[bittorrent]`` table (``listen_port``,
 ``download_dir``, ``upload_rate``, ``download_rate``, ``seed_ratio``,
-``seed_time``, ``enabled``): ``[bittorrent] seed_ratio = 2`` is the field
+``seed_time``, ``dht``, ``dht_port``, ``dht_bootstrap``, ``enabled``):
+``[bittorrent] seed_ratio = 2`` is the field
 ``bittorrent_seed_ratio`` (environment ``PEERLAB_BITTORRENT_SEED_RATIO``).
 
 Every mistake (an unknown key, a wrong type, a file that is not TOML, a port
@@ -167,6 +168,14 @@ class NodeConfig:
     #: seeding (unset: seed until stopped).
     bittorrent_seed_ratio: float | None = None
     bittorrent_seed_time: float | None = None
+    #: The mainline DHT (BEP 5, :mod:`peerlab.apps.bt_dht`): torrents and
+    #: magnets with no tracker find peers through it, every torrent is
+    #: announced there too.  Its UDP port (0: any free port; unset: the last
+    #: run's while free) and nodes to join through (HOST:PORT, e.g.
+    #: router.bittorrent.com:6881; besides, the table saved last time).
+    bittorrent_dht: bool = True
+    bittorrent_dht_port: int | None = None
+    bittorrent_dht_bootstrap: list[str] = field(default_factory=list)
     #: The servent's role (issue 5): ``auto`` (promoted or demoted by the
     #: measured capacity; without ``gnutella_upload_kbps`` a flat servent),
     #: ``ultrapeer`` or ``leaf``.
@@ -418,6 +427,11 @@ _CONVERTERS: dict[str, _Converter] = {
     "bittorrent_download_rate": lambda v, w, b: parse_rate(v, w),
     "bittorrent_seed_ratio": lambda v, w, b: _ratio(v, w),
     "bittorrent_seed_time": lambda v, w, b: _ratio(v, w),
+    "bittorrent_dht": lambda v, w, b: _bool(v, w),
+    "bittorrent_dht_port": lambda v, w, b: _port(v, w),
+    "bittorrent_dht_bootstrap": lambda v, w, b: [
+        format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
+    ],
     "gnutella_role": lambda v, w, b: _role(v, w),
     "gnutella_upload_kbps": lambda v, w, b: _int(v, w, 0, MAX_UPLOAD_KBPS),
     "gnutella_min_uptime": lambda v, w, b: float(_int(v, w, 0, MAX_MIN_UPTIME)),

@@ -30,11 +30,15 @@ Issue 2, section 6.  The demo
    status --gnutella``); then the soundtrack file three servents share (one
    of them firewalled) comes from all three at once, the firewalled one
    through Push/GIV, checked by SHA-1 against its ``urn:sha1``;
-7. then BitTorrent (issue 6, item 7; :mod:`peerlab.apps.demo_bt`): a
+7. then KaZaA (issue 5, section 5; :mod:`peerlab.apps.demo_twotier`): 24
+   servents of the lecture's link classes start equal, the strong become
+   ultrapeers and the rest their leaves; a search for "linkin park" by
+   artist, and its messages next to a flat network of the same servents;
+8. then BitTorrent (issue 6, item 7; :mod:`peerlab.apps.demo_bt`): a
    tracker, one seed with an upload limit and a flash crowd of leechers, each
    a node; per-peer progress live, every copy checked byte for byte, and the
    upload totals: the seed sent far less than the crowd downloaded;
-8. stops every node and server, removes the temporary folder and exits 0.
+9. stops every node and server, removes the temporary folder and exits 0.
 
 Ctrl-C (or SIGTERM) at any moment ends it the same way: the node group gets
 SIGTERM, then SIGKILL if it lingers, and every child is waited for.  The
@@ -384,7 +388,7 @@ def sha1_of(path: Path) -> bytes:
 
 
 #: The demo's parts, in the order they run (``peerlab demo --only PART``).
-PARTS = ("direct", "napster", "gnutella", "bittorrent")
+PARTS = ("direct", "napster", "gnutella", "twotier", "bittorrent")
 
 
 def run_demo(
@@ -433,6 +437,9 @@ def _story(net: Network, console: Console, only: str | None = None) -> None:
     if only == "gnutella":
         _gnutella_story(net, console)
         return
+    if only == "twotier":
+        _twotier_story(console)
+        return
     if only == "bittorrent":
         _bittorrent_story(net, console)
         return
@@ -460,7 +467,16 @@ def _story(net: Network, console: Console, only: str | None = None) -> None:
     if only is None:
         _napster_story(net, console)
         _gnutella_story(net, console)
+        _twotier_story(console)
         _bittorrent_story(net, console)
+
+
+def _twotier_story(console: Console) -> None:
+    """Issue 5, item 5: :mod:`peerlab.apps.demo_twotier`."""
+    from peerlab.apps.demo_twotier import twotier_story
+
+    if not twotier_story(console):
+        raise DemoFailed("the two-tier network did not do what the story says")
 
 
 def _bittorrent_story(net: Network, console: Console) -> None:

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import peerlab
+from peerlab.apps.bt_dht import dht_status, resolve_bootstrap, start_node_dht
 from peerlab.apps.config import (
     CONTROL_HOST,
     MAX_UPLOAD_SLOTS,
@@ -85,8 +86,10 @@ from peerlab.errors import (
     RemoteProtocolError,
     StorageError,
 )
+from peerlab.overlays.dht import DhtNode
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
+from peerlab.overlays.gnutella.pushproxy import ProxyBook, request_push
 from peerlab.overlays.gnutella.roles import RolePolicy
 from peerlab.overlays.gnutella.search import result_metadata
 from peerlab.overlays.napster.client import (
@@ -196,6 +199,9 @@ GNUTELLA_SEARCH_WAIT = 4.0
 GNUTELLA_QUIET = 1.0
 #: Poll interval of that wait.
 GNUTELLA_POLL = 0.05
+#: Push proxies of one firewalled source asked at once for a Push (each
+#: relays the same Push one hop; two survive one proxy having gone).
+PUSH_PROXIES_TRIED = 2
 #: Peers whose last answer is remembered for the web page's Network tab.
 MAX_PEER_STATES = 1024
 
@@ -633,6 +639,9 @@ class Node:
         self.gnutella: Servent | None = None
         #: BitTorrent (issue 6): the session and its torrents, when enabled.
         self.torrents: NodeTorrents | None = None
+        #: The mainline DHT node (BEP 5) the BitTorrent session uses.
+        self.dht: DhtNode | None = None
+        self._dht_bootstrap_count = 0
         self._port_routes: dict[str, Callable[[], StreamHandler]] = {}
 
     # Set by start().
@@ -721,6 +730,8 @@ class Node:
             if cfg.gnutella_on:
                 self._start_gnutella()
             if cfg.bittorrent:
+                if cfg.bittorrent_dht:
+                    await self._start_dht()  # first: our PORT messages carry its port
                 self._start_bittorrent()
 
             self.web = WebUI(self, cfg.data_dir, self.web_settings)
@@ -740,6 +751,9 @@ class Node:
         if self.torrents is not None:
             st = self.torrents.status()
             log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
+        if self.dht is not None and self.dht.address is not None:
+            log.info("dht: node %s on UDP %s, %d bootstrap node(s)", self.dht.node_id.hex()[:12],
+                     format_address(self.dht.address), self._dht_bootstrap_count)  # fmt: skip
         for url in self.web.urls(self.control.port):
             log.info("web page: %s (log in with the token in %s or the web password)",
                      url, CONTROL_FILE)
@@ -1343,6 +1357,7 @@ class Node:
             "napster": self.napster_status(),
             "gnutella": self.gnutella_status(),
             "bittorrent": self.torrents.status() if self.torrents is not None else None,
+            "dht": dht_status(self.dht),
         }
 
     def napster_status(self) -> dict[str, Any] | None:
@@ -1509,6 +1524,11 @@ class Node:
             self.downloads.self_addresses.add(self.listen_address)
         servent.on_push = self._gnutella_push
         self.downloads.push_sender = self._gnutella_send_push
+        # Push proxies (gtk-gnutella push_proxy): we relay for firewalled
+        # servents that asked us, and reach firewalled sources through theirs.
+        self.uploads.push_proxy = servent.push_proxies.handle_http
+        self.uploads.our_push_proxies = servent.push_proxies.proxies
+        self._push_book = ProxyBook()
         self.gnutella = servent
         self._stack.callback(servent.close)
         servent.start()
@@ -1530,10 +1550,27 @@ class Node:
             upload_rate=float(cfg.bittorrent_upload_rate),
             download_rate=float(cfg.bittorrent_download_rate),
             seed_ratio=cfg.bittorrent_seed_ratio, seed_time=cfg.bittorrent_seed_time,
+            dht=self.dht,
         )  # fmt: skip
         torrents.start()
         self.torrents = torrents
         self._stack.push_async_callback(torrents.close)
+
+    async def _start_dht(self) -> None:
+        """The DHT node (BEP 5) the session finds peers with; its routing
+        table is kept in the BitTorrent state folder."""
+        cfg = self.config
+        where = "bittorrent_dht_bootstrap"
+        boot = await resolve_bootstrap(
+            [parse_address(a, where) for a in cfg.bittorrent_dht_bootstrap]
+        )
+        dht = start_node_dht(
+            self.runtime, host=cfg.listen_host, port=cfg.bittorrent_dht_port, bootstrap=boot,
+            state_dir=cfg.data_dir / TORRENT_STATE_DIR,
+        )  # fmt: skip
+        self.dht = dht
+        self._stack.callback(dht.close)  # after the session (the stack unwinds backwards)
+        self._dht_bootstrap_count = len(boot)
 
     def _bt(self) -> NodeTorrents:
         if self.torrents is None:
@@ -1585,8 +1622,23 @@ class Node:
         self.uploads.push((push.ip, push.port), push.file_index, push.servent_guid)
 
     def _gnutella_send_push(self, req: PushRequest) -> bool:
+        """Reach a firewalled source: through the push proxies its hits
+        listed (``push_proxy`` section 5: an HTTP request, the proxy sends the
+        Push one hop), else by a Push routed back along its hit's path."""
         servent = self.gnutella
-        return servent is not None and servent.send_push(req.servent_guid, req.index)
+        if servent is None:
+            return False
+        me = self.listen_address
+        proxies = self._push_book.proxies(req.servent_guid)
+        if proxies and me is not None and not servent.config.firewalled:
+            for proxy in proxies[:PUSH_PROXIES_TRIED]:
+                def done(status: int | None, exc: Exception | None, proxy: Address = proxy) -> None:
+                    if exc is not None:
+                        self._push_book.forget(req.servent_guid, proxy)
+                        log.info("push proxy %s: %s", format_address(proxy), exc)
+                request_push(self.runtime, proxy, req.servent_guid, servent.address, done)
+            return True
+        return servent.send_push(req.servent_guid, req.index)
 
     async def _gnutella_search(
         self,
@@ -1632,6 +1684,8 @@ class Node:
         if self.gnutella is not None and src.servent_guid == self.gnutella.guid:
             return None  # our own hit (a loop in the network): the catalog answers for us
         meta = result_metadata(res.metadata)
+        if src.push and src.push_proxies:
+            self._push_book.learn(src.servent_guid, src.push_proxies)
         return self.found.note(
             urn=urn, name=res.name, size=res.size,
             source=SourceRef(

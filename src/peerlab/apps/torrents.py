@@ -40,6 +40,7 @@ from peerlab.apps.control import NotFound
 from peerlab.errors import AddressInUse, ConfigError, PeerlabError
 from peerlab.overlays.bittorrent import Session, SessionConfig, Torrent, TorrentState
 from peerlab.overlays.bittorrent.peer import PeerStatus
+from peerlab.overlays.dht import DhtNode
 from peerlab.runtime.base import Runtime, Timer
 from peerlab.storage.pieces import write_atomic
 from peerlab.wire.magnet import parse_magnet
@@ -159,8 +160,11 @@ class NodeTorrents:
         download_rate: float = 0.0,
         seed_ratio: float | None = None,
         seed_time: float | None = None,
+        dht: DhtNode | None = None,
     ) -> None:
         self.runtime = runtime
+        #: The node's DHT node (BEP 5), handed to the session; the node owns it.
+        self.dht = dht
         self.state_dir = data_dir / STATE_DIR
         self.download_dir = download_dir
         self.listen_host = listen_host
@@ -186,7 +190,7 @@ class NodeTorrents:
             download_dir=self.download_dir, state_dir=self.state_dir,
             upload_rate=up, download_rate=down,
         )  # fmt: skip
-        session = Session(self.runtime, cfg)
+        session = Session(self.runtime, cfg, dht=self.dht)
         try:
             session.start()
         except AddressInUse:
@@ -195,7 +199,7 @@ class NodeTorrents:
                     f"cannot listen for BitTorrent peers on {self.listen_host}:{port}: the "
                     "port is in use (bittorrent_listen_port, 0 for any free port)"
                 ) from None
-            session = Session(self.runtime, replace(cfg, listen_port=0))
+            session = Session(self.runtime, replace(cfg, listen_port=0), dht=self.dht)
             session.start()
         self.session = session
         if port is None and session.listen_port is not None:
@@ -463,6 +467,7 @@ class NodeTorrents:
             if st.listen_address else None,
             "connections": st.connections,
             "torrents": len(st.torrents),
+            "dht_nodes": st.dht_nodes,
             "upload_limit": session.up_bucket.rate,
             "download_limit": session.down_bucket.rate,
         }

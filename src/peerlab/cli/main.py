@@ -220,6 +220,12 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Run the BitTorrent client (default on).")
 @click.option("--bittorrent-port", "bittorrent_listen_port", metavar="PORT",
               help="Port BitTorrent peers connect to (default: one free port, kept over restarts).")
+@click.option("--dht/--no-dht", "bittorrent_dht", default=None,
+              help="Find torrents' peers in the mainline DHT too (BEP 5; default on).")
+@click.option("--dht-port", "bittorrent_dht_port", metavar="PORT",
+              help="UDP port of the DHT node (default: one free port, kept over restarts).")
+@click.option("--dht-bootstrap", "bittorrent_dht_bootstrap", multiple=True,
+              metavar="HOST:PORT[,HOST:PORT...]", help="DHT node to join through (repeatable).")
 @click.option("--gnutella-role", type=click.Choice(["auto", "ultrapeer", "leaf"]), default=None,
               help="Gnutella role: auto (promoted by measured capacity), ultrapeer or leaf.")
 @click.option("--gnutella-upload-kbps", type=int, default=None, metavar="KBPS",
@@ -238,7 +244,7 @@ def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     for key in ("shared", "peers"):
         if key in given:
             given[key] = list(given[key])
-    for key in ("napster", "gnutella", "gwebcache"):
+    for key in ("napster", "gnutella", "gwebcache", "bittorrent_dht_bootstrap"):
         if key in given:
             given[key] = [a for item in given[key] for a in item.split(",") if a.strip()]
     config = env.config(given)
@@ -938,6 +944,12 @@ def status(env: Env, gnutella: bool, as_json: bool) -> None:
                           for k in ("upload_limit", "download_limit"))
         lines.append(f"bittorrent: on {bt.get('listen')}; {bt.get('torrents')} torrent(s), "
                      f"{bt.get('connections')} connection(s); limits up/down {limits}")
+    dht = data.get("dht")
+    if dht:
+        lines.append(f"dht:        node {str(dht.get('node_id'))[:12]}… on UDP "
+                     f"{dht.get('address')}; {dht.get('nodes')} node(s) in the routing table "
+                     f"({dht.get('good_nodes')} good), {dht.get('stored_peers')} peer(s) "
+                     "stored for others")
     for line in lines:
         click.echo(line)
 
@@ -1028,7 +1040,8 @@ def stop(env: Env) -> None:
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(2, 8),
               help="How many nodes to start.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folders (for a look inside).")
-@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "bittorrent"]),
+@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "twotier",
+                                          "bittorrent"]),
               default=None,
               help="Run one part of the demo (default: all, in this order).")
 def demo(nodes: int, keep: bool, only: str | None) -> None:

@@ -129,6 +129,7 @@ from peerlab.wire.peer import (
     PexFlags,
     PexPeer,
     Piece,
+    Port,
     RejectRequest,
     Request,
     Unchoke,
@@ -703,6 +704,8 @@ class Torrent:
             self._on_pex(link, ev)
         elif t is ConnectionClosed:
             link.close("peer closed")
+        elif t is Port:
+            self.session._peer_dht_port(link, ev.listen_port)
 
     # -- availability and interest
 

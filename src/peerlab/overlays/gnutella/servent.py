@@ -72,7 +72,8 @@ from typing import Any
 
 from peerlab import __version__
 from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtocolError
-from peerlab.overlays.gnutella.counters import Counters, type_name
+from peerlab.overlays.gnutella.counters import TYPE_NAMES, Counters, type_name
+from peerlab.overlays.gnutella.dynquery import DQ_VERSION, DqSettings, DynamicQuerier
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
 from peerlab.overlays.gnutella.hostcache import RETRY_BACKOFF, HostCache, usable_address
@@ -83,6 +84,7 @@ from peerlab.overlays.gnutella.pongcache import (
     PingDemand,
     PongCache,
 )
+from peerlab.overlays.gnutella.pushproxy import PushProxies
 from peerlab.overlays.gnutella.qrt import MAX_FILL, MAX_LEAF_TABLE_LENGTH
 from peerlab.overlays.gnutella.roles import AUTO, ROLES, RolePolicy
 from peerlab.overlays.gnutella.router import (
@@ -146,9 +148,14 @@ from peerlab.wire.gnutella import (
     Ping,
     Pong,
     Push,
+    PushProxyAck,
+    PushProxyCancel,
+    PushProxyRequest,
     Query,
     QueryFlags,
     QueryHit,
+    QueryStatusRequest,
+    QueryStatusResponse,
     ResetTable,
     Unknown,
     VendorMessage,
@@ -206,6 +213,10 @@ BYE_LONG_LIVED = 403
 BYE_IDLE = 405
 BYE_INTERNAL = 500
 BYE_QUEUE_FULL = 502
+
+
+#: ``rx.<type>`` counter names by payload type, made once (one per message otherwise).
+_RX_NAMES: dict[int, str] = {ptype: "rx." + name for ptype, name in TYPE_NAMES.items()}
 
 
 # ------------------------------------------------------------------ config
@@ -291,6 +302,8 @@ class ServentConfig:
     #: Bytes one neighbour's outgoing queue may hold.
     max_queue_bytes: int = MAX_QUEUE_BYTES
     user_agent: str = f"peerlab/{__version__}"
+    #: Dynamic querying as an ultrapeer of a two-tier network (:mod:`.dynquery`).
+    dynamic_query: DqSettings = DqSettings()
     #: ``auto`` (the promotion policy decides, :mod:`.roles`), ``ultrapeer``
     #: or ``leaf`` (issue 5; :mod:`.tier`).
     role: str = AUTO
@@ -490,18 +503,31 @@ class Link:
 
     def pump(self) -> None:
         """Hand queued descriptors to the connection while the stream takes them."""
-        counters = self.servent.counters
-        machine = self.machine
-        while self.queue and self.driver.writable and self.is_open:
-            item = self.queue.pop()
-            if item is None:
-                break
-            machine.send_descriptor(item.guid, item.payload_type, item.ttl, item.hops, item.payload)
-            self.messages_out += 1
-            name = type_name(item.payload_type)
-            counters.count("tx." + name)
-            if item.routed:
-                counters.count("routed." + name)
+        queue = self.queue
+        if queue and self.driver.writable and self.is_open:
+            # Queuing a descriptor in the machine neither closes the link nor
+            # pauses the stream (that happens on write, in flush), so the
+            # checks hold for the whole batch; counts are added once per type.
+            send = self.machine.send_descriptor
+            sent: dict[int, int] = {}
+            routed: dict[int, int] = {}
+            try:
+                while queue:
+                    item = queue.pop()
+                    if item is None:
+                        break
+                    ptype = item.payload_type
+                    send(item.guid, ptype, item.ttl, item.hops, item.payload)
+                    sent[ptype] = sent.get(ptype, 0) + 1
+                    if item.routed:
+                        routed[ptype] = routed.get(ptype, 0) + 1
+            finally:
+                counters = self.servent.counters
+                for ptype, n in sent.items():
+                    self.messages_out += n
+                    counters.count("tx." + type_name(ptype), n)
+                for ptype, n in routed.items():
+                    counters.count("routed." + type_name(ptype), n)
         self.driver.flush()
 
     def close(self, code: int | None = None, reason: str = "") -> None:
@@ -624,9 +650,13 @@ class Servent:
         self._gwc_next = 0.0
         self._gwc_update_at = 0.0
         self._gwc_turn = 0
+        #: Dynamic queries (:mod:`.dynquery`) and push proxies (:mod:`.pushproxy`).
+        self.dq = DynamicQuerier(self, config.dynamic_query)
+        self.push_proxies = PushProxies(self)
         self._started_at = runtime.now()
         #: Roles and query routing (:mod:`.tier`).
         self.tier = Tier(self)
+        self.tier.dynamic_querying = DQ_VERSION
 
     # ------------------------------------------------------------ roles
 
@@ -722,6 +752,7 @@ class Servent:
         for search in list(self._searches.values()):
             search.finished = True
         self._searches.clear()
+        self.dq.close()
         self._gwc.close()
         if self.host_cache.path is not None and self._started:
             try:
@@ -812,11 +843,15 @@ class Servent:
         flags = cfg.query_flags
         if cfg.firewalled and flags & QueryFlags.MARK:
             flags |= QueryFlags.FIREWALLED
-        payload = encode_payload(Query(criteria, flags, urns, xml))
+        query = Query(criteria, flags, urns, xml)
+        payload = encode_payload(query)
         sent = 0
-        for link in self._open_links():
-            link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
-            sent += 1
+        if self.dq.launch_own(guid, query, payload):
+            sent = self.dq.sent_count(guid)
+        else:
+            for link in self._open_links():
+                link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
+                sent += 1
         self.counters.count("searches.started")
         self.runtime.observer.event("gnutella.search", text=text, ttl=ttl, neighbours=sent)
         return search
@@ -1109,6 +1144,7 @@ class Servent:
         guid = self._new_guid()
         self.pings.put(guid, LOCAL, rt.now())
         link.enqueue(Queued(guid, PING, ttl, 0, encode_payload(Ping())))
+        self.push_proxies.link_opened(link)
         self.tier.opened(link)
         if self.on_connection is not None and not link.closing:
             self._callback(self.on_connection, link.info(), True)
@@ -1118,6 +1154,7 @@ class Servent:
         link.state = LinkState.CLOSED
         link.closing = True
         self._links.pop(link.id, None)
+        self.push_proxies.link_closed(link)
         self.tier.closed(link)
         if link.connecting is not None:
             link.connecting = None
@@ -1174,11 +1211,10 @@ class Servent:
 
     def _on_descriptor(self, link: Link, ev: DescriptorReceived) -> None:
         h = ev.header
-        name = type_name(h.payload_type)
         link.messages_in += 1
         link.last_rx = self.runtime.now()
         link.alive_ping_out = False
-        self.counters.count("rx." + name)
+        self.counters.count(_RX_NAMES.get(h.payload_type) or "rx." + type_name(h.payload_type))
         msg = ev.message
         ptype = h.payload_type
         if isinstance(msg, Bye):
@@ -1207,7 +1243,7 @@ class Servent:
         elif isinstance(msg, Push):
             self._on_push(link, h, ev.payload, msg)
         elif isinstance(msg, VendorMessage):
-            self._on_vendor(link, msg)
+            self._on_vendor(link, h, msg)
         elif isinstance(msg, ResetTable | PatchTable):
             # QRP tables matter between leaves and ultrapeers (:mod:`.tier`).
             self.tier.on_route_table(link, msg)
@@ -1283,6 +1319,8 @@ class Servent:
             hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
         )  # fmt: skip
         self._answer(link, h, query)
+        if self.dq.launch_for_leaf(link, h.guid, query, payload, h.hops):
+            return
         if self.tier.tiered:
             self.tier.route_query(link, h.guid, ttl, h.hops, payload, query)
         else:
@@ -1316,6 +1354,7 @@ class Servent:
             push=self.config.firewalled,
             busy=self.busy,
             stable=self.stable,
+            push_proxies=tuple(self.push_proxies.proxies()),
         )
         hits = build_query_hits(query, files, me)
         if not hits:
@@ -1336,6 +1375,7 @@ class Servent:
         if hit.servent_guid != self.guid:
             # Pushes for that servent go back the way its hit came (draft 2.2.8).
             self.servents.put(hit.servent_guid, link.id, now)
+        self.dq.on_hit(h.guid, len(hit.results))
         if route == LOCAL:
             search = self._searches.get(h.guid)
             if search is None or search.finished:
@@ -1473,14 +1513,16 @@ class Servent:
         if self.host_cache.add(address, seen=wall, ultrapeer=pong.is_ultrapeer, source="pong"):
             self.counters.count("hosts.learned")
         extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != self.address]
-        self.host_cache.add_many(extra, seen=wall, source="pong")
+        if extra:
+            self.host_cache.add_many(extra, seen=wall, source="pong")
         if not self.config.pong_caching or not usable_address(address):
             return
         distance = min(h.hops + 1, self.config.max_ttl)
         self.pong_cache.add(CachedPong(payload, address, distance, link.id))
         # Demultiplex: "forward the pong along all connections still needing more pongs".
         for other in self._links.values():
-            if other is link or not other.is_open or not other.ping.wants(distance, now):
+            # wants() first: it is False for most links and cheaper than is_open.
+            if other is link or not other.ping.wants(distance, now) or not other.is_open:
                 continue
             assert other.ping.guid is not None
             other.ping.took(distance)
@@ -1490,7 +1532,7 @@ class Servent:
 
     # -- vendor messages
 
-    def _on_vendor(self, link: Link, vm: VendorMessage) -> None:
+    def _on_vendor(self, link: Link, h: Header, vm: VendorMessage) -> None:
         try:
             body = decode_vendor(vm)
         except RemoteProtocolError as exc:
@@ -1498,6 +1540,21 @@ class Servent:
             return
         if isinstance(body, HopsFlow):
             link.hops_flow = body.hops
+            return
+        if isinstance(body, QueryStatusRequest):
+            self.dq.on_status_request(link, h.guid)
+            return
+        if isinstance(body, QueryStatusResponse):
+            self.dq.on_status_response(link, h.guid, body.kept)
+            return
+        if isinstance(body, PushProxyRequest):
+            self.push_proxies.on_request(link, h.guid)
+            return
+        if isinstance(body, PushProxyAck):
+            self.push_proxies.on_ack(link, h.guid, body)
+            return
+        if isinstance(body, PushProxyCancel):
+            self.push_proxies.on_cancel(link, h.guid)
             return
         if self.tier.on_vendor(link, body):
             return
@@ -1538,9 +1595,9 @@ class Servent:
             self._dial(now)
         if (
             cfg.pong_caching
-            and self._open_links()
             and len(self.host_cache) < HOSTS_WANTED
             and now - self._last_host_ping >= HOST_PING_INTERVAL
+            and self._open_links()
         ):
             self._last_host_ping = now
             if self.pong_cache.expired(now):
