@@ -27,7 +27,7 @@ Endpoints (all JSON)::
     DELETE /api/shares      {path}      stop sharing a folder
     POST   /api/scan                    start a rescan (no-op if one runs)
     GET    /api/scan                    progress of the current/last scan
-    POST   /api/search      {text, field, limit, ttl?}
+    POST   /api/search      {text, field, limit, ttl?, min_bitrate?, min_length?}
     GET    /api/results                 every result of this session, by id
     POST   /api/downloads   {ref}       result id or urn:sha1
     POST   /api/downloads/{id}/{pause|resume|cancel}
@@ -106,7 +106,14 @@ class NodeAPI(Protocol):
     def start_scan(self) -> dict[str, Any]: ...
     def scan_state(self) -> dict[str, Any]: ...
     async def search(
-        self, text: str, field: str, limit: int, *, ttl: int | None = None
+        self,
+        text: str,
+        field: str,
+        limit: int,
+        *,
+        ttl: int | None = None,
+        min_bitrate: int | None = None,
+        min_length: int | None = None,
     ) -> list[dict[str, Any]]: ...
     def results(self) -> list[dict[str, Any]]: ...
     async def download(self, ref: str) -> dict[str, Any]: ...
@@ -235,6 +242,16 @@ def _ttl(body: dict[str, Any]) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
         raise ConfigError("'ttl' must be a whole number from 1 to 255")
+    return value
+
+
+def _minimum(body: dict[str, Any], name: str) -> int | None:
+    """A search filter's minimum (``min_bitrate`` kbit/s, ``min_length`` s; absent: none)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"'{name}' must be a whole number, 0 or more")
     return value
 
 
@@ -390,10 +407,10 @@ class ControlServer:
         text = _str(body, "text", "")
         field = _str(body, "field", "all")
         limit, ttl = _limit(body, 100), _ttl(body)
-        results = await (
-            self.node.search(text, field, limit) if ttl is None
-            else self.node.search(text, field, limit, ttl=ttl)
-        )  # fmt: skip
+        filters = {k: v for k in ("min_bitrate", "min_length") if (v := _minimum(body, k))}
+        if ttl is not None:
+            filters["ttl"] = ttl
+        results = await self.node.search(text, field, limit, **filters)
         return self._ok({"results": results})
 
     async def _results(self, request: web.Request) -> web.Response:
@@ -560,11 +577,19 @@ class ControlClient:
         return await self.call("GET", "/api/scan")  # type: ignore[no-any-return]
 
     async def search(
-        self, text: str, field: str = "all", limit: int = 100, *, ttl: int | None = None
+        self,
+        text: str,
+        field: str = "all",
+        limit: int = 100,
+        *,
+        ttl: int | None = None,
+        min_bitrate: int | None = None,
+        min_length: int | None = None,
     ) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"text": text, "field": field, "limit": limit}
-        if ttl is not None:
-            body["ttl"] = ttl
+        for key, value in (("ttl", ttl), ("min_bitrate", min_bitrate), ("min_length", min_length)):
+            if value is not None:
+                body[key] = value
         data = await self.call("POST", "/api/search", body)
         return data["results"]  # type: ignore[no-any-return]
 

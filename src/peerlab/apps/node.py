@@ -91,6 +91,7 @@ from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentC
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
 from peerlab.overlays.gnutella.pushproxy import ProxyBook, request_push
 from peerlab.overlays.gnutella.roles import RolePolicy
+from peerlab.overlays.gnutella.search import result_metadata
 from peerlab.overlays.napster.client import (
     CLOSED,
     ONLINE,
@@ -126,7 +127,15 @@ from peerlab.storage.catalog import Catalog, ScanProgress, SharedFile
 from peerlab.web import WebSettings, WebUI
 from peerlab.web.auth import WEB_FILE
 from peerlab.wire.gnutella import Push
-from peerlab.wire.napster import MAX_SEARCH_RESULTS, LinkType, SearchQuery
+from peerlab.wire.gxml import RichQuery
+from peerlab.wire.napster import (
+    MAX_SEARCH_RESULTS,
+    Compare,
+    Constraint,
+    LinkType,
+    SearchField,
+    SearchQuery,
+)
 from peerlab.wire.urn import b32, parse_sha1_urn, sha1_urn, unb32
 
 log = logging.getLogger("peerlab.node")
@@ -166,6 +175,13 @@ NOTABLE_EVENTS = ("fail", "error", "refus", "drop", "complete", "bad", "corrupt"
 #: at least every 16 MiB hashed, well under a second).
 SCAN_STOP_WAIT = 10.0
 FIELDS = ("all", "title", "artist", "album")
+#: Largest minimum bitrate (kbit/s) or length (seconds) a search filters on
+#: (Napster's numbers are 32-bit; no audio file is longer than a year).
+MAX_FILTER_VALUE = 31_536_000
+#: Longest rich-query XML put in a Gnutella Query: a Query is flooded to
+#: every neighbour, so it stays small (a filled form is about 170 bytes);
+#: longer, the query goes as keywords and the answers are filtered here alone.
+MAX_QUERY_XML = 512
 LOCAL = "local"
 #: The networks a search can ask: our own catalog, the configured peers
 #: (direct ``/browse``), Napster.  Gnutella and BitTorrent join this list when
@@ -885,6 +901,8 @@ class Node:
         networks: Collection[str] | None = None,
         on_found: Callable[[list[dict[str, Any]]], None] | None = None,
         ttl: int | None = None,
+        min_bitrate: int | None = None,
+        min_length: int | None = None,
     ) -> list[dict[str, Any]]:
         """Local catalog, every peer and Napster at once; results grouped by file.
 
@@ -895,9 +913,20 @@ class Node:
         its results are the files whose name holds the words (napster.txt 200
         matches file names only).  ``ttl`` is the Gnutella Query's TTL (draft
         2.2.6; default: the servent's ``search_ttl``, capped at its ``max_ttl``).
+        ``min_bitrate`` (kbit/s) and ``min_length`` (seconds) keep the files
+        known to be at least that good and long (the KaZaA form's Quality and
+        Length): the catalog filters itself, Napster gets BITRATE/DURATION
+        "AT LEAST" clauses (napster.txt 200), Gnutella a rich query whose XML
+        names the field and minimums (:mod:`peerlab.wire.gxml`); every
+        answer is filtered again on the metadata it came with.
         """
         if field not in FIELDS:
             raise ConfigError(f"unknown search field {field!r} (use one of {', '.join(FIELDS)})")
+        for name, value in (("min_bitrate", min_bitrate), ("min_length", min_length)):
+            if value is not None and not 0 <= value <= MAX_FILTER_VALUE:
+                raise ConfigError(f"{name} must be from 0 to {MAX_FILTER_VALUE}")
+        rich = RichQuery.from_form(field, text, min_bitrate, min_length)
+        floor = RichQuery((), rich.min_bitrate, rich.min_seconds)
         if not text.strip():
             raise ConfigError("a search needs at least one word")
         wanted = set(SEARCH_NETWORKS if networks is None else networks)
@@ -917,7 +946,10 @@ class Node:
                 on_found([r.to_json() for r in fresh])
 
         async def local() -> None:
-            files = await asyncio.to_thread(self.catalog.search, text, field=field, limit=limit)
+            files = await asyncio.to_thread(
+                self.catalog.search, text, field=field, limit=limit,
+                min_bitrate=rich.min_bitrate, min_duration=rich.min_seconds,
+            )  # fmt: skip
             take([self._note_local(f) for f in files])
 
         async def peer(address: str) -> None:
@@ -930,18 +962,27 @@ class Node:
             self._note_peer(address, True, f"answered with {len(files)} file(s)")
             take([
                 self._note_remote(rf) for rf in files
-                if field == "all" or _words_match(text, getattr(rf, field, None))
+                if (field == "all" or _words_match(text, getattr(rf, field, None)))
+                and floor.admits({k: getattr(rf, k, None) for k in META_KEYS})
             ])  # fmt: skip
 
         async def napster() -> None:
-            take([self._note_napster(hit) for hit in await self._napster_search(text, limit)])
+            hits = await self._napster_search(text, limit, floor)
+            take([
+                self._note_napster(hit) for hit in hits
+                if floor.admits({"bitrate": hit.bitrate, "duration": hit.duration})
+            ])  # fmt: skip
 
         async def gnutella() -> None:
             # Gnutella matches names only (draft 2.2.6); a tag search keeps
             # the hits whose XML metadata holds the words.
+            xml = rich.to_xml() if rich.constrains else None
+            if xml is not None and len(xml.encode()) > MAX_QUERY_XML:
+                xml = None
             take([
-                r for r in await self._gnutella_search(text, limit, ttl=ttl)
-                if field == "all" or _words_match(text, r.meta.get(field))
+                r for r in await self._gnutella_search(text, limit, ttl=ttl, xml=xml)
+                if (field == "all" or _words_match(text, r.meta.get(field)))
+                and floor.admits(r.meta)
             ])  # fmt: skip
 
         parts = [peer(p) for p in peers]
@@ -999,7 +1040,9 @@ class Node:
             napster_md5=md5,
         )
 
-    async def _napster_search(self, text: str, limit: int) -> list[NapsterHit]:
+    async def _napster_search(
+        self, text: str, limit: int, floor: RichQuery | None = None
+    ) -> list[NapsterHit]:
         """One Napster search (200 -> 201... 202), bounded by PEER_TIMEOUT.
 
         A search asked while the client fails over waits for the next server
@@ -1016,9 +1059,16 @@ class Node:
             # Every server is down: do not make the user wait for a retry.
             log.warning("search: Napster: no server reachable (%s)", client.detail)
             return []
+        clauses = [
+            Constraint(f, Compare.AT_LEAST, v) for f, v in (
+                (SearchField.BITRATE, floor.min_bitrate if floor else None),
+                (SearchField.DURATION, floor.min_seconds if floor else None),
+            ) if v
+        ]  # fmt: skip
         query = SearchQuery(
-            contains=(wire_text(words),), max_results=min(limit, MAX_SEARCH_RESULTS)
-        )
+            contains=(wire_text(words),), max_results=min(limit, MAX_SEARCH_RESULTS),
+            constraints=tuple(clauses),
+        )  # fmt: skip
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str | None] = loop.create_future()
         hits: list[NapsterHit] = []
@@ -1591,7 +1641,13 @@ class Node:
         return servent.send_push(req.servent_guid, req.index)
 
     async def _gnutella_search(
-        self, text: str, limit: int, *, urn: str | None = None, ttl: int | None = None
+        self,
+        text: str,
+        limit: int,
+        *,
+        urn: str | None = None,
+        ttl: int | None = None,
+        xml: str | None = None,
     ) -> list[Result]:
         """Flood a Query (draft 2.2.6; by ``urn:sha1`` too, HUGE section 4)
         and collect hits for a bounded while."""
@@ -1599,7 +1655,9 @@ class Node:
         assert servent is not None
         loop = asyncio.get_running_loop()
         hits: list[tuple[SearchResult, HitSource]] = []
-        search = servent.search(text, lambda r, src: hits.append((r, src)), urn=urn, ttl=ttl)
+        search = servent.search(
+            text, lambda r, src: hits.append((r, src)), urn=urn, ttl=ttl, xml=xml
+        )
         start = last = loop.time()
         seen = 0
         try:
@@ -1625,7 +1683,7 @@ class Node:
             return None
         if self.gnutella is not None and src.servent_guid == self.gnutella.guid:
             return None  # our own hit (a loop in the network): the catalog answers for us
-        meta = {k: res.metadata.get(k) for k in META_KEYS if res.metadata.get(k)}
+        meta = result_metadata(res.metadata)
         if src.push and src.push_proxies:
             self._push_book.learn(src.servent_guid, src.push_proxies)
         return self.found.note(

@@ -15,6 +15,7 @@ traceback was written.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -61,10 +62,12 @@ from peerlab.cli.render import (
     gnutella_table,
     human_rate,
     human_size,
+    kazaa_table,
     results_table,
     transfers_table,
 )
 from peerlab.errors import ConfigError, PeerlabError, StorageError
+from peerlab.web.settings import ENV_PASSWORD, ENV_PORT, WebSettings
 
 T = TypeVar("T")
 
@@ -202,6 +205,17 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Join Gnutella with no servent to dial: wait for others to connect.")
 @click.option("--gnutella-firewalled/--no-gnutella-firewalled", default=None,
               help="On Gnutella, accept no incoming connection; uploads go out by Push/GIV.")
+@click.option("--web-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Also serve the web page on this port (default: only on the control "
+                   f"port; env {ENV_PORT}).")
+@click.option("--web-bind", default=None, metavar="HOST",
+              help="Address of --web-port (default 127.0.0.1).  Anything but loopback needs "
+                   "--web-open-to-network and a password.")
+@click.option("--web-open-to-network", "web_open", is_flag=True, default=None,
+              help="The explicit opt-in to serve the page beyond this machine.")
+@click.option("--web-password", default=None, metavar="PASSWORD",
+              help="A login password for the page besides the control token (better in "
+                   f"{ENV_PASSWORD}: a command line is visible to other users).")
 @click.option("--bittorrent/--no-bittorrent", default=None,
               help="Run the BitTorrent client (default on).")
 @click.option("--bittorrent-port", "bittorrent_listen_port", metavar="PORT",
@@ -225,6 +239,7 @@ def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     """Run a node in the foreground (Ctrl-C stops it cleanly)."""
     from peerlab.apps.node import setup_logging
 
+    web = _web_settings({k: flags.pop(k) for k in list(flags) if k.startswith("web_")})
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     for key in ("shared", "peers"):
         if key in given:
@@ -235,17 +250,28 @@ def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     config = env.config(given)
     log_path = setup_logging(config)
     logging.getLogger("peerlab.node").debug("peerlab %s, log in %s", peerlab.__version__, log_path)
-    run_node(config, exit_with_parent=exit_with_parent)
+    run_node(config, exit_with_parent=exit_with_parent, web=web)
 
 
-def run_node(config: NodeConfig, *, exit_with_parent: bool = False) -> None:
+def _web_settings(flags: dict[str, Any]) -> WebSettings:
+    """The web page's settings: ``PEERLAB_WEB_*``, then the ``--web-*`` flags over them."""
+    base = WebSettings.from_env(os.environ)
+    names = {"web_port": "port", "web_bind": "host", "web_open": "open_to_network",
+             "web_password": "password"}  # fmt: skip
+    changes = {names[k]: v for k, v in flags.items() if v is not None}
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def run_node(
+    config: NodeConfig, *, exit_with_parent: bool = False, web: WebSettings | None = None
+) -> None:
     """Run a node until SIGINT/SIGTERM or the control API's shutdown."""
     from peerlab.apps.node import Node
     from peerlab.runtime.aio import new_event_loop
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    node_ = Node(config, exit_with_parent=exit_with_parent)
+    node_ = Node(config, exit_with_parent=exit_with_parent, web=web)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node_.request_stop)
     try:
@@ -531,6 +557,11 @@ class _scan_progress:
 @click.option("--artist", help="Match the artist tag only.")
 @click.option("--title", help="Match the title tag only.")
 @click.option("--album", help="Match the album tag only.")
+@click.option("--min-bitrate", type=click.IntRange(1, 100_000), default=None, metavar="KBPS",
+              help="Only files of at least this bitrate (kbit/s; files of unknown bitrate "
+                   "are left out).")
+@click.option("--min-length", default=None, metavar="[M:]SS",
+              help="Only files at least this long (seconds, or minutes:seconds).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--ttl", type=click.IntRange(1, 255), default=None, metavar="N",
               help="Gnutella: how many hops the query travels (default: the servent's, 4).")
@@ -542,11 +573,17 @@ def search(
     artist: str | None,
     title: str | None,
     album: str | None,
+    min_bitrate: int | None,
+    min_length: str | None,
     limit: int,
     ttl: int | None,
     as_json: bool,
 ) -> None:
-    """Search your shares and every peer; results get ids for 'peerlab download ID'."""
+    """Search your shares and every peer; results get ids for 'peerlab download ID'.
+
+    By field (--artist "linkin park") and with filters (--min-bitrate 128),
+    the KaZaA way: the columns then are Title, Artist, Album, Category,
+    Quality and Length."""
     fielded = {k: v for k, v in (("artist", artist), ("title", title), ("album", album)) if v}
     if len(fielded) > 1 or (fielded and words):
         raise ConfigError("give either WORDS or one of --artist/--title/--album")
@@ -556,15 +593,37 @@ def search(
         field, text = "all", " ".join(words)
     if not text.strip():
         raise ConfigError("what should I search for? (peerlab search WORDS)")
-    results = with_client(env, lambda c: c.search(text, field, limit, ttl=ttl))
+    seconds = _length(min_length) if min_length is not None else None
+    results = with_client(
+        env,
+        lambda c: c.search(
+            text, field, limit, ttl=ttl, min_bitrate=min_bitrate, min_length=seconds
+        ),
+    )
     if as_json:
         emit_json(results)
         return
     if not results:
         click.echo("no results")
         return
-    console.print(search_table(results))
+    rich = field != "all" or min_bitrate is not None or seconds is not None
+    console.print(kazaa_table(results) if rich else search_table(results))
     click.echo("download one with: peerlab download ID")
+
+
+#: Longest --min-length (a day: no track is longer).
+MAX_MIN_LENGTH_S = 86_400
+
+
+def _length(text: str) -> int:
+    """``--min-length``: ``90`` or ``1:30`` -> 90 seconds."""
+    parts = text.strip().split(":")
+    if len(parts) > 2 or not all(p.isdigit() and len(p) <= 6 for p in parts):
+        raise ConfigError(f"--min-length: expected seconds or M:SS, got {text!r}")
+    seconds = int(parts[-1]) + (60 * int(parts[0]) if len(parts) == 2 else 0)
+    if seconds > MAX_MIN_LENGTH_S:
+        raise ConfigError(f"--min-length: at most {MAX_MIN_LENGTH_S} seconds")
+    return seconds
 
 
 def search_table(results: list[dict[str, Any]]) -> Table:

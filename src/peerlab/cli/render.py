@@ -252,6 +252,40 @@ def results_table(results: list[dict[str, Any]], title: str | None = None) -> Ta
     return table
 
 
+def kazaa_table(results: list[dict[str, Any]]) -> Table:
+    """Results of a search by field or with filters, with the columns of the
+    lecture's KaZaA screenshot: Title, Artist, Album, Category (the genre),
+    Quality (bitrate) and Length, then how many sources have the file."""
+    table = Table(pad_edge=False)
+    table.add_column("ID", justify="right")
+    table.add_column("File", overflow="fold", max_width=40)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Title", overflow="fold", max_width=24)
+    table.add_column("Artist", overflow="fold", max_width=20)
+    table.add_column("Album", overflow="fold", max_width=20)
+    table.add_column("Category", overflow="fold", max_width=12)
+    table.add_column("Quality", justify="right", no_wrap=True)
+    table.add_column("Length", justify="right", no_wrap=True)
+    table.add_column("Sources", justify="right")
+    for r in results:
+        sources = r.get("sources") or []
+        where = "local" if r.get("local") and len(sources) == 1 else str(len(sources))
+        duration = r.get("duration")
+        table.add_row(
+            str(r.get("id", "")),
+            str(r.get("name", "")),
+            human_size(r.get("size")),
+            str(r.get("title") or ""),
+            str(r.get("artist") or ""),
+            str(r.get("album") or ""),
+            str(r.get("genre") or ""),
+            f"{r['bitrate']} kbps" if r.get("bitrate") else "",
+            clock(duration)[3:] if duration else "",
+            where,
+        )
+    return table
+
+
 def files_table(files: list[dict[str, Any]]) -> Table:
     table = Table(pad_edge=False)
     table.add_column("#", justify="right")

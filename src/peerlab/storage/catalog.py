@@ -95,6 +95,7 @@ SEARCH_FIELDS = {
     "title": "title",
     "artist": "artist",
     "album": "album",
+    "genre": "genre",
 }
 
 # A query word is a run of letters and digits: the same cut FTS5's unicode61
@@ -367,6 +368,10 @@ def _md5_for(result: HashResult) -> tuple[str | None, OSError | StorageError | N
 class Catalog:
     """The shared folders and their files, in SQLite with an FTS5 index."""
 
+    #: :meth:`search` takes ``field``, ``min_bitrate`` and ``min_duration``
+    #: (a Gnutella rich query is answered by the index, not by a filter).
+    fielded_search = True
+
     def __init__(self, db_path: Path | str, *, exclude: Iterable[Path | str] = ()) -> None:
         self.db_path = Path(db_path).expanduser().absolute()
         self._lock = threading.RLock()
@@ -560,13 +565,15 @@ class Catalog:
         min_bitrate: int | None = None,
         min_size: int | None = None,
         max_size: int | None = None,
+        min_duration: float | None = None,
     ) -> list[SharedFile]:
         """Files matching every word of ``text``, best match first (bm25).
 
         ``field`` restricts matching to one tag (``"title"``, ``"artist"``,
         ``"album"``) or searches all of name and tags (``"all"``).  Filters:
         ``min_bitrate`` (kbps; files without a bitrate never pass),
-        ``min_size``/``max_size`` (bytes, inclusive).  Text without any word
+        ``min_size``/``max_size`` (bytes, inclusive), ``min_duration``
+        (seconds; files without a length never pass).  Text without any word
         returns every file passing the filters, by name.  An unknown
         ``field`` raises :class:`ConfigError`; no text ever raises.
         """
@@ -577,6 +584,9 @@ class Catalog:
         if min_bitrate is not None:
             conds.append("f.bitrate >= ?")
             params.append(int(min_bitrate))
+        if min_duration is not None:
+            conds.append("f.duration >= ?")
+            params.append(float(min_duration))
         if min_size is not None:
             conds.append("f.size >= ?")
             params.append(int(min_size))

@@ -14,7 +14,8 @@ Routes (``*``: public; every other one needs the control token or a session)::
     GET  /api/web/session       the CSRF token and what the page needs to start
     GET  /api/web/state         everything the page shows, at once (JSON)
     GET  /api/web/events        the live stream (server-sent events, :mod:`.hub`)
-    POST /api/web/search        {text, field, networks, limit} -> {search: id}
+    POST /api/web/search        {text, field, networks, limit, min_bitrate?, min_length?}
+                                -> {search: id}
     GET  /api/web/search/{id}   a search and its results so far
     DELETE /api/web/search/{id} forget a search
     GET  /api/web/settings      rate limits and upload slots
@@ -45,7 +46,7 @@ from aiohttp import web
 
 import peerlab
 from peerlab.apps.config import CONTROL_HOST
-from peerlab.apps.control import _body, _error, _str, dumps
+from peerlab.apps.control import _body, _error, _minimum, _str, dumps
 from peerlab.errors import ConfigError
 from peerlab.web.auth import CSRF_HEADER, SESSION_SECONDS, Session, WebSecrets, cookie_name
 from peerlab.web.hub import KEEPALIVE_SECONDS, EventHub
@@ -307,7 +308,8 @@ class WebUI:
         limit = body.get("limit", DEFAULT_WEB_LIMIT)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError("'limit' must be a positive whole number")
-        search = self.hub.start_search(text, field, networks, limit)
+        filters = {k: v for k in ("min_bitrate", "min_length") if (v := _minimum(body, k))}
+        search = self.hub.start_search(text, field, networks, limit, **filters)
         return self._ok({"search": search.id, "networks": search.networks})
 
     async def _search_get(self, request: web.Request) -> web.Response:

@@ -339,12 +339,19 @@ class EventHub:
         if spec is None:
             return
         network, key = spec
+        query = str(fields.get(key, "")).strip()
+        urns = fields.get("urns")
+        if query in ("", "\\") and isinstance(urns, list) and urns:
+            query = str(urns[0])  # a query by hash (HUGE section 4) shows its URN
         entry = {
             "time": round(time.time(), 1),
             "network": network,
-            "query": str(fields.get(key, ""))[:MAX_MONITOR_TEXT],
+            "query": query[:MAX_MONITOR_TEXT],
             "peer": str(fields.get("peer", "")),
             "results": fields.get("results"),
+            # Gnutella (gnutella.query_seen): how far the query came, how far it may go.
+            "hops": fields.get("hops"),
+            "ttl": fields.get("ttl"),
         }
         self._monitor.append(entry)
         if len(self._monitor_pending) < MONITOR_BACKLOG:
@@ -358,7 +365,14 @@ class EventHub:
     # ------------------------------------------------------------ searches
 
     def start_search(
-        self, text: str, field: str, networks: Collection[str] | None, limit: int
+        self,
+        text: str,
+        field: str,
+        networks: Collection[str] | None,
+        limit: int,
+        *,
+        min_bitrate: int | None = None,
+        min_length: int | None = None,
     ) -> WebSearch:
         running = sum(not s.done for s in self.searches.values())
         if running >= MAX_RUNNING_SEARCHES:
@@ -391,8 +405,10 @@ class EventHub:
 
         async def run() -> None:
             try:
+                filters = {k: v for k, v in (("min_bitrate", min_bitrate),
+                                              ("min_length", min_length)) if v}  # fmt: skip
                 await self.node.search(
-                    search.text, field, limit, networks=chosen, on_found=found
+                    search.text, field, limit, networks=chosen, on_found=found, **filters
                 )
             except asyncio.CancelledError:
                 search.error = "cancelled"

@@ -2,8 +2,9 @@
 
 By default the page is served by the control server itself, on
 ``127.0.0.1:<control_port>`` (``--control-port`` picks the port).  Optional
-extras, read from the environment until the node's command line carries
-them as flags::
+extras, from the environment or from ``peerlab node``'s flags
+(``--web-port``, ``--web-bind``, ``--web-open-to-network``, ``--web-password``;
+a flag wins over its variable)::
 
     PEERLAB_WEB_PORT=8080          also serve the page on 127.0.0.1:8080
     PEERLAB_WEB_HOST=0.0.0.0       serve it on another address too (needs both
@@ -75,7 +76,7 @@ class WebSettings:
             if not self.open_to_network:
                 raise ConfigError(
                     f"the web page serves loopback only; serving it on {self.host} needs "
-                    f"the explicit opt-in ({ENV_OPEN}=1) and a password"
+                    f"the explicit opt-in (--web-open-to-network or {ENV_OPEN}=1) and a password"
                 )
             if self.port == 0:
                 raise ConfigError(f"serving the web page on {self.host} needs a web port")

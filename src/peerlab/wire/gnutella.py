@@ -35,7 +35,8 @@ Public API:
   :func:`decode_vendor`, :func:`encode_vendor`.
 - :class:`XmlRecord`, :func:`parse_xml_records`, :func:`build_xml_records` --
   the LimeWire XML metadata collections carried in Query Hits
-  (:data:`AUDIO_SCHEMA`, :data:`MAX_XML_RECORDS`).
+  (:data:`AUDIO_SCHEMA`, :data:`MAX_XML_RECORDS`), re-exported from
+  :mod:`peerlab.wire.gxml`, which parses them.
 - :class:`LinkDeflater`, :class:`LinkInflater` -- sans-I/O ``deflate``
   stream compression for a connection, inflation bounded
   (:data:`DEFAULT_MAX_INFLATE_RATIO`, :data:`DEFAULT_INFLATE_SLACK`).
@@ -48,7 +49,6 @@ wire cannot carry raises :class:`~peerlab.errors.LocalProtocolError`.
 from __future__ import annotations
 
 import enum
-import html
 import re
 import struct
 import zlib
@@ -79,6 +79,14 @@ from peerlab.wire.ggep import (
     pack_ipv4,
     unpack_ip_ports,
     unpack_ipv4,
+)
+from peerlab.wire.gxml import (
+    AUDIO_SCHEMA,
+    MAX_XML_RECORDS,
+    XmlRecord,
+    build_xml_records,
+    hit_xml_text,
+    parse_xml_records,
 )
 from peerlab.wire.qrp import (
     ROUTE_TABLE_UPDATE,
@@ -784,7 +792,7 @@ def _dec_query_hit(p: bytes) -> QueryHit:
             private = private[:cut]
             if raw_xml.endswith(b"\x00"):
                 raw_xml = raw_xml[:-1]
-            xml = _text(raw_xml)
+            xml = hit_xml_text(raw_xml)
     prefix, ggep, suffix = private, None, b""
     if has_ggep:
         # "search for the GGEP block by looking for the first occurrence of the
@@ -1579,82 +1587,3 @@ def encode_vendor(body: VendorBody, version: int | None = None) -> VendorMessage
     """The vendor message carrying ``body`` (at its class's version unless given)."""
     ver = body.VERSION if version is None else version
     return VendorMessage(body.VENDOR, body.SELECTOR, ver, _enc_body(body, ver))
-
-
-# ------------------------------------------------------------ XML metadata
-
-#: LimeWire's audio schema, the one the lecture's rich searches use.
-AUDIO_SCHEMA = "http://www.limewire.com/schemas/audio.xsd"
-#: Records we read from one XML collection: a Query Hit has at most 255 results.
-MAX_XML_RECORDS = MAX_HITS
-
-_TAG = re.compile(r"<([A-Za-z_][\w.\-]*)((?:\s+[\w:.\-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*/?>")
-_ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
-
-
-@dataclass(frozen=True, slots=True)
-class XmlRecord:
-    """One record of a LimeWire XML collection, e.g. ``<audio title="..."
-    artist="..." bitrate="192" seconds="225" index="0"/>`` inside
-    ``<audios xsi:noNamespaceSchemaLocation="...audio.xsd">``.  ``index`` ties
-    it to the Query Hit result with that position."""
-
-    element: str
-    attributes: tuple[tuple[str, str], ...]
-    schema: str | None = None
-
-    def get(self, name: str) -> str | None:
-        for key, value in self.attributes:
-            if key == name:
-                return value
-        return None
-
-    @property
-    def index(self) -> int | None:
-        value = self.get("index")
-        return int(value) if value is not None and value.isdigit() else None
-
-
-def parse_xml_records(xml: str) -> list[XmlRecord]:
-    """The records of an XML metadata collection (a Query Hit's private area,
-    or a result's own XML).  A tolerant scanner, not an XML parser: it reads
-    element names and attributes only, so no entity expansion or DTD can make
-    it do unbounded work; anything it does not recognise is skipped."""
-    records: list[XmlRecord] = []
-    schema: str | None = None
-    root_seen = False
-    for m in _TAG.finditer(xml):
-        attrs = tuple((k, html.unescape(v if v else w)) for k, v, w in _ATTR.findall(m.group(2)))
-        if not root_seen:
-            root_seen = True
-            loc = dict(attrs).get("xsi:noNamespaceSchemaLocation")
-            if loc is not None or m.group(1).endswith("s"):
-                schema = loc
-                continue
-        records.append(XmlRecord(m.group(1), attrs, schema))
-        if len(records) >= MAX_XML_RECORDS:
-            break
-    return records
-
-
-def _xml_attr(value: str) -> str:
-    return (
-        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
-
-
-def build_xml_records(
-    records: Iterable[tuple[int, dict[str, str]]],
-    *,
-    element: str = "audio",
-    schema: str = AUDIO_SCHEMA,
-) -> str:
-    """A LimeWire XML collection: one ``element`` per ``(index, attributes)``."""
-    items = []
-    for index, attrs in records:
-        pairs = "".join(f' {k}="{_xml_attr(v)}"' for k, v in attrs.items() if k != "index")
-        items.append(f'<{element}{pairs} index="{index}"/>')
-    return (
-        f'<?xml version="1.0"?><{element}s xsi:noNamespaceSchemaLocation="{schema}">'
-        f"{''.join(items)}</{element}s>"
-    )

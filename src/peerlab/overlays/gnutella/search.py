@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from peerlab.errors import LocalProtocolError, PeerlabError
+from peerlab.errors import LocalProtocolError, PeerlabError, RemoteProtocolError
 from peerlab.wire.ggep import GGEP, ID_PUSH, pack_ip_ports
 from peerlab.wire.gnutella import (
     DEFAULT_MAX_PAYLOAD,
@@ -41,10 +41,9 @@ from peerlab.wire.gnutella import (
     Query,
     QueryHit,
     QueryHitResult,
-    build_xml_records,
     encode_payload,
-    parse_xml_records,
 )
+from peerlab.wire.gxml import RichQuery, build_xml_records, parse_xml_records
 from peerlab.wire.urn import sha1_urn
 
 #: Our vendor code in Query Hits and GWebCache requests (the 4 letters of
@@ -65,6 +64,9 @@ MAX_RESULTS_PER_SEARCH = 1000
 MAX_SOURCES_PER_RESULT = 100
 #: Metadata attributes kept per result (from the XML records).
 MAX_METADATA_ATTRIBUTES = 16
+#: Keyword matches a rich query filters by metadata when the shares cannot
+#: filter themselves (the filter may discard most of them).
+MAX_RICH_CANDIDATES = 1000
 
 
 class SharedLike(Protocol):
@@ -104,20 +106,51 @@ def _urn_of(f: Any) -> str | None:
     return urn if isinstance(urn, str) and urn.lower().startswith("urn:sha1:") else None
 
 
+def rich_query_of(query: Query) -> RichQuery | None:
+    """The rich audio query a Query carries in its XML (``huge`` section 3;
+    :mod:`peerlab.wire.gxml`), ``None`` when it carries none or garbage
+    (the query is then answered on its keywords alone)."""
+    if not query.xml:
+        return None
+    try:
+        return RichQuery.from_xml(query.xml)
+    except RemoteProtocolError:
+        return None
+
+
 def matching_files(shares: Shares, query: Query, limit: int = MAX_RESULTS_PER_QUERY) -> list[Any]:
     """The files answering ``query``: the one its ``urn:sha1`` names (HUGE
     section 4, when the shares can look files up by hash), else those
-    matching every word of its criteria."""
+    matching every word of its criteria -- and, for a rich query, whose
+    audio metadata holds the words in the field it names with at least its
+    bitrate and length (shares with ``fielded_search`` set do that in their
+    own ``search(text, field=, min_bitrate=, min_duration=)``)."""
     sha1 = query.sha1
     if sha1 is not None:
         by_urn = getattr(shares, "by_urn", None)
         if by_urn is not None:
             f = by_urn(sha1_urn(sha1))
             return [f] if f is not None else []
+    rich = rich_query_of(query)
     text = query.criteria.strip()
+    if rich is not None and len(text) < MIN_QUERY_CHARS:
+        text = rich.words
     if len(text) < MIN_QUERY_CHARS:
         return []
-    return list(shares.search(text, limit=limit))[:limit]
+    if rich is None:
+        return list(shares.search(text, limit=limit))[:limit]
+    if getattr(shares, "fielded_search", False):
+        fielded: Any = shares
+        files = fielded.search(
+            text,
+            limit=limit,
+            field=rich.field,
+            min_bitrate=rich.min_bitrate,
+            min_duration=rich.min_seconds,
+        )
+    else:
+        files = shares.search(text, limit=MAX_RICH_CANDIDATES)
+    return [f for f in files if rich.admits(_audio_attributes(f))][:limit]
 
 
 def _audio_attributes(f: Any) -> dict[str, str]:
@@ -135,6 +168,21 @@ def _audio_attributes(f: Any) -> dict[str, str]:
     if isinstance(duration, int | float) and duration > 0:
         attrs["seconds"] = str(int(duration))
     return attrs
+
+
+def result_metadata(metadata: dict[str, str]) -> dict[str, Any]:
+    """A result's XML attributes in the node's terms: the text tags, the
+    bitrate (kbit/s) and ``duration`` (from the schema's ``seconds``) as
+    numbers, ``kind`` "audio" when any audio attribute came."""
+    out: dict[str, Any] = {k: metadata[k] for k in ("title", "artist", "album", "genre")
+                           if metadata.get(k)}  # fmt: skip
+    for key, name in (("bitrate", "bitrate"), ("seconds", "duration")):
+        value = metadata.get(key, "").strip()
+        if value.isdigit() and len(value) <= 9:
+            out[name] = int(value)
+    if out:
+        out["kind"] = "audio"
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +352,8 @@ class Search:
         self.finished = False
         #: ``on_hit`` calls that raised (each is reported to ``on_error``).
         self.callback_errors = 0
+        #: Hits or results whose XML metadata was malformed (metadata dropped).
+        self.bad_xml = 0
         self.on_error: Callable[[Exception], None] | None = None
         self._cancel: Callable[[Search], None] | None = None
 
@@ -323,7 +373,11 @@ class Search:
         if self.finished:
             return 0
         self.hits += 1
-        meta = _metadata_by_position(hit)
+        try:
+            meta = _metadata_by_position(hit)
+        except RemoteProtocolError:
+            self.bad_xml += 1
+            meta = {}
         new = 0
         for pos, r in enumerate(hit.results):
             sha1 = r.sha1
@@ -361,7 +415,7 @@ class Search:
             ):
                 continue
             result.sources.append(source)
-            attrs = meta.get(pos) or _own_metadata(r)
+            attrs = meta.get(pos) or self._own_metadata(r)
             for k, v in attrs.items():
                 if len(result.metadata) >= MAX_METADATA_ATTRIBUTES:
                     break
@@ -378,6 +432,18 @@ class Search:
         return new
 
 
+    def _own_metadata(self, r: QueryHitResult) -> dict[str, str]:
+        """A result's own XML (between its NULs, as older LimeWires wrote it)."""
+        if not r.xml:
+            return {}
+        try:
+            records = parse_xml_records(r.xml)
+        except RemoteProtocolError:
+            self.bad_xml += 1
+            return {}
+        return records[0].fields() if records else {}
+
+
 def _metadata_by_position(hit: QueryHit) -> dict[int, dict[str, str]]:
     if not hit.xml:
         return {}
@@ -385,15 +451,8 @@ def _metadata_by_position(hit: QueryHit) -> dict[int, dict[str, str]]:
     for rec in parse_xml_records(hit.xml):
         idx = rec.index
         if idx is not None and 0 <= idx < len(hit.results):
-            out[idx] = {k: v for k, v in rec.attributes if k != "index"}
+            out[idx] = rec.fields()
     return out
-
-
-def _own_metadata(r: QueryHitResult) -> dict[str, str]:
-    if not r.xml:
-        return {}
-    records = parse_xml_records(r.xml)
-    return {k: v for k, v in records[0].attributes if k != "index"} if records else {}
 
 
 __all__ = [
@@ -411,4 +470,6 @@ __all__ = [
     "Shares",
     "build_query_hits",
     "matching_files",
+    "result_metadata",
+    "rich_query_of",
 ]

@@ -811,6 +811,7 @@ class Servent:
         *,
         ttl: int | None = None,
         urn: str | None = None,
+        xml: str | None = None,
     ) -> Search:
         """Flood a Query for ``text`` (and/or ``urn``, a ``urn:sha1``) to every
         neighbour; hits are grouped in the returned :class:`Search` and
@@ -818,7 +819,8 @@ class Servent:
 
         ``ttl`` defaults to ``search_ttl`` and is capped at ``max_ttl``.  The
         search collects for ``search_lifetime`` seconds or until cancelled.
-        A malformed ``urn`` raises :class:`~peerlab.errors.ConfigError`."""
+        A malformed ``urn`` raises :class:`~peerlab.errors.ConfigError`.
+        ``xml`` is a rich query's collection (:mod:`peerlab.wire.gxml`)."""
         cfg = self.config
         ttl = min(max(1, ttl if ttl is not None else cfg.search_ttl), cfg.max_ttl)
         urns: tuple[str, ...] = ()
@@ -841,7 +843,7 @@ class Servent:
         flags = cfg.query_flags
         if cfg.firewalled and flags & QueryFlags.MARK:
             flags |= QueryFlags.FIREWALLED
-        query = Query(criteria, flags, urns)
+        query = Query(criteria, flags, urns, xml)
         payload = encode_payload(query)
         sent = 0
         if self.dq.launch_own(guid, query, payload):

@@ -26,7 +26,7 @@ export function initNetwork(ctx) {
     el("div", { className: "titlebar small" }, el("span", null, "Monitor — queries passing through this node"),
       el("label", { className: "titlebar-check" }, frozen, " Freeze")),
     el("div", { className: "scroll" }, el("table", { className: "grid monitor" },
-      el("thead", null, el("tr", null, ...["Time", "Network", "From", "Query", "Hits"].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", null, el("tr", null, ...["Time", "Network", "From", "Query", "Hops", "TTL", "Hits"].map((h) => el("th", { scope: "col" }, h)))),
       monitorBody)));
   panel.append(grid, monitorWin);
   const monitor = [];
@@ -70,8 +70,11 @@ export function initNetwork(ctx) {
   const renderMonitor = batched(() => {
     monitorBody.replaceChildren(...(monitor.length ? monitor : [null]).map((m) => m
       ? el("tr", null, el("td", null, timeOfDay(m.time)), el("td", null, m.network), el("td", null, m.peer),
-          el("td", { className: "query", title: m.query }, m.query), el("td", { className: "num" }, m.results === null || m.results === undefined ? "" : String(m.results)))
-      : el("tr", { className: "empty" }, el("td", { colSpan: 5 }, "No query has passed through this node yet."))));
+          el("td", { className: "query", title: m.query }, m.query),
+          el("td", { className: "num hops" }, m.hops == null ? "" : String(m.hops)),
+          el("td", { className: "num ttl" }, m.ttl == null ? "" : String(m.ttl)),
+          el("td", { className: "num" }, m.results === null || m.results === undefined ? "" : String(m.results)))
+      : el("tr", { className: "empty" }, el("td", { colSpan: 7 }, "No query has passed through this node yet."))));
   });
 
   ctx.on("snapshot", (snap) => {

@@ -9,7 +9,9 @@ const ROW_H = 24;
 const OVERSCAN = 12;
 /** Napster link types (napster.txt, login): the connection-speed filter. */
 const LINKS = ["Unknown", "14.4", "28.8", "33.6", "56K", "ISDN-64K", "ISDN-128K", "Cable", "DSL", "T1", "T3+"];
-const NETWORK_LABELS = { local: "My shares", peers: "Direct peers", napster: "Napster" };
+const NETWORK_LABELS = { local: "My shares", peers: "Direct peers", napster: "Napster", gnutella: "Gnutella" };
+/** The Length filter's choices, seconds (KaZaA's "Length at least"). */
+const LENGTHS = [0, 30, 60, 120, 180, 300, 600];
 
 const COLUMNS = [
   { id: "expand", label: "", width: "28px", sort: null },
@@ -25,17 +27,37 @@ const COLUMNS = [
   { id: "action", label: "", width: "88px", sort: null },
 ];
 
+/** The lowest stated speed (kbit/s) of each Napster link class from ISDN-64K
+ *  up, to place a Gnutella servent's Query Hit speed among them. */
+const LINK_KBPS = [[5, 64], [6, 128], [7, 384], [8, 768], [9, 1544], [10, 44736]];
+
+function linkOfSpeed(kbps) {
+  let link = kbps >= 56 ? 4 : kbps >= 33 ? 3 : kbps >= 28 ? 2 : kbps > 0 ? 1 : 0;
+  for (const [cls, low] of LINK_KBPS) if (kbps >= low) link = cls;
+  return link;
+}
+
 function bestLink(r) {
   let best = -1;
   for (const u of r.users || []) best = Math.max(best, Number(u.link_type || 0));
+  for (const h of r.hosts || []) if (h.speed != null) best = Math.max(best, linkOfSpeed(Number(h.speed)));
   return best;
+}
+
+/** Sources that came in Gnutella Query Hits: their hosts (and push keys). */
+function gnutellaKeys(r) {
+  const keys = new Set();
+  for (const h of r.hosts || []) if (h.host) keys.add(h.host);
+  return keys;
 }
 
 function networksOf(r) {
   const nets = new Set();
+  const gnut = gnutellaKeys(r);
   for (const key of r.sources) {
     if (key === "local") nets.add("My shares");
     else if (key.startsWith("napster:")) nets.add("Napster");
+    else if (gnut.has(key) || key.startsWith("push:")) nets.add("Gnutella");
     else nets.add("Direct peers");
   }
   return [...nets];
@@ -49,6 +71,12 @@ function sourceLines(r) {
     if (key.startsWith("napster:")) {
       const u = users.get(key.slice(8)) || {};
       return { host: key.slice(8), speed: u.link || "Unknown", network: "Napster", info: u.filename || "" };
+    }
+    const hit = (r.hosts || []).find((h) => h.host === key);
+    if (hit || key.startsWith("push:")) {
+      const flags = hit ? ["push", "busy", "stable"].filter((f) => hit[f]).join(" ") : "push";
+      return { host: key, speed: hit && hit.speed != null ? `${hit.speed} kbit/s` : "", network: "Gnutella",
+               info: `${flags || "-"}${hit && hit.vendor ? ` · ${hit.vendor}` : ""}${hit && hit.distance ? ` · ${hit.distance} hop(s)` : ""}` };
     }
     return { host: key, speed: "", network: "Direct peers", info: r.urn || "" };
   });
@@ -76,6 +104,8 @@ export function initSearch(ctx) {
     ...LINKS.map((label, i) => el("option", { value: String(i) }, i === 0 ? "any" : `${label} or faster`)));
   const minBitrate = el("select", { id: "filter-bitrate" },
     ...[0, 64, 96, 128, 160, 192, 256, 320].map((b) => el("option", { value: String(b) }, b ? `${b} kbps or more` : "any")));
+  const minLength = el("select", { id: "filter-length" },
+    ...LENGTHS.map((t) => el("option", { value: String(t) }, t ? `${duration(t)} or longer` : "any")));
   const minSize = el("input", { id: "filter-min-size", type: "number", min: "0", step: "0.1", title: "0" });
   const maxSize = el("input", { id: "filter-max-size", type: "number", min: "0", step: "0.1", title: "any" });
   const more = el("details", { className: "more-options", id: "more-options" },
@@ -83,6 +113,7 @@ export function initSearch(ctx) {
     el("div", { className: "filters" },
       el("label", null, "Minimum connection speed ", minSpeed),
       el("label", null, "Minimum bitrate ", minBitrate),
+      el("label", null, "Minimum length ", minLength),
       el("label", null, "Size from ", minSize, " MB"),
       el("label", null, " to ", maxSize, " MB")));
   const form = el("form", { className: "window-body search-form", id: "search-form" },
@@ -139,12 +170,14 @@ export function initSearch(ctx) {
   function filtered(s) {
     const speed = Number(minSpeed.value);
     const bitrate = Number(minBitrate.value);
+    const length = Number(minLength.value);
     const lo = minSize.value ? Number(minSize.value) * 1048576 : 0;
     const hi = maxSize.value ? Number(maxSize.value) * 1048576 : Infinity;
     const out = [];
     for (const r of s.results.values()) {
       if (speed > 0 && bestLink(r) < speed) continue;
       if (bitrate > 0 && !(r.bitrate >= bitrate)) continue;
+      if (length > 0 && !(r.duration >= length)) continue;
       if (r.size < lo || r.size > hi) continue;
       out.push(r);
     }
@@ -239,7 +272,7 @@ export function initSearch(ctx) {
       cell(r.bitrate ? `${r.bitrate}` : "", "num"),
       cell(duration(r.duration), "num"),
       cell(String(r.sources.length), "num col-sources", `${r.sources.length} source(s): ${networksOf(r).join(", ")}`),
-      cell(best >= 0 ? LINKS[best] || "" : users.length ? "Unknown" : "", "col-speed"),
+      cell(best >= 0 ? LINKS[best] || "" : users.length || (r.hosts || []).length ? "Unknown" : "", "col-speed"),
       el("td", { className: "action" }, button));
     tr.addEventListener("dblclick", () => download(r));
     return tr;
@@ -310,7 +343,12 @@ export function initSearch(ctx) {
     if (!networks.length) { toast("Choose at least one network.", "error"); return; }
     go.disabled = true;
     try {
-      const answer = await api("POST", "/api/web/search", { text: words, field, networks });
+      // The filters travel with the search (Napster's BITRATE/DURATION clauses,
+      // Gnutella's rich query) and also apply to what is shown, live.
+      const body = { text: words, field, networks };
+      if (Number(minBitrate.value) > 0) body.min_bitrate = Number(minBitrate.value);
+      if (Number(minLength.value) > 0) body.min_length = Number(minLength.value);
+      const answer = await api("POST", "/api/web/search", body);
       known(answer.search, words, answer.networks);
       current = answer.search;
       renderChips(); schedule();
@@ -324,7 +362,7 @@ export function initSearch(ctx) {
     const s = current ? searches.get(current) : null;
     if (s && !s.done) { s.stopped = true; schedule(); }
   });
-  for (const input of [minSpeed, minBitrate, minSize, maxSize]) input.addEventListener("input", schedule);
+  for (const input of [minSpeed, minBitrate, minLength, minSize, maxSize]) input.addEventListener("input", schedule);
 
   // ---------------------------------------------------------------- events
   ctx.on("snapshot", (snap) => {
