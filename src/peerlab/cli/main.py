@@ -966,6 +966,7 @@ def _register_commands() -> None:
     ``tracker`` (issue 6)."""
     from peerlab.cli.gwebcache import gwebcache
     from peerlab.cli.napster_server import napster_server
+    from peerlab.cli.simulate import simulate
     from peerlab.cli.torrent import torrent
     from peerlab.cli.tracker import tracker
 
@@ -973,6 +974,7 @@ def _register_commands() -> None:
     cli.add_command(gwebcache, "gwebcache")
     cli.add_command(torrent, "torrent")
     cli.add_command(tracker, "tracker")
+    cli.add_command(simulate, "simulate")
 
 
 _register_commands()

@@ -53,8 +53,10 @@ def _settings(config: Mapping[str, Any]) -> tuple[list[str], list[float], int, f
     if not isinstance(archs, list) or not all(a in ARCHITECTURES for a in archs):
         raise ConfigError(f"resilience.architectures: each one of {', '.join(ARCHITECTURES)}")
     fr = config.get("fractions", list(DEFAULT_FRACTIONS))
-    if not isinstance(fr, list) or not fr or not all(
-        isinstance(f, int | float) and 0 <= f < 1 for f in fr
+    if (
+        not isinstance(fr, list)
+        or not fr
+        or not all(isinstance(f, int | float) and 0 <= f < 1 for f in fr)
     ):
         raise ConfigError("resilience.fractions: a list of fractions in [0, 1)")
     ttl = config.get("ttl", TABLE_TTL)

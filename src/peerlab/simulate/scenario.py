@@ -35,6 +35,7 @@ A scenario names its experiment(s) and the world they run in::
     at = 30.0
     kill = "index-server"             # "top-degree" | "random" | "ultrapeers" | "seed"
     count = 1
+    on = ["napster-farm"]             # architectures it strikes (default: all)
 
     [search] / [resilience] / [bittorrent]   # each experiment's own settings
 
@@ -164,6 +165,8 @@ class Event:
     at: float
     kill: str
     count: int = 1
+    #: Architectures it strikes (empty: every one).
+    on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +346,12 @@ def _events(raw: Mapping[str, Any]) -> tuple[Event, ...]:
         count = _get(ev, "count", int, 1, w)
         if count < 1:
             raise ConfigError(f"{w}.count: must be >= 1")
-        out.append(Event(at, kill, count))
+        on = ev.get("on", [])
+        if isinstance(on, str):
+            on = [on]
+        if not isinstance(on, list) or not all(isinstance(a, str) for a in on):
+            raise ConfigError(f"{w}.on: a list of architecture names")
+        out.append(Event(at, kill, count, tuple(on)))
     return tuple(sorted(out, key=lambda e: e.at))
 
 
