@@ -88,7 +88,8 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
         raise click.UsageError("name a scenario (see --list), or give --report")
     from peerlab.simulate.engine import run_scenario
 
-    with progress_bar(scenario) as update:
+    name = load_scenario(scenario).name  # a bad file fails before the bar is drawn
+    with progress_bar(name) as update:
         run = run_scenario(scenario, seed=seed, out=out, progress=update)
     for r in run.reports:
         files = [p.name for p in r.csv] + [f.path.name for f in r.figures]
