@@ -23,6 +23,7 @@ part is back to 90% of its mean over the samples before it.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,20 @@ from peerlab.errors import ConfigError
 from peerlab.sim import Simulator, derive_seed
 from peerlab.simulate.base import ExperimentReport, Figure, Progress
 from peerlab.simulate.measure import combine_digests, md_table, plot, write_csv
-from peerlab.simulate.nets import GNUTELLA_PORT, GnutellaNet, NapsterNet, Probe, peer_ip
+from peerlab.simulate.nets import (
+    GNUTELLA_PORT,
+    GnutellaNet,
+    NapsterNet,
+    Probe,
+    build_net,
+    peer_ip,
+)
 from peerlab.simulate.population import build_population, build_queries, largest_component
 from peerlab.simulate.resilience import Net, _nodes, _remove, _victims
 from peerlab.simulate.scenario import Churn, Event, config_scenario
-from peerlab.simulate.search import SETTLE, TABLE_TTL
+from peerlab.simulate.search import SETTLE, TABLE_TTL, two_tier_available
 
-ARCHITECTURES = ("napster", "napster-farm", "gnutella")
+ARCHITECTURES = ("napster", "napster-farm", "gnutella", "two-tier")
 #: Seconds between two samples.
 SAMPLE = 5.0
 #: Queries sent per sample.
@@ -105,6 +113,14 @@ class ChurnRun:
             for k in sorted(net.servers_alive)[: ev.count]:
                 net.kill_server(k)
             return
+        if ev.kill == "ultrapeers" and isinstance(net, GnutellaNet) and net.tiers is not None:
+            degree = Counter(v for e in net.edges() for v in e)
+            ups = sorted((u for u in net.tiers.ultrapeers if u in net.alive),
+                         key=lambda u: (-degree[u], u))  # fmt: skip
+            for u in ups[: ev.count]:
+                self.dead.add(u)
+                net.kill(u)
+            return
         if ev.kill in ("ultrapeers", "seed"):
             self.notes.append(f"at {ev.at:g} s: no {ev.kill} in this architecture")
             return
@@ -135,19 +151,18 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     """The churn experiment (see the module docstring)."""
     sc = config_scenario(config)
     archs, sample, per, ttl = _settings(config)
+    notes: list[str] = []
+    if "two-tier" in archs and not two_tier_available():
+        archs.remove("two-tier")
+        notes.append("two-tier: not measured (the servent has no ultrapeer/leaf roles here)")
     n = int(config.get("nodes", sc.population.nodes[-1]))
     pop = build_population(sc, n, seed)
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
-    notes: list[str] = []
     digests = []
     for a, arch in enumerate(archs):
         sim = Simulator(derive_seed(seed, "churn", arch))
-        net: Net
-        if arch.startswith("napster"):
-            net = NapsterNet(sim, pop, servers=1 if arch == "napster" else 2)
-        else:
-            net = GnutellaNet(sim, pop, heal=sc.topology.degree)
+        net = build_net(arch, sim, pop, seed=seed, heal=sc.topology.degree)
         if not net.wait_connected():
             raise ConfigError(f"churn: the {arch} network of {n} nodes did not come up")
         sim.run(sim.now + SETTLE)

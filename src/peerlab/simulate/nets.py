@@ -3,7 +3,10 @@
 :class:`GnutellaNet` runs a :class:`~peerlab.overlays.gnutella.servent.Servent`
 per peer (the class the node daemon runs), wired as the population's overlay
 (static: ``target_degree`` 0) or left to keep its degree itself (``heal``:
-the servent's own maintenance dials hosts it learnt).  :class:`NapsterNet`
+the servent's own maintenance dials hosts it learnt); with ``tiers`` it is
+two-tier: ultrapeers (``role = "ultrapeer"``) linked among themselves and
+leaves (``role = "leaf"``) each linked to three of them, queries routed to
+leaves by their QRP tables.  :class:`NapsterNet`
 runs one or two :class:`~peerlab.overlays.napster.server.NapsterServer` (the
 ``peerlab napster-server`` class) over one SQLite index in memory -- a farm
 of two shares it, as a PostgreSQL farm shares its database -- and a
@@ -34,7 +37,7 @@ from peerlab.overlays.napster.client import ClientConfig, NapsterClient, Napster
 from peerlab.overlays.napster.server import NapsterServer, NapsterServerConfig
 from peerlab.runtime.base import NullObserver
 from peerlab.sim import SimHost, Simulator
-from peerlab.simulate.population import Peer, Population, Query
+from peerlab.simulate.population import Peer, Population, Query, Tiers
 from peerlab.simulate.scenario import LINK_CLASSES, LinkClass
 from peerlab.storage.napster_index import ScryptCost, SqliteIndexStore
 from peerlab.wire.napster import LinkType, SearchQuery, ShareFile
@@ -140,11 +143,21 @@ class NetBase:
 class GnutellaNet(NetBase):
     """A flat Gnutella network (see the module docstring)."""
 
-    def __init__(self, sim: Simulator, population: Population, *, heal: int = 0,
-                 config: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sim: Simulator,
+        population: Population,
+        *,
+        heal: int = 0,
+        config: dict[str, Any] | None = None,
+        tiers: Tiers | None = None,
+    ) -> None:
         super().__init__(sim, population)
         self.heal = heal
         self.extra = dict(config or {})
+        #: Two-tier: who is an ultrapeer (the rest are leaves); None: flat.
+        self.tiers = tiers
+        edges = population.edges if tiers is None else tiers.edges
         self.servents: list[Servent | None] = []
         self.by_address: dict[tuple[str, int], int] = {}
         for peer in population.peers:
@@ -157,7 +170,8 @@ class GnutellaNet(NetBase):
         # Peers join one after the other (JOIN_GAP apart), each dialling
         # its overlay links, so no servent sees more handshakes at once than
         # it admits.
-        for a, b in population.edges:
+        self.wired = len(edges)
+        for a, b in edges:
             sim.schedule(a * JOIN_GAP, self._dial, (a, b))
 
     def _dial(self, edge: tuple[int, int]) -> None:
@@ -176,6 +190,10 @@ class GnutellaNet(NetBase):
             "keepalive_interval": 600.0,
             "max_connections": 64,
         }
+        if self.tiers is not None:
+            opts["role"] = "ultrapeer" if i in self.tiers.ultrapeers else "leaf"
+            # Leaves send their QRP tables soon after connecting.
+            opts["qrp_interval"] = 1.0
         opts.update(self.extra)
         return ServentConfig(**opts)
 
@@ -190,7 +208,7 @@ class GnutellaNet(NetBase):
         self.alive.add(i)
 
     def wait_connected(self) -> bool:
-        want = 2 * len(self.population.edges)
+        want = 2 * self.wired
         return run_until(
             self.sim, lambda: sum(s.open_count for s in self.servents if s is not None) >= want,
             SETUP_LIMIT)  # fmt: skip
@@ -369,3 +387,30 @@ class NapsterNet(NetBase):
         pairs = zip(self.server_messages, self.server_hosts, strict=True)
         out.extend(Load(m, h.bytes_up + h.bytes_down) for m, h in pairs)
         return out
+
+
+#: The share of peers made ultrapeers in a two-tier network (the fastest
+#: uplinks): KaZaA and LimeWire ran one ultrapeer per few dozen leaves;
+#: with 30 leaves each and 3 links per leaf that needs at least 10%, and
+#: some room above it.
+ULTRAPEER_FRACTION = 0.15
+#: Links between ultrapeers (average degree of their overlay): LimeWire
+#: kept 6 at the time of the ultrapeer proposal's measurements.
+ULTRAPEER_DEGREE = 6
+
+
+def build_net(arch: str, sim: Simulator, population: Population, *, seed: int,
+              heal: int = 0) -> GnutellaNet | NapsterNet:  # fmt: skip
+    """The network of architecture ``arch`` (``napster``, ``napster-farm``,
+    ``gnutella``, ``two-tier``) for ``population``."""
+    if arch == "napster":
+        return NapsterNet(sim, population, servers=1)
+    if arch == "napster-farm":
+        return NapsterNet(sim, population, servers=2)
+    if arch == "two-tier":
+        from peerlab.simulate.population import build_tiers
+
+        tiers = build_tiers(population, fraction=ULTRAPEER_FRACTION, degree=ULTRAPEER_DEGREE,
+                            seed=seed)  # fmt: skip
+        return GnutellaNet(sim, population, heal=heal, tiers=tiers)
+    return GnutellaNet(sim, population, heal=heal)

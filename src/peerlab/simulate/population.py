@@ -267,3 +267,42 @@ def by_degree(n: int, edges: Iterable[tuple[int, int]]) -> list[int]:
         deg[a] += 1
         deg[b] += 1
     return sorted(range(n), key=lambda v: (-deg[v], v))
+
+
+#: Leaves one ultrapeer serves and ultrapeers one leaf keeps: LimeWire's 30
+#: and 3 (the servent's ``max_leaves`` and ``ultrapeers_per_leaf``).
+LEAVES_PER_ULTRAPEER = 30
+ULTRAPEERS_PER_LEAF = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Tiers:
+    """A two-tier overlay: which peers are ultrapeers, and every link
+    (``(dialler, listener)``: leaves dial their ultrapeers)."""
+
+    ultrapeers: frozenset[int]
+    edges: tuple[tuple[int, int], ...]
+
+
+def build_tiers(population: Population, *, fraction: float, degree: int, seed: int) -> Tiers:
+    """Ultrapeers: the ``fraction`` of peers with the fastest uplinks (ties
+    by index; at least enough to hold every leaf's three links with room),
+    wired among themselves as the scenario's overlay kind would be with
+    ``degree``; each leaf links to :data:`ULTRAPEERS_PER_LEAF` distinct
+    ultrapeers with room, at random."""
+    rng = random.Random(derive_seed(seed, "tiers", str(population.n)))
+    n = population.n
+    need = -(-(n * ULTRAPEERS_PER_LEAF) // int(LEAVES_PER_ULTRAPEER * 0.8))
+    count = min(n, max(round(n * fraction), need, ULTRAPEERS_PER_LEAF + 1))
+    ranked = sorted(range(n), key=lambda i: (-population.peers[i].link.up, i))
+    ups = sorted(ranked[:count])
+    edges = [(ups[a], ups[b]) for a, b in build_overlay("random", len(ups), degree, rng)]
+    room = {u: LEAVES_PER_ULTRAPEER for u in ups}
+    for leaf in range(n):
+        if leaf in room:
+            continue
+        free = [u for u in ups if room[u] > 0]
+        for u in rng.sample(free, min(ULTRAPEERS_PER_LEAF, len(free))):
+            room[u] -= 1
+            edges.append((leaf, u))
+    return Tiers(frozenset(ups), tuple(edges))

@@ -32,7 +32,7 @@ from peerlab.errors import ConfigError
 from peerlab.sim import Simulator, derive_seed
 from peerlab.simulate.base import ExperimentReport, Figure, Progress
 from peerlab.simulate.measure import combine_digests, md_table, plot, run_queries, write_csv
-from peerlab.simulate.nets import GnutellaNet, NapsterNet
+from peerlab.simulate.nets import GnutellaNet, NapsterNet, build_net
 from peerlab.simulate.population import build_population, build_queries, largest_component
 from peerlab.simulate.scenario import config_scenario
 from peerlab.simulate.search import SETTLE, TABLE_TTL, two_tier_available
@@ -112,11 +112,7 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
         progress(f"resilience: {arch}, {strategy}", step / len(runs))
         sim = Simulator(derive_seed(seed, "resilience", arch, strategy))
         rng = random.Random(derive_seed(seed, "victims", arch, strategy))
-        net: Net
-        if arch.startswith("napster"):
-            net = NapsterNet(sim, pop, servers=1 if arch == "napster" else 2)
-        else:
-            net = GnutellaNet(sim, pop, config={"role": "auto"} if arch == "two-tier" else None)
+        net = build_net(arch, sim, pop, seed=seed)
         if not net.wait_connected():
             raise ConfigError(f"resilience: the {arch} network of {n} nodes did not come up")
         sim.run(sim.now + SETTLE)

@@ -39,7 +39,7 @@ from peerlab.simulate.measure import (
     run_queries,
     write_csv,
 )
-from peerlab.simulate.nets import GnutellaNet, NapsterNet
+from peerlab.simulate.nets import NapsterNet, build_net
 from peerlab.simulate.population import build_population, build_queries
 from peerlab.simulate.scenario import config_scenario
 
@@ -92,15 +92,8 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
             progress(f"search: {arch}, {n} nodes", step / steps)
             step += 1
             sim = Simulator(derive_seed(seed, "search", arch, str(n)))
-            if arch in ("napster", "napster-farm"):
-                net: GnutellaNet | NapsterNet = NapsterNet(
-                    sim, pop, servers=1 if arch == "napster" else 2
-                )
-                variants = [0]
-            else:
-                two = arch == "two-tier"
-                net = GnutellaNet(sim, pop, config={"role": "auto"} if two else None)
-                variants = ttls
+            net = build_net(arch, sim, pop, seed=seed)
+            variants = [0] if isinstance(net, NapsterNet) else ttls
             if not net.wait_connected():
                 raise ConfigError(f"search: the {arch} network of {n} nodes did not come up")
             sim.run(sim.now + SETTLE)
@@ -127,8 +120,8 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
 
 
 def _label(row: Mapping[str, Any]) -> str:
-    if row["architecture"] == "gnutella":
-        return f"gnutella TTL {row['ttl']}"
+    if row["architecture"] in ("gnutella", "two-tier"):
+        return f"{row['architecture']} TTL {row['ttl']}"
     return str(row["architecture"])
 
 
