@@ -20,6 +20,7 @@ from peerlab.simulate.base import ExperimentReport, Progress
 from peerlab.simulate.engine import experiment_available, run_scenario, section
 from peerlab.simulate.measure import md_table
 from peerlab.simulate.scenario import shipped_scenarios
+from peerlab.simulate.search import TARGET_ANSWERED
 
 #: The scenarios the report runs, in this order (shipped names).
 REPORT_SCENARIOS = ("search", "resilience", "churn")
@@ -109,6 +110,7 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     line("**Efficient searching** (lecture)", None, "", lecture="search")
+    line("query TTL", s, "ttl")
     line("queries answered (file exists)", s, "answered", pct=True)
     line("results per query", s, "results/query")
     line("messages per query", s, "messages/query")
@@ -126,7 +128,9 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
     notes = []
     if s is not None:
         nodes = s.rows[0].get("nodes") if s.rows else "?"
-        notes.append(f"Search figures at {nodes} peers (Gnutella at TTL 4). ")
+        notes.append(f"Search figures at {nodes} peers; flooding at the smallest TTL that "
+                     f"answers {TARGET_ANSWERED:.0%} of the queries (the TTL is in the "
+                     "search section's table). ")  # fmt: skip
     notes.append(
         '"By importance" removes the nodes with the most live links first: Napster\'s '
         "index server(s), Gnutella's hubs. Heal time: churn with the index server killed "

@@ -45,11 +45,14 @@ from peerlab.simulate.scenario import config_scenario
 
 ARCHITECTURES = ("napster", "napster-farm", "gnutella", "two-tier")
 DEFAULT_TTLS = (1, 2, 3, 4, 5)
-#: The TTL whose Gnutella row goes into the comparison table: the servents'
-#: default ``search_ttl``.
+#: The servents' default TTL (resilience and churn flood with it).
 TABLE_TTL = ServentConfig().search_ttl
+#: The comparison table shows a flooding architecture at the smallest TTL
+#: that answers this share of the answerable queries (the cost of searching
+#: well), or at its largest TTL when none does.
+TARGET_ANSWERED = 0.95
 #: Virtual seconds a fresh network runs before the workload (pongs, logins).
-SETTLE = 5.0
+SETTLE = 10.0
 
 
 def two_tier_available() -> bool:
@@ -126,8 +129,8 @@ def _label(row: Mapping[str, Any]) -> str:
 
 
 def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The comparison table's rows: each architecture at the largest size
-    (Gnutella at the default TTL, or the nearest measured)."""
+    """The comparison table's rows: each architecture at the largest size,
+    flooding at the smallest TTL that answers :data:`TARGET_ANSWERED`."""
     if not rows:
         return []
     n = max(r["nodes"] for r in rows)
@@ -136,11 +139,12 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mine = [r for r in rows if r["nodes"] == n and r["architecture"] == arch]
         if not mine:
             continue
-        r = min(mine, key=lambda r: abs(r["ttl"] - TABLE_TTL)) if arch != "napster" and len(
-            mine) > 1 else mine[0]  # fmt: skip
+        good = [r for r in mine if r["answered_fraction"] >= TARGET_ANSWERED]
+        r = min(good, key=lambda r: r["ttl"]) if good else max(mine, key=lambda r: r["ttl"])
         out.append({
             "architecture": _label(r),
             "nodes": n,
+            "ttl": r["ttl"] if arch in ("gnutella", "two-tier") else "-",
             "answered": r["answered_fraction"],
             "results/query": r["results_per_query"],
             "messages/query": r["messages_per_query"],
