@@ -17,7 +17,8 @@ connected part of the live overlay as a fraction of the online peers, and
 sends ``per_sample`` queries from random online peers; their answered
 fraction (of the queries whose file another online peer shares) is that
 sample's.  The heal time of an event is the time from it until the largest
-part is back to 90% of its mean over the samples before it.
+part is back to 90% of its mean over the samples before it, once it fell
+below that (0: it never did, at the sampling's resolution).
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
         f"away {ch.mean_offline:g} s on average; events: "
         + (", ".join(f"at {e.at:g} s kill {e.kill} x{e.count}" for e in sc.events) or "none")
         + f". Heal time: until the largest connected part is back to {HEALED:.0%} of its "
-        "level before the event ('never': not within the run).\n\n" + md_table(summary)
+        "level before the event, once below it (0: it never fell below; 'never': not "
+        "within the run).\n\n" + md_table(summary)
     )
     if notes:
         md += "\n" + "\n".join(f"- {x}" for x in notes) + "\n"
@@ -231,8 +233,11 @@ def _heal(arch: str, rows: list[dict[str, Any]], events: tuple[Event, ...]) -> l
         if not before or not after:
             continue
         level = sum(before) / len(before)
-        healed = next((r["time_s"] - ev.at for r in after
-                       if r["lcc_fraction"] >= HEALED * level), None)  # fmt: skip
+        low = next((r for r in after if r["lcc_fraction"] < HEALED * level), None)
+        healed: float | None = 0.0  # never below the mark: no visible damage
+        if low is not None:
+            healed = next((r["time_s"] - ev.at for r in after if r["time_s"] > low["time_s"]
+                           and r["lcc_fraction"] >= HEALED * level), None)  # fmt: skip
         ans_before = [r["answered_fraction"] for r in rows if r["time_s"] < ev.at
                       and r["answered_fraction"] == r["answered_fraction"]]  # fmt: skip
         ans_after = [r["answered_fraction"] for r in after

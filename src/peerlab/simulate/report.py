@@ -123,7 +123,8 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
     line("answered, 10% removed by importance", res, "answered, targeted", pct=True)
     line("largest part, 10% at random", res, "largest part, random", pct=True)
     line("largest part, 10% by importance", res, "largest part, targeted", pct=True)
-    line("heal time after the attack, s", ch, "heal time s")
+    line("churn + attack: largest part at its lowest", ch, "largest part lowest after", pct=True)
+    line("churn + attack: heal time, s", ch, "heal time s")
     lines.append("")
     notes = []
     if s is not None:
@@ -133,10 +134,13 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
                      "search section's table). ")  # fmt: skip
     notes.append(
         '"By importance" removes the nodes with the most live links first: Napster\'s '
-        "index server(s), Gnutella's hubs. Heal time: churn with the index server killed "
-        '(Napster) or the ten best-connected servents (Gnutella); "not measured" in the '
-        "two-tier column means the servent has no ultrapeer roles in this build; "
-        '"never": the network did not recover within the run.'
+        "index server(s) (both servers of the farm are among the first 10%), Gnutella's "
+        "hubs, the two-tier network's ultrapeers. Churn + attack: peers come and go, "
+        "then the index server (Napster), the ten "
+        "best-connected servents (Gnutella) or three ultrapeers (two-tier) are killed; "
+        "heal time: until the largest part is back to 90% of its level (0: it never fell "
+        'below; "never": not within the run). "not measured" in the two-tier column: the '
+        "servent has no ultrapeer roles in this build."
     )
     lines.append("".join(notes) + "\n")
     lines.append("## BitTorrent's claims\n")
