@@ -13,9 +13,10 @@ of two shares it, as a PostgreSQL farm shares its database -- and a
 :class:`~peerlab.overlays.napster.client.NapsterClient` per peer.
 
 Both offer the same measuring surface: :meth:`query` returns a
-:class:`Probe` (first result time, results), :meth:`kill` crashes a node
-(its process dies: the kernel closes its connections, so neighbours
-see them end; nothing listens there any more), :meth:`edges`
+:class:`Probe` (first result time, results), :meth:`kill` stops a node
+(a servent says Bye and closes its connections, a client logs out, a
+server closes every connection, so neighbours see them end at once;
+nothing listens there any more), :meth:`edges`
 gives the live overlay as it stands, :meth:`load` the per-node message and
 byte totals so far (for busiest-node rates).
 
@@ -37,7 +38,7 @@ from peerlab.overlays.napster.client import ClientConfig, NapsterClient, Napster
 from peerlab.overlays.napster.server import NapsterServer, NapsterServerConfig
 from peerlab.runtime.base import NullObserver
 from peerlab.sim import SimHost, Simulator
-from peerlab.simulate.population import Peer, Population, Query, Tiers
+from peerlab.simulate.population import MemoryShares, Peer, Population, Query, Tiers, build_tiers
 from peerlab.simulate.scenario import LINK_CLASSES, LinkClass
 from peerlab.storage.napster_index import ScryptCost, SqliteIndexStore
 from peerlab.wire.napster import LinkType, SearchQuery, ShareFile
@@ -200,8 +201,6 @@ class GnutellaNet(NetBase):
     def join(self, i: int, bootstrap: Sequence[tuple[str, int]]) -> None:
         """(Re)start peer ``i``'s servent."""
         peer: Peer = self.population.peers[i]
-        from peerlab.simulate.population import MemoryShares
-
         s = Servent(self.hosts[i].runtime, self.config(i, bootstrap), MemoryShares(peer.files))
         s.start()
         self.servents[i] = s
@@ -408,8 +407,6 @@ def build_net(arch: str, sim: Simulator, population: Population, *, seed: int,
     if arch == "napster-farm":
         return NapsterNet(sim, population, servers=2)
     if arch == "two-tier":
-        from peerlab.simulate.population import build_tiers
-
         tiers = build_tiers(population, fraction=ULTRAPEER_FRACTION, degree=ULTRAPEER_DEGREE,
                             seed=seed)  # fmt: skip
         return GnutellaNet(sim, population, heal=heal, tiers=tiers)
