@@ -79,3 +79,23 @@ def test_the_comparison_table(tmp_path: Path) -> None:
     bt = ExperimentReport("bittorrent", "BitTorrent", [{"claim": "only slow in the beginning",
                                                           "measured": "x"}], "bt")  # fmt: skip
     assert "| only slow in the beginning | x |" in compose([bt], tmp_path, {})
+
+
+def test_bittorrent_claims_from_its_summary_rows() -> None:
+    from peerlab.simulate.report import bt_claims
+
+    rows = [
+        {"experiment": "flash crowd", "variant": "N=10", "leechers": 10, "median_s": 25.6,
+         "client_server_median_s": 53.9},
+        {"experiment": "flash crowd", "variant": "N=100", "leechers": 100, "median_s": 50.8,
+         "client_server_median_s": 539.2},
+        {"experiment": "free riders", "variant": "tit-for-tat: contributors", "median_s": 146.6},
+        {"experiment": "free riders", "variant": "tit-for-tat: free riders", "median_s": 203.1},
+    ]  # fmt: skip
+    claims = {c["claim"]: c["measured"] for c in bt_claims(rows)}
+    assert claims["efficient distribution"].startswith("100 leechers on one seed: median "
+                                                       "download 51 s, against 539 s")  # fmt: skip
+    assert "(x2.0); client-server 54 -> 539 s (x10.0)" in claims["only slow in the beginning"]
+    assert claims["enforces contribution"] == (
+        "tit-for-tat: free riders' median 203 s, contributors' 147 s")
+    assert bt_claims([{"something": "else"}]) == []
