@@ -24,6 +24,7 @@ wait = 4.0
 architectures = ["napster", "gnutella"]
 fractions = [0.0, 0.1, 0.3]
 recover = 3.0
+trials = 2
 """
 
 CHURN = world("churn", 30, "random") + """
@@ -58,9 +59,10 @@ def test_targeted_removal_kills_the_index_random_removal_does_not(tmp_path: Path
     spec = tmp_path / "res.toml"
     spec.write_text(RESILIENCE, encoding="utf-8")
     run = run_scenario(str(spec), out=tmp_path)
+    every = read(tmp_path / "resilience.csv")
+    assert len(every) == 2 * (2 + 1) * 3  # random drawn twice, targeted once
     rows = {(r["architecture"], r["strategy"], r["removed_fraction"]): r
-            for r in read(tmp_path / "resilience.csv")}  # fmt: skip
-    assert len(rows) == 2 * 2 * 3
+            for r in every if r["trial"] == "0"}  # fmt: skip
     for arch in ("napster", "gnutella"):
         for strategy in ("random", "targeted"):
             start = rows[(arch, strategy, "0")]
@@ -74,6 +76,9 @@ def test_targeted_removal_kills_the_index_random_removal_does_not(tmp_path: Path
     assert float(g_tgt["lcc_fraction"]) < float(g_rand["lcc_fraction"])
     (report,) = run.reports
     assert [r["architecture"] for r in report.rows] == ["napster", "gnutella"]
+    lcc = [float(r["lcc_fraction"]) for r in every if r["architecture"] == "gnutella"
+           and r["strategy"] == "random" and r["removed_fraction"] == "0.1"]  # fmt: skip
+    assert report.rows[1]["largest part, random"] == sum(lcc) / 2
     assert len(report.figures) == 2
 
 

@@ -13,7 +13,9 @@ measures the fraction of queries answered (of those whose file a surviving
 peer shares) and the largest connected part of the overlay, in peers, as a
 fraction of the original population.
 
-Removal is a process kill (``GnutellaNet.kill`` / ``NapsterNet.kill_server``):
+Random removal is drawn ``trials`` times (different victims, a network of
+its own each) and the figures average them; every trial is a row of the
+CSV.  Removal is a process kill (``GnutellaNet.kill`` / ``NapsterNet.kill_server``):
 the node's connections close, nothing listens there any more; nodes do not
 come back (churn and healing are :mod:`peerlab.simulate.churn`).  The flat
 overlay is static here (``target_degree`` 0): what survives is the wiring
@@ -42,6 +44,9 @@ STRATEGIES = ("random", "targeted")
 DEFAULT_FRACTIONS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 #: Virtual seconds after a removal step before measuring (fail-over, Byes).
 RECOVER = 10.0
+#: Random removals drawn per architecture (their figures are averaged): a
+#: single draw may or may not hit the one index server.
+TRIALS = 3
 #: The removed fraction the comparison table quotes.
 TABLE_FRACTION = 0.1
 
@@ -107,11 +112,16 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     qs = sc.queries
     rows: list[dict[str, Any]] = []
     digests = []
-    runs = [(a, s) for a in archs for s in STRATEGIES]
-    for step, (arch, strategy) in enumerate(runs):
+    trials = config.get("trials", TRIALS)
+    if not isinstance(trials, int) or trials < 1:
+        raise ConfigError("resilience.trials: a number of random trials >= 1")
+    runs = [(a, s, t) for a in archs for s in STRATEGIES
+            for t in range(trials if s == "random" else 1)]  # fmt: skip
+    for step, (arch, strategy, trial) in enumerate(runs):
         progress(f"resilience: {arch}, {strategy}", step / len(runs))
-        sim = Simulator(derive_seed(seed, "resilience", arch, strategy))
-        rng = random.Random(derive_seed(seed, "victims", arch, strategy))
+        tag = (arch, strategy) if trial == 0 else (arch, strategy, str(trial))
+        sim = Simulator(derive_seed(seed, "resilience", *tag))
+        rng = random.Random(derive_seed(seed, "victims", *tag))
         net = build_net(arch, sim, pop, seed=seed)
         if not net.wait_connected():
             raise ConfigError(f"resilience: the {arch} network of {n} nodes did not come up")
@@ -129,7 +139,7 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
             m = run_queries(net, queries, ttl=ttl, interval=qs.interval, wait=qs.wait)
             lcc = largest_component(_nodes(net), net.edges(), peers_only=True)
             rows.append({
-                "nodes": n, "architecture": arch, "strategy": strategy,
+                "nodes": n, "architecture": arch, "strategy": strategy, "trial": trial,
                 "removed_fraction": f, "removed": removed, "alive_peers": len(net.alive),
                 "answered_fraction": m.answered_fraction, "answered_of_all": m.answered_of_all,
                 "lcc_fraction": lcc / n, "messages_per_query": m.messages_per_query,
@@ -137,11 +147,13 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
         digests.append(sim.trace_digest())
     progress("resilience: writing", 1.0)
     csv_path = write_csv(out / "resilience.csv", rows)
+    rows = _means(rows)
     command = str(config.get("_command", f"peerlab simulate {sc.source or sc.name} --seed {seed}"))
     figures = _figures(rows, out, command, n)
     table = _table(rows)
     md = (
         f"Scenario `{sc.name}`, {n} peers, TTL {ttl} for flooding. Removal is cumulative; "
+        f"random removal is the mean of {trials} draws (each in the CSV); "
         "`targeted` removes the nodes with the most live links first (the index server, "
         "the hubs); `lcc_fraction` is the largest connected part of the live overlay, in "
         "peers, over the original population.\n\n" + md_table(rows)
@@ -157,6 +169,22 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
         csv=[csv_path],
         trace_digest=combine_digests(digests),
     )
+
+
+def _means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per architecture, strategy and fraction: the trials' mean."""
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["architecture"], r["strategy"], r["removed_fraction"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        row = {k: v for k, v in rs[0].items() if k != "trial"}
+        row["trials"] = len(rs)
+        for key in ("alive_peers", "answered_fraction", "answered_of_all", "lcc_fraction",
+                    "messages_per_query"):  # fmt: skip
+            row[key] = sum(r[key] for r in rs) / len(rs)
+        out.append(row)
+    return out
 
 
 def _at(rows: list[dict[str, Any]], arch: str, strategy: str, f: float) -> dict[str, Any] | None:
