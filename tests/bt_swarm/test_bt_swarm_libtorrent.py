@@ -9,7 +9,7 @@ uTP, DHT, LSD, UPnP and NAT-PMP are off; everything listens on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,13 @@ def files_match(root: Path, info: Info, data: bytes) -> bool:
         if not path.exists() or path.read_bytes() != data[f.offset : f.offset + f.length]:
             return False
     return True
+
+
+def written(path: Path, data: bytes) -> Callable[[], bool]:
+    """``path`` holds ``data``: libtorrent reports seeding once every piece
+    hashed, which can be before its disk thread wrote the last blocks out, so
+    a test waits (bounded) for the bytes rather than reading them at once."""
+    return lambda: path.exists() and path.read_bytes() == data
 
 
 def seeders(tracker: Tracker, info_hash: bytes) -> int:
@@ -184,7 +191,7 @@ def test_libtorrent_downloads_from_a_peerlab_seed_found_through_our_udp_tracker(
     leech_dir = tmp_path / "lt-leech"
     lt_peer.add(torrent, leech_dir)
     assert world.run_until(lt_peer.seeding, STEP_S)
-    assert (leech_dir / "payload.bin").read_bytes() == data
+    assert world.run_until(written(leech_dir / "payload.bin", data), STEP_S)
     # every block once, each through a seeding unchoke
     assert t.uploaded == info.total_size == t.counters["uploaded_seeding"]
     assert t.counters["blocks_sent"] == -(-info.total_size // 16384)
@@ -231,5 +238,5 @@ def test_libtorrent_resolves_a_magnet_from_a_peerlab_seed(
     lt_peer.handle = lt_peer.session.add_torrent(atp)
     lt_peer.handle.connect_peer(("127.0.0.1", s.listen_port))
     assert world.run_until(lt_peer.seeding, STEP_S)
-    assert (tmp_path / "lt" / "payload.bin").read_bytes() == data
+    assert world.run_until(written(tmp_path / "lt" / "payload.bin", data), STEP_S)
     assert t.counters["metadata_pieces_sent"] >= 1

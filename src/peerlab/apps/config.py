@@ -10,6 +10,12 @@ The config file is TOML at the usual per-user location
 ``PEERLAB_CONFIG``) names another one.  Its keys are the field names of
 :class:`NodeConfig`; relative paths in it are taken relative to the file.
 
+BitTorrent settings may sit in a ``[bittorrent]`` table (``listen_port``,
+``download_dir``, ``upload_rate``, ``download_rate``, ``seed_ratio``,
+``seed_time``, ``dht``, ``dht_port``, ``dht_bootstrap``, ``enabled``):
+``[bittorrent] seed_ratio = 2`` is the field
+``bittorrent_seed_ratio`` (environment ``PEERLAB_BITTORRENT_SEED_RATIO``).
+
 Every mistake (an unknown key, a wrong type, a file that is not TOML, a port
 out of range) raises :class:`~peerlab.errors.ConfigError` with one line that
 names the file or variable and the key.
@@ -144,6 +150,42 @@ class NodeConfig:
     #: Behind a firewall on Gnutella: accept no incoming connection at all
     #: (Query Hits carry the push flag; uploads go out through Push/GIV).
     gnutella_firewalled: bool = False
+    #: Run the BitTorrent client (issue 6, item 6): torrents added with
+    #: ``peerlab torrent add`` download and seed on their own listener.
+    bittorrent: bool = True
+    #: Port BitTorrent peers connect to (0: any free port); unset: any free
+    #: port at the first start, the same one at later starts while it is free.
+    bittorrent_listen_port: int | None = None
+    #: Where torrents' files go (default: the download dir).  Files are
+    #: written piece by piece into their final layout, each piece only after
+    #: its hash verified.
+    bittorrent_download_dir: Path | None = None
+    #: Global BitTorrent limits over every torrent, bytes/s (0: unlimited).
+    bittorrent_upload_rate: int = 0
+    bittorrent_download_rate: int = 0
+    #: Default seeding goals of an added torrent: stop once the share ratio
+    #: (uploaded / size) reaches this, or after this many seconds of
+    #: seeding (unset: seed until stopped).
+    bittorrent_seed_ratio: float | None = None
+    bittorrent_seed_time: float | None = None
+    #: The mainline DHT (BEP 5, :mod:`peerlab.apps.bt_dht`): torrents and
+    #: magnets with no tracker find peers through it, every torrent is
+    #: announced there too.  Its UDP port (0: any free port; unset: the last
+    #: run's while free) and nodes to join through (HOST:PORT, e.g.
+    #: router.bittorrent.com:6881; besides, the table saved last time).
+    bittorrent_dht: bool = True
+    bittorrent_dht_port: int | None = None
+    bittorrent_dht_bootstrap: list[str] = field(default_factory=list)
+    #: The servent's role (issue 5): ``auto`` (promoted or demoted by the
+    #: measured capacity; without ``gnutella_upload_kbps`` a flat servent),
+    #: ``ultrapeer`` or ``leaf``.
+    gnutella_role: str = "auto"
+    #: Upload capacity of this node's line in kbit/s, for the promotion policy
+    #: (0: not measured).
+    gnutella_upload_kbps: int = 0
+    #: Seconds of uptime before an ``auto`` node may be promoted (the
+    #: ultra-peers draft's "several minutes"; a demo uses seconds).
+    gnutella_min_uptime: float = 300.0
 
     @property
     def gnutella_on(self) -> bool:
@@ -155,6 +197,10 @@ class NodeConfig:
     @property
     def downloads_path(self) -> Path:
         return self.download_dir if self.download_dir is not None else self.data_dir / "downloads"
+
+    @property
+    def torrent_download_path(self) -> Path:
+        return self.bittorrent_download_dir or self.downloads_path
 
     @property
     def incomplete_path(self) -> Path:
@@ -308,6 +354,30 @@ def _url(value: str, where: str) -> str:
     return text
 
 
+def _ratio(value: Any, where: str) -> float:
+    """A non-negative number (a share ratio, seconds of seeding)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e12:
+        raise ConfigError(f"{where}: expected a number of at least 0, got {value!r}")
+    return float(value)
+#: Gnutella roles ``gnutella_role`` takes (ServentConfig.role).
+GNUTELLA_ROLES = ("auto", "ultrapeer", "leaf")
+#: Largest line capacity we take (10 Gbit/s).
+MAX_UPLOAD_KBPS = 10_000_000
+#: Longest uptime asked before a promotion (a day).
+MAX_MIN_UPTIME = 86_400
+
+
+def _role(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in GNUTELLA_ROLES:
+        raise ConfigError(f"{where}: expected one of {', '.join(GNUTELLA_ROLES)}, got {value!r}")
+    return value.strip().lower()
+
+
 def _level(value: Any, where: str) -> str:
     if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{where}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
@@ -350,7 +420,26 @@ _CONVERTERS: dict[str, _Converter] = {
     "gwebcache": lambda v, w, b: [_url(u, w) for u in _string_list(v, w, ",")],
     "gnutella_serve": lambda v, w, b: _bool(v, w),
     "gnutella_firewalled": lambda v, w, b: _bool(v, w),
+    "bittorrent": lambda v, w, b: _bool(v, w),
+    "bittorrent_listen_port": lambda v, w, b: _port(v, w),
+    "bittorrent_download_dir": lambda v, w, b: _path(v, w, b),
+    "bittorrent_upload_rate": lambda v, w, b: parse_rate(v, w),
+    "bittorrent_download_rate": lambda v, w, b: parse_rate(v, w),
+    "bittorrent_seed_ratio": lambda v, w, b: _ratio(v, w),
+    "bittorrent_seed_time": lambda v, w, b: _ratio(v, w),
+    "bittorrent_dht": lambda v, w, b: _bool(v, w),
+    "bittorrent_dht_port": lambda v, w, b: _port(v, w),
+    "bittorrent_dht_bootstrap": lambda v, w, b: [
+        format_address(parse_address(a, w)) for a in _string_list(v, w, ",")
+    ],
+    "gnutella_role": lambda v, w, b: _role(v, w),
+    "gnutella_upload_kbps": lambda v, w, b: _int(v, w, 0, MAX_UPLOAD_KBPS),
+    "gnutella_min_uptime": lambda v, w, b: float(_int(v, w, 0, MAX_MIN_UPTIME)),
 }
+#: Config-file tables and the prefix their keys take (``[bittorrent]``).
+TABLES = {"bittorrent": "bittorrent_"}
+#: Keys of a table that name the section's switch itself.
+_TABLE_SWITCH = "enabled"
 #: Settings ``peerlab config`` shows masked.
 SECRET_FIELDS = frozenset({"napster_password"})
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(NodeConfig))
@@ -374,6 +463,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in TABLES and isinstance(value, dict):
+            for sub, sub_value in value.items():
+                name = key if sub == _TABLE_SWITCH else TABLES[key] + sub
+                if name not in _CONVERTERS:
+                    raise ConfigError(f"config file {path}: unknown key {sub!r} in [{key}]")
+                flat[name] = sub_value
+        else:
+            flat[key] = value
+    table = flat
     for key, value in table.items():
         if key not in _CONVERTERS:
             known = ", ".join(FIELD_NAMES)

@@ -38,6 +38,10 @@ Endpoints (all JSON)::
     DELETE /api/peers       {address}
     POST   /api/browse      {address, text, limit}
     POST   /api/shutdown                stop the node cleanly
+    GET    /api/torrents                BitTorrent: torrents (peers, piece map) and session
+    POST   /api/torrents    {torrent (base64) | magnet, seed_ratio?, seed_time?,
+                             up_limit?, down_limit?, save_path?, paused?}
+    POST   /api/torrents/{info-hash}/{stop|resume|remove|set}   (set: goals, limits)
 
 :class:`ControlClient` is the small client the CLI uses.
 """
@@ -67,6 +71,10 @@ CONTROL_FILE = "control.json"
 TOKEN_BYTES = 32
 #: Largest request body the API accepts; its requests are a few hundred bytes.
 MAX_REQUEST_BYTES = 64 * 1024
+#: ... except ``POST /api/torrents``, which carries a .torrent in base64: 16 MiB
+#: holds the pieces of a 100 GiB torrent at 256 KiB pieces (and the app's
+#: body limit is this one; every other endpoint checks its own).
+MAX_TORRENT_BODY_BYTES = 16 * 1024 * 1024
 #: How long the CLI waits for an answer.  Searches wait for slow peers (the
 #: browse client's own timeout is 10 s), so this is generous.
 CLIENT_TIMEOUT = 60.0
@@ -110,6 +118,9 @@ class NodeAPI(Protocol):
     def remove_peer(self, address: str) -> list[str]: ...
     async def browse(self, address: str, text: str, limit: int) -> list[dict[str, Any]]: ...
     def request_stop(self) -> None: ...
+    def torrent_add(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def torrent_list(self) -> dict[str, Any]: ...
+    def torrent_action(self, ref: str, action: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class WebGate(Protocol):
@@ -189,9 +200,11 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, dumps=dumps)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, limit: int = MAX_REQUEST_BYTES) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
+    if request.content_length is not None and request.content_length > limit:
+        raise ConfigError(f"request body larger than {limit} bytes")
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -247,7 +260,7 @@ class ControlServer:
 
     async def start(self, extra: dict[str, Any] | None = None) -> int:
         """Listen and write ``control.json``; returns the bound port."""
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(middlewares=[self._guard], client_max_size=MAX_TORRENT_BODY_BYTES)
         self._routes(app)
         if self.web is not None:
             self.web.install(app, self.token)
@@ -341,6 +354,9 @@ class ControlServer:
         r.add_delete("/api/peers", self._remove_peer)
         r.add_post("/api/browse", self._browse)
         r.add_post("/api/shutdown", self._shutdown)
+        r.add_get("/api/torrents", self._torrents)
+        r.add_post("/api/torrents", self._torrent_add)
+        r.add_post("/api/torrents/{id}/{action}", self._torrent_action)
 
     @staticmethod
     def _ok(value: Any) -> web.Response:
@@ -425,6 +441,19 @@ class ControlServer:
     async def _shutdown(self, request: web.Request) -> web.Response:
         self.node.request_stop()
         return self._ok({"stopping": True})
+
+    async def _torrents(self, request: web.Request) -> web.Response:
+        return self._ok(self.node.torrent_list())
+
+    async def _torrent_add(self, request: web.Request) -> web.Response:
+        return self._ok(self.node.torrent_add(await _body(request, MAX_TORRENT_BODY_BYTES)))
+
+    async def _torrent_action(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in ("stop", "resume", "remove", "set"):
+            return _error(404, f"unknown action {action!r}")
+        body = await _body(request)
+        return self._ok(self.node.torrent_action(request.match_info["id"], action, body))
 
 
 # ------------------------------------------------------------------- client
@@ -575,3 +604,16 @@ class ControlClient:
 
     async def shutdown(self) -> None:
         await self.call("POST", "/api/shutdown")
+
+    async def torrents(self) -> dict[str, Any]:
+        return await self.call("GET", "/api/torrents")  # type: ignore[no-any-return]
+
+    async def torrent_add(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.call("POST", "/api/torrents", body)  # type: ignore[no-any-return]
+
+    async def torrent_action(
+        self, ref: str, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return await self.call(  # type: ignore[no-any-return]
+            "POST", f"/api/torrents/{ref}/{action}", body or {}
+        )

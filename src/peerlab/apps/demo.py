@@ -30,7 +30,15 @@ Issue 2, section 6.  The demo
    status --gnutella``); then the soundtrack file three servents share (one
    of them firewalled) comes from all three at once, the firewalled one
    through Push/GIV, checked by SHA-1 against its ``urn:sha1``;
-7. stops every node and server, removes the temporary folder and exits 0.
+7. then KaZaA (issue 5, section 5; :mod:`peerlab.apps.demo_twotier`): 24
+   servents of the lecture's link classes start equal, the strong become
+   ultrapeers and the rest their leaves; a search for "linkin park" by
+   artist, and its messages next to a flat network of the same servents;
+8. then BitTorrent (issue 6, item 7; :mod:`peerlab.apps.demo_bt`): a
+   tracker, one seed with an upload limit and a flash crowd of leechers, each
+   a node; per-peer progress live, every copy checked byte for byte, and the
+   upload totals: the seed sent far less than the crowd downloaded;
+9. stops every node and server, removes the temporary folder and exits 0.
 
 Ctrl-C (or SIGTERM) at any moment ends it the same way: the node group gets
 SIGTERM, then SIGKILL if it lingers, and every child is waited for.  The
@@ -233,25 +241,32 @@ class Network:
         if self.pgid is None:
             self.pgid = node.proc.pid
 
-    def start_index_server(self, name: str) -> DemoServer:
-        """``peerlab napster-server`` on a free port, its index in the demo folder."""
-        server = DemoServer(name, self.root / "napster" / f"{name}.out")
-        server.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def spawn_server(self, name: str, log_path: Path, args: list[str]) -> DemoServer:
+        """``peerlab ARGS...`` in the demo's process group, output to ``log_path``
+        (stopped and waited for with the nodes)."""
+        server = DemoServer(name, log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLAB_")}
-        cmd = [
-            sys.executable, "-m", "peerlab.cli", "napster-server", "--host", "127.0.0.1",
-            "--port", "0", "--database", f"sqlite:{self.root / 'napster' / name}.db",
-            "--name", name, "--password-cost", "4", "--exit-with-parent",
-            "--motd", f"Welcome to the peerlab demo's Napster server {name}.",
-        ]
-        with server.log_path.open("wb") as out:
+        with log_path.open("wb") as out:
             server.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                [sys.executable, "-m", "peerlab.cli", *args], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, env=env,
                 process_group=0 if self.pgid is None else self.pgid,
             )
         if self.pgid is None:
             self.pgid = server.proc.pid
         self.index_servers.append(server)
+        return server
+
+    def start_index_server(self, name: str) -> DemoServer:
+        """``peerlab napster-server`` on a free port, its index in the demo folder."""
+        server = self.spawn_server(name, self.root / "napster" / f"{name}.out", [
+            "napster-server", "--host", "127.0.0.1",
+            "--port", "0", "--database", f"sqlite:{self.root / 'napster' / name}.db",
+            "--name", name, "--password-cost", "4", "--exit-with-parent",
+            "--motd", f"Welcome to the peerlab demo's Napster server {name}.",
+        ])
+        assert server.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while not server.address:
             text = server.log_path.read_text(encoding="utf-8", errors="replace")
@@ -373,7 +388,7 @@ def sha1_of(path: Path) -> bytes:
 
 
 #: The demo's parts, in the order they run (``peerlab demo --only PART``).
-PARTS = ("direct", "napster", "gnutella")
+PARTS = ("direct", "napster", "gnutella", "twotier", "bittorrent")
 
 
 def run_demo(
@@ -422,6 +437,12 @@ def _story(net: Network, console: Console, only: str | None = None) -> None:
     if only == "gnutella":
         _gnutella_story(net, console)
         return
+    if only == "twotier":
+        _twotier_story(console)
+        return
+    if only == "bittorrent":
+        _bittorrent_story(net, console)
+        return
     console.print(f"Writing tagged MP3 files for {len(net.nodes)} nodes in {net.root} ...")
     net.make_files()
     for node in net.nodes:
@@ -446,6 +467,23 @@ def _story(net: Network, console: Console, only: str | None = None) -> None:
     if only is None:
         _napster_story(net, console)
         _gnutella_story(net, console)
+        _twotier_story(console)
+        _bittorrent_story(net, console)
+
+
+def _twotier_story(console: Console) -> None:
+    """Issue 5, item 5: :mod:`peerlab.apps.demo_twotier`."""
+    from peerlab.apps.demo_twotier import twotier_story
+
+    if not twotier_story(console):
+        raise DemoFailed("the two-tier network did not do what the story says")
+
+
+def _bittorrent_story(net: Network, console: Console) -> None:
+    """A tracker, one seed and a flash crowd (:mod:`peerlab.apps.demo_bt`)."""
+    from peerlab.apps.demo_bt import bittorrent_story
+
+    bittorrent_story(net, console)
 
 
 async def _search_and_download(net: Network, console: Console, by_port: dict[str, str]) -> None:

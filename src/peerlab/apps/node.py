@@ -34,7 +34,11 @@ Issue 2, section 5.  A :class:`Node` composes the cores on the real runtime
   the same port the web page (:mod:`peerlab.web`, issue 8), which follows
   the node live: searches stream per network (``search(on_found=...)``),
   observer events reach its monitor (``NodeObserver.listeners``), and rate
-  limits and upload slots change while the node runs (``apply_settings``).
+  limits and upload slots change while the node runs (``apply_settings``);
+* a BitTorrent client (issue 6, item 6; :mod:`peerlab.apps.torrents`):
+  torrents added with ``peerlab torrent add`` download and seed on a
+  listener of their own, kept over restarts and ``kill -9``, shown in the
+  same transfers table.
 
 One node owns a data directory: a lock file (``node.lock``, ``flock``) keeps a
 second node, or a CLI command editing the catalog directly, out of it.  The
@@ -44,6 +48,7 @@ lock dies with the process, so a ``kill -9`` never leaves it stale.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import fcntl
@@ -61,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import peerlab
+from peerlab.apps.bt_dht import dht_status, resolve_bootstrap, start_node_dht
 from peerlab.apps.config import (
     CONTROL_HOST,
     MAX_UPLOAD_SLOTS,
@@ -70,6 +76,8 @@ from peerlab.apps.config import (
     parse_rate,
 )
 from peerlab.apps.control import CONTROL_FILE, ControlServer, NotFound, write_private_json
+from peerlab.apps.torrents import STATE_DIR as TORRENT_STATE_DIR
+from peerlab.apps.torrents import NodeTorrents
 from peerlab.errors import (
     AddressInUse,
     ConfigError,
@@ -78,8 +86,11 @@ from peerlab.errors import (
     RemoteProtocolError,
     StorageError,
 )
+from peerlab.overlays.dht import DhtNode
 from peerlab.overlays.gnutella import HitSource, SearchResult, Servent, ServentConfig
 from peerlab.overlays.gnutella.counters import TYPE_NAMES
+from peerlab.overlays.gnutella.pushproxy import ProxyBook, request_push
+from peerlab.overlays.gnutella.roles import RolePolicy
 from peerlab.overlays.napster.client import (
     CLOSED,
     ONLINE,
@@ -172,6 +183,9 @@ GNUTELLA_SEARCH_WAIT = 4.0
 GNUTELLA_QUIET = 1.0
 #: Poll interval of that wait.
 GNUTELLA_POLL = 0.05
+#: Push proxies of one firewalled source asked at once for a Push (each
+#: relays the same Push one hop; two survive one proxy having gone).
+PUSH_PROXIES_TRIED = 2
 #: Peers whose last answer is remembered for the web page's Network tab.
 MAX_PEER_STATES = 1024
 
@@ -210,10 +224,10 @@ def open_catalog(config: NodeConfig) -> Catalog:
     """The data dir's catalog, never listing the node's own files.
 
     Even when a shared folder contains the data dir, partial downloads, the
-    log and above all the control file (its token) and the web page's key
-    (``web.json``) are never shared.
+    log and above all the control file (its token), the web page's key
+    (``web.json``) and the BitTorrent state (``bittorrent/``) are never shared.
     """
-    private = [config.incomplete_path] + [
+    private = [config.incomplete_path, config.data_dir / TORRENT_STATE_DIR] + [
         config.data_dir / name
         for name in (CONTROL_FILE, LOCK_FILE, LOG_FILE, NAPSTER_FILE, WEB_FILE, GNUTELLA_HOSTS_FILE)
     ]
@@ -607,6 +621,11 @@ class Node:
         self.napster_listener: Listener | None = None
         #: Gnutella (issue 4): the servent, when the node joins.
         self.gnutella: Servent | None = None
+        #: BitTorrent (issue 6): the session and its torrents, when enabled.
+        self.torrents: NodeTorrents | None = None
+        #: The mainline DHT node (BEP 5) the BitTorrent session uses.
+        self.dht: DhtNode | None = None
+        self._dht_bootstrap_count = 0
         self._port_routes: dict[str, Callable[[], StreamHandler]] = {}
 
     # Set by start().
@@ -659,7 +678,7 @@ class Node:
             # apart by the first bytes; the routes are filled once the
             # servent and the download manager exist.
             factory = (
-                shared_port_factory(self.runtime, self._port_routes)
+                self._reached(shared_port_factory(self.runtime, self._port_routes))
                 if cfg.gnutella_on else self.uploads.handler_factory()
             )  # fmt: skip
             try:
@@ -694,6 +713,10 @@ class Node:
                 await self._start_napster()
             if cfg.gnutella_on:
                 self._start_gnutella()
+            if cfg.bittorrent:
+                if cfg.bittorrent_dht:
+                    await self._start_dht()  # first: our PORT messages carry its port
+                self._start_bittorrent()
 
             self.web = WebUI(self, cfg.data_dir, self.web_settings)
             self.control = ControlServer(self, cfg.data_dir, port=cfg.control_port,
@@ -709,6 +732,12 @@ class Node:
             "node ready: peers on %s, control on %s:%d, data in %s",
             format_address(self.listen_address), CONTROL_HOST, self.control.port, cfg.data_dir,
         )
+        if self.torrents is not None:
+            st = self.torrents.status()
+            log.info("bittorrent: listening on %s, %d torrent(s)", st["listen"], st["torrents"])
+        if self.dht is not None and self.dht.address is not None:
+            log.info("dht: node %s on UDP %s, %d bootstrap node(s)", self.dht.node_id.hex()[:12],
+                     format_address(self.dht.address), self._dht_bootstrap_count)  # fmt: skip
         for url in self.web.urls(self.control.port):
             log.info("web page: %s (log in with the token in %s or the web password)",
                      url, CONTROL_FILE)
@@ -1145,6 +1174,12 @@ class Node:
                 return {"download": {**napster_download_json(before), "status": "cancelled"}}
             return {"download": napster_download_json(still.info(self.runtime.now()))}
         dl = self.downloads.get(download_id)
+        if dl is None and self.torrents is not None:
+            # a torrent's row: pause/resume/cancel are stop/resume/remove
+            verb = {"pause": "stop", "resume": "resume", "cancel": "remove"}[action]
+            with contextlib.suppress(NotFound):
+                row = self.torrents.action(download_id, verb)["torrent"]
+                return {"download": row}
         if dl is None:
             raise NotFound(f"no download {download_id!r} (see 'peerlab transfers')")
         info = dl.info()
@@ -1168,6 +1203,9 @@ class Node:
         if self.napster_transfers is not None:
             downloads += [napster_download_json(i) for i in self.napster_transfers.downloads()]
             uploads += [napster_upload_json(i) for i in self.napster_transfers.uploads()]
+        if self.torrents is not None:
+            downloads += self.torrents.torrents()
+            uploads += self.torrents.uploads()
         return {
             "downloads": downloads,
             "uploads": uploads,
@@ -1198,17 +1236,29 @@ class Node:
 
     def settings(self) -> dict[str, Any]:
         """The settings the web page changes while the node runs."""
-        return {
+        out = {
             "upload_rate": self.config.upload_rate,
             "download_rate": self.config.download_rate,
             "upload_slots": self.config.upload_slots,
         }
+        if self.torrents is not None:  # BitTorrent's global limits (issue 6, item 6)
+            out["bittorrent_upload_rate"] = self.config.bittorrent_upload_rate
+            out["bittorrent_download_rate"] = self.config.bittorrent_download_rate
+        return out
 
     def apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Change rate limits and upload slots for this session (not the config file)."""
-        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"}
+        bt_keys = {"bittorrent_upload_rate", "bittorrent_download_rate"}
+        unknown = set(changes) - {"upload_rate", "download_rate", "upload_slots"} - (
+            bt_keys if self.torrents is not None else set()
+        )
         if unknown:
             raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        for key in sorted(bt_keys & set(changes)):
+            rate = parse_rate(changes[key], key)
+            setattr(self.config, key, rate)
+            up = key == "bittorrent_upload_rate"
+            self._bt().set_global_limits(up=rate if up else None, down=None if up else rate)
         if "upload_rate" in changes:
             rate = parse_rate(changes["upload_rate"], "upload_rate")
             self.uploads.set_rate_limit(float(rate))
@@ -1256,6 +1306,8 @@ class Node:
             "counters": dict(sorted(self.observer.counters.items())),
             "napster": self.napster_status(),
             "gnutella": self.gnutella_status(),
+            "bittorrent": self.torrents.status() if self.torrents is not None else None,
+            "dht": dht_status(self.dht),
         }
 
     def napster_status(self) -> dict[str, Any] | None:
@@ -1408,6 +1460,9 @@ class Node:
                 gwebcaches=tuple(cfg.gwebcache),
                 host_cache_path=cfg.data_dir / GNUTELLA_HOSTS_FILE,
                 user_agent=f"peerlab/{peerlab.__version__}",
+                role=cfg.gnutella_role,
+                upload_bps=cfg.gnutella_upload_kbps * 1000.0 or None,
+                role_policy=RolePolicy.with_uptime(cfg.gnutella_min_uptime),
             ),
             shares=self.catalog,
         )  # fmt: skip
@@ -1419,6 +1474,11 @@ class Node:
             self.downloads.self_addresses.add(self.listen_address)
         servent.on_push = self._gnutella_push
         self.downloads.push_sender = self._gnutella_send_push
+        # Push proxies (gtk-gnutella push_proxy): we relay for firewalled
+        # servents that asked us, and reach firewalled sources through theirs.
+        self.uploads.push_proxy = servent.push_proxies.handle_http
+        self.uploads.our_push_proxies = servent.push_proxies.proxies
+        self._push_book = ProxyBook()
         self.gnutella = servent
         self._stack.callback(servent.close)
         servent.start()
@@ -1429,13 +1489,106 @@ class Node:
             ", ".join([*cfg.gnutella, *cfg.gwebcache]) or "whoever connects",
         )  # fmt: skip
 
+    # ------------------------------------------------------------ bittorrent
+
+    def _start_bittorrent(self) -> None:
+        """The BitTorrent session on its own listener, its torrents re-added."""
+        cfg = self.config
+        torrents = NodeTorrents(
+            self.runtime, cfg.data_dir, download_dir=cfg.torrent_download_path,
+            listen_host=cfg.listen_host, listen_port=cfg.bittorrent_listen_port,
+            upload_rate=float(cfg.bittorrent_upload_rate),
+            download_rate=float(cfg.bittorrent_download_rate),
+            seed_ratio=cfg.bittorrent_seed_ratio, seed_time=cfg.bittorrent_seed_time,
+            dht=self.dht,
+        )  # fmt: skip
+        torrents.start()
+        self.torrents = torrents
+        self._stack.push_async_callback(torrents.close)
+
+    async def _start_dht(self) -> None:
+        """The DHT node (BEP 5) the session finds peers with; its routing
+        table is kept in the BitTorrent state folder."""
+        cfg = self.config
+        where = "bittorrent_dht_bootstrap"
+        boot = await resolve_bootstrap(
+            [parse_address(a, where) for a in cfg.bittorrent_dht_bootstrap]
+        )
+        dht = start_node_dht(
+            self.runtime, host=cfg.listen_host, port=cfg.bittorrent_dht_port, bootstrap=boot,
+            state_dir=cfg.data_dir / TORRENT_STATE_DIR,
+        )  # fmt: skip
+        self.dht = dht
+        self._stack.callback(dht.close)  # after the session (the stack unwinds backwards)
+        self._dht_bootstrap_count = len(boot)
+
+    def _bt(self) -> NodeTorrents:
+        if self.torrents is None:
+            raise ConfigError("BitTorrent is off on this node (bittorrent = false)")
+        return self.torrents
+
+    def torrent_add(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Add a .torrent (``torrent``: base64) or a ``magnet`` link."""
+        raw = body.get("torrent")
+        data = None
+        if raw is not None:
+            if not isinstance(raw, str):
+                raise ConfigError("torrent: expected the file's bytes in base64")
+            try:
+                data = base64.b64decode(raw, validate=True)
+            except ValueError:
+                raise ConfigError("torrent: not valid base64") from None
+        magnet = body.get("magnet")
+        if magnet is not None and not isinstance(magnet, str):
+            raise ConfigError("magnet: expected a magnet: link")
+        save = body.get("save_path")
+        return self._bt().add(
+            torrent=data, magnet=magnet, save_path=save if isinstance(save, str) else None,
+            seed_ratio=body.get("seed_ratio"), seed_time=body.get("seed_time"),
+            up_limit=body.get("up_limit"), down_limit=body.get("down_limit"),
+            paused=bool(body.get("paused")),
+        )  # fmt: skip
+
+    def torrent_list(self) -> dict[str, Any]:
+        bt = self._bt()
+        return {"torrents": bt.torrents(), "session": bt.status()}
+
+    def torrent_action(self, ref: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """stop, resume, remove, or set (seeding goals and limits) a torrent."""
+        return self._bt().action(ref, action, **(body if action == "set" else {}))
+    def _reached(self, factory: Callable[[], StreamHandler]) -> Callable[[], StreamHandler]:
+        """Every connection reaching the peer port proves we are reachable
+        (what the servent's promotion policy measures, issue 5)."""
+
+        def make() -> StreamHandler:
+            if self.gnutella is not None:
+                self.gnutella.note_reachable()
+            return factory()
+
+        return make
+
     def _gnutella_push(self, push: Push) -> None:
         """A Push for us: connect out to its address and send GIV (draft 2.2.8)."""
         self.uploads.push((push.ip, push.port), push.file_index, push.servent_guid)
 
     def _gnutella_send_push(self, req: PushRequest) -> bool:
+        """Reach a firewalled source: through the push proxies its hits
+        listed (``push_proxy`` section 5: an HTTP request, the proxy sends the
+        Push one hop), else by a Push routed back along its hit's path."""
         servent = self.gnutella
-        return servent is not None and servent.send_push(req.servent_guid, req.index)
+        if servent is None:
+            return False
+        me = self.listen_address
+        proxies = self._push_book.proxies(req.servent_guid)
+        if proxies and me is not None and not servent.config.firewalled:
+            for proxy in proxies[:PUSH_PROXIES_TRIED]:
+                def done(status: int | None, exc: Exception | None, proxy: Address = proxy) -> None:
+                    if exc is not None:
+                        self._push_book.forget(req.servent_guid, proxy)
+                        log.info("push proxy %s: %s", format_address(proxy), exc)
+                request_push(self.runtime, proxy, req.servent_guid, servent.address, done)
+            return True
+        return servent.send_push(req.servent_guid, req.index)
 
     async def _gnutella_search(
         self, text: str, limit: int, *, urn: str | None = None, ttl: int | None = None
@@ -1473,6 +1626,8 @@ class Node:
         if self.gnutella is not None and src.servent_guid == self.gnutella.guid:
             return None  # our own hit (a loop in the network): the catalog answers for us
         meta = {k: res.metadata.get(k) for k in META_KEYS if res.metadata.get(k)}
+        if src.push and src.push_proxies:
+            self._push_book.learn(src.servent_guid, src.push_proxies)
         return self.found.note(
             urn=urn, name=res.name, size=res.size,
             source=SourceRef(
@@ -1492,6 +1647,8 @@ class Node:
             "guid": servent.guid.hex(),
             "address": format_address(servent.address),
             "firewalled": servent.config.firewalled,
+            "role": servent.role,
+            "leaves": len(servent.leaf_links()),
             "bootstrap": list(self.config.gnutella),
             "gwebcaches": list(self.config.gwebcache),
             "hosts_known": len(servent.host_cache),

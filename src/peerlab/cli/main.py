@@ -59,6 +59,7 @@ from peerlab.cli.render import (
     clock,
     files_table,
     gnutella_table,
+    human_rate,
     human_size,
     results_table,
     transfers_table,
@@ -201,6 +202,22 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
               help="Join Gnutella with no servent to dial: wait for others to connect.")
 @click.option("--gnutella-firewalled/--no-gnutella-firewalled", default=None,
               help="On Gnutella, accept no incoming connection; uploads go out by Push/GIV.")
+@click.option("--bittorrent/--no-bittorrent", default=None,
+              help="Run the BitTorrent client (default on).")
+@click.option("--bittorrent-port", "bittorrent_listen_port", metavar="PORT",
+              help="Port BitTorrent peers connect to (default: one free port, kept over restarts).")
+@click.option("--dht/--no-dht", "bittorrent_dht", default=None,
+              help="Find torrents' peers in the mainline DHT too (BEP 5; default on).")
+@click.option("--dht-port", "bittorrent_dht_port", metavar="PORT",
+              help="UDP port of the DHT node (default: one free port, kept over restarts).")
+@click.option("--dht-bootstrap", "bittorrent_dht_bootstrap", multiple=True,
+              metavar="HOST:PORT[,HOST:PORT...]", help="DHT node to join through (repeatable).")
+@click.option("--gnutella-role", type=click.Choice(["auto", "ultrapeer", "leaf"]), default=None,
+              help="Gnutella role: auto (promoted by measured capacity), ultrapeer or leaf.")
+@click.option("--gnutella-upload-kbps", type=int, default=None, metavar="KBPS",
+              help="Upload capacity of this line (kbit/s) for the ultrapeer promotion policy.")
+@click.option("--gnutella-min-uptime", type=int, default=None, metavar="SECONDS",
+              help="Uptime before an auto node may become an ultrapeer (default 300).")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the parent process goes away (the demo and tests use it).")
 @click.pass_obj
@@ -212,7 +229,7 @@ def node(env: Env, /, exit_with_parent: bool, **flags: Any) -> None:
     for key in ("shared", "peers"):
         if key in given:
             given[key] = list(given[key])
-    for key in ("napster", "gnutella", "gwebcache"):
+    for key in ("napster", "gnutella", "gwebcache", "bittorrent_dht_bootstrap"):
         if key in given:
             given[key] = [a for item in given[key] for a in item.split(",") if a.strip()]
     config = env.config(given)
@@ -765,7 +782,8 @@ def transfers(env: Env, watch: bool, until_done: bool, as_json: bool) -> None:
                 data = await c.transfers()
                 live.update(transfers_table(data, bars=True, width=console.width), refresh=True)
                 if until_done and not any(
-                    d.get("status") in ("queued", "downloading", "verifying")
+                    d.get("status") in ("queued", "downloading", "verifying", "metadata",
+                                        "checking")
                     for d in data.get("downloads", [])
                 ):
                     return
@@ -847,6 +865,7 @@ def status(env: Env, gnutella: bool, as_json: bool) -> None:
         opened = [c for c in conns if c.get("state") == "open"]
         lines.append(
             f"gnutella:   servent {str(gnut.get('guid'))[:12]}… on {gnut.get('address')}"
+            + (f", {gnut['role']}" if gnut.get("role") else "")
             + (" (firewalled)" if gnut.get("firewalled") else "")
             + f"; {len(opened)} connection(s) open, {gnut.get('hosts_known')} host(s) known"
         )
@@ -860,6 +879,18 @@ def status(env: Env, gnutella: bool, as_json: bool) -> None:
         counters = gnut.get("counters") or {}
         if counters:
             lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    bt = data.get("bittorrent")
+    if bt:
+        limits = "/".join(human_rate(bt.get(k)) or "unlimited"
+                          for k in ("upload_limit", "download_limit"))
+        lines.append(f"bittorrent: on {bt.get('listen')}; {bt.get('torrents')} torrent(s), "
+                     f"{bt.get('connections')} connection(s); limits up/down {limits}")
+    dht = data.get("dht")
+    if dht:
+        lines.append(f"dht:        node {str(dht.get('node_id'))[:12]}… on UDP "
+                     f"{dht.get('address')}; {dht.get('nodes')} node(s) in the routing table "
+                     f"({dht.get('good_nodes')} good), {dht.get('stored_peers')} peer(s) "
+                     "stored for others")
     for line in lines:
         click.echo(line)
 
@@ -877,6 +908,7 @@ def gnutella_status(gnut: dict[str, Any] | None, *, as_json: bool) -> None:
     conns = gnut.get("connections") or []
     click.echo(
         f"gnutella servent {gnut.get('guid')} on {gnut.get('address')}"
+        + (f", {gnut['role']}" if gnut.get("role") else "")
         + (" (firewalled)" if gnut.get("firewalled") else "")
         + f"; {sum(c.get('state') == 'open' for c in conns)} connection(s) open, "
         f"{gnut.get('hosts_known')} host(s) known"
@@ -949,7 +981,9 @@ def stop(env: Env) -> None:
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(2, 8),
               help="How many nodes to start.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folders (for a look inside).")
-@click.option("--only", type=click.Choice(["direct", "napster", "gnutella"]), default=None,
+@click.option("--only", type=click.Choice(["direct", "napster", "gnutella", "twotier",
+                                          "bittorrent"]),
+              default=None,
               help="Run one part of the demo (default: all, in this order).")
 def demo(nodes: int, keep: bool, only: str | None) -> None:
     """Start a small network on 127.0.0.1, search, download from several sources, verify."""
@@ -973,6 +1007,9 @@ def _register_commands() -> None:
     cli.add_command(napster_server, "napster-server")
     cli.add_command(gwebcache, "gwebcache")
     cli.add_command(torrent, "torrent")
+    from peerlab.cli.torrent_node import register as register_torrent_node
+
+    register_torrent_node(torrent)  # torrent add|list|stop|resume|remove|set on a node
     cli.add_command(tracker, "tracker")
     cli.add_command(simulate, "simulate")
 

@@ -38,6 +38,12 @@ STATUS_WORDS = {
     "paused": "Paused",
     "failed": "Failed",
     "uploading": "Uploading...",
+    # BitTorrent rows (peerlab.apps.torrents)
+    "metadata": "Fetching metadata...",
+    "checking": "Checking...",
+    "seeding": "Seeding",
+    "stopped": "Stopped",
+    "finished": "Finished seeding",
 }
 STATUS_STYLES = {
     "complete": "green",
@@ -47,6 +53,9 @@ STATUS_STYLES = {
     "downloading": "cyan",
     "uploading": "magenta",
     "verifying": "cyan",
+    "seeding": "green",
+    "stopped": "yellow",
+    "finished": "green",
 }
 
 

@@ -177,6 +177,7 @@ def torrent_json(meta: Metainfo) -> dict[str, Any]:
                   for f in info.data_files],
         "trackers": [list(tier) for tier in meta.trackers],
         "web_seeds": list(meta.url_list),
+        "dht_nodes": [f"{host}:{port}" for host, port in meta.nodes],
         "comment": meta.comment,
         "created_by": meta.created_by,
         "creation_date": meta.creation_date,
@@ -203,6 +204,9 @@ def torrent() -> None:
               help="Private torrent (BEP 27): peers come from the trackers only.")
 @click.option("--web-seed", "web_seeds", multiple=True, metavar="URL",
               help="HTTP server holding the same files (BEP 19; repeatable).")
+@click.option("--dht-node", "dht_nodes", multiple=True, metavar="HOST:PORT",
+              help="DHT node to join through, stored in the torrent (BEP 5 'nodes', for "
+                   "trackerless torrents; repeatable).")
 @click.option("--comment", metavar="TEXT", help="A comment stored in the torrent.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Torrent file to write (default: NAME.torrent in this folder).")
@@ -214,12 +218,16 @@ def create(
     piece_size: str | None,
     private: bool,
     web_seeds: tuple[str, ...],
+    dht_nodes: tuple[str, ...],
     comment: str | None,
     output: Path | None,
     force: bool,
 ) -> None:
     """Make a torrent of PATH (a file or a folder)."""
+    from peerlab.apps.config import parse_address
     from peerlab.storage.torrent_hash import check_piece_length, hash_torrent
+
+    nodes = [parse_address(n, "--dht-node") for n in dht_nodes]
 
     tiers = _tiers(trackers)
     seeds = [_check_url(u, WEB_SEED_SCHEMES, "web seed") for u in web_seeds]
@@ -254,6 +262,7 @@ def create(
         info,
         trackers=tiers,
         url_list=seeds,
+        nodes=nodes,
         comment=comment,
         created_by=f"peerlab {peerlab.__version__}",
         creation_date=int(time.time()),
@@ -297,6 +306,8 @@ def info_cmd(file: Path, as_json: bool) -> None:
         rows.append((f"tracker tier {i}", " ".join(tier)))
     if not meta.trackers:
         rows.append(("trackers", "none (trackerless: DHT or peer exchange)"))
+    for host, port in meta.nodes:
+        rows.append(("dht node", f"{host}:{port}"))
     for url in meta.url_list:
         rows.append(("web seed", url))
     if meta.creation_date is not None:

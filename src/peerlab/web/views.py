@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from peerlab.storage.catalog import Catalog
+from peerlab.web.torrents import torrent_fields
 
 #: Napster's transfer window words (the lecture's screenshot), by status.
 STATUS_WORDS = {
@@ -41,8 +42,8 @@ STATUS_WORDS = {
     "connecting": "Getting Info...",
 }
 #: Counters whose per-second difference is the rate graph.
-DOWN_COUNTERS = ("transfer.bytes_fetched", "napster.download_bytes")
-UP_COUNTERS = ("upload.bytes", "napster.upload_bytes")
+DOWN_COUNTERS = ("transfer.bytes_fetched", "napster.download_bytes", "bt.download_bytes")
+UP_COUNTERS = ("upload.bytes", "napster.upload_bytes", "bt.upload_bytes")
 #: The networks of the lecture in the order the page lists them.  ``search``
 #: is the node's name for the network in searches (None: not searchable yet).
 NETWORKS: tuple[tuple[str, str, str | None, str], ...] = (
@@ -63,7 +64,7 @@ COUNTER_PREFIXES: dict[str, tuple[str, ...]] = {
     "napster": ("napster.", "event.napster."),
     "gnutella": ("gnutella.",),
     "twotier": ("gnutella.qrp", "gnutella.rx.qrp", "gnutella.tx.qrp"),
-    "bittorrent": ("bittorrent.", "dht."),
+    "bittorrent": ("bt.", "dht."),  # the session's counters (peerlab.overlays.bittorrent)
 }
 #: Observer events that are queries passing through the node (the Monitor):
 #: event name -> (network, field holding the query text).
@@ -163,7 +164,16 @@ def download_row(d: Mapping[str, Any]) -> dict[str, Any]:
              "error": s.get("error")}
             for s in sources[:MAX_TABLE_ROWS]
         ],
+        **(_torrent(d) if network == "bittorrent" else {}),
     }  # fmt: skip
+
+
+def _torrent(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A torrent's peers and piece map (:mod:`peerlab.web.torrents`)."""
+    fields = torrent_fields(d)
+    if fields["status_text"] is None:
+        del fields["status_text"]
+    return fields
 
 
 def upload_row(u: Mapping[str, Any]) -> dict[str, Any]:

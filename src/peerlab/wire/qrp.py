@@ -278,10 +278,8 @@ class QueryRouteTable:
     @property
     def present(self) -> int:
         """How many entries are present (below infinity)."""
-        inf = self.infinity
-        if inf == 1:
-            return self.entries.count(0)
-        return self.length - sum(self.entries.count(v) for v in range(inf, 256))
+        # Delete the present values; what is left is absent (one C pass).
+        return self.length - len(self.entries.translate(None, _PRESENT_VALUES[self.infinity]))
 
     def fill_ratio(self) -> float:
         """Fraction of entries present: a table claiming every keyword has 1.0."""
@@ -333,6 +331,28 @@ class QueryRouteTable:
 # ------------------------------------------------------------------ patches
 
 
+#: ``_PRESENT_VALUES[inf]``: the entry values below ``inf`` (present).
+_PRESENT_VALUES = [bytes(range(inf)) for inf in range(MAX_INFINITY + 1)]
+
+
+#: Key ``old << 4 | new`` (both at most 15) -> the 4-bit ``new - old``.
+_DELTA_NIBBLE = bytes((((k & 0xF) - (k >> 4)) & 0xF) for k in range(256))
+
+
+def _nibble_patch(new: bytes, old: bytes) -> bytes:
+    """The packed 4-bit patch from ``old`` to ``new`` (entries at most 7, so
+    every difference fits a signed nibble),
+    without a Python loop per entry: keys ``old << 4 | new`` are made with
+    one big-integer OR and mapped to nibbles with ``bytes.translate``, then
+    even entries go to the high nibble ("00 a0 .." in the spec's appendix)."""
+    n = len(new)
+    keys = int.from_bytes(old.translate(_SHIFT4), "big") | int.from_bytes(new, "big")
+    nibbles = keys.to_bytes(n, "big").translate(_DELTA_NIBBLE)
+    high, low = nibbles[0::2], nibbles[1::2]
+    packed = int.from_bytes(high.translate(_SHIFT4), "big") | int.from_bytes(low, "big")
+    return packed.to_bytes(len(high), "big")
+
+
 def _pack_patch(deltas: list[int], entry_bits: int) -> bytes:
     if entry_bits == 8:
         if any(not -128 <= d <= 127 for d in deltas):
@@ -374,8 +394,11 @@ def make_update(
         base = bytes(previous.entries)
         if base == table.entries:
             return []
-    deltas = [new - old for new, old in zip(table.entries, base, strict=True)]
-    data = _pack_patch(deltas, entry_bits)
+    if entry_bits == 4 and table.infinity <= 7 and table.length % 2 == 0:
+        data = _nibble_patch(bytes(table.entries), base)
+    else:
+        deltas = [new - old for new, old in zip(table.entries, base, strict=True)]
+        data = _pack_patch(deltas, entry_bits)
     if compressor == COMPRESSOR_ZLIB:
         data = zlib.compress(data)
     chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]

@@ -47,6 +47,8 @@ Public API::
         .is_snubbing(peer, now) -> bool
         .optimistic -> list[peer]       .counters (Counter)
     NeverUnchoke()                      # a free rider's policy (simulator, tests)
+    RandomUnchoke(config, rng)          # no reciprocity: the baseline tit-for-tat is
+                                        # measured against (simulator)
 
 ``rechoke`` may be called at any time (the session calls it every
 ``rechoke_interval`` and when a peer's interest changes); the optimistic
@@ -68,6 +70,7 @@ __all__ = [
     "ChokerPolicy",
     "Choker",
     "NeverUnchoke",
+    "RandomUnchoke",
     "UnchokeKind",
 ]
 
@@ -256,3 +259,44 @@ class NeverUnchoke:
 
     def peer_left(self, peer: ChokerPeer) -> None:
         pass
+
+
+class RandomUnchoke:
+    """Uploads to random interested peers, whatever they give back: the
+    baseline tit-for-tat is measured against (the simulator's free-rider
+    experiment).  The same number of slots as :class:`Choker`
+    (``regular_slots + optimistic_slots``); the set is redrawn every
+    ``rechoke_interval`` (peers that lose interest leave it at once and their
+    slots are refilled), so everyone interested gets turns and nobody earns
+    anything.  Every unchoke is optimistic (unearned), or seeding."""
+
+    def __init__(self, config: ChokerConfig | None = None, rng: random.Random | None = None):
+        self.config = config or ChokerConfig()
+        self.rng = rng if rng is not None else random.Random(0)
+        self.counters: Counter[str] = Counter()
+        self._chosen: list[Any] = []
+        self._drawn_at: float | None = None
+
+    def rechoke(
+        self, peers: Sequence[P], now: float, *, seeding: bool
+    ) -> dict[P, UnchokeKind]:
+        cfg = self.config
+        slots = cfg.regular_slots + cfg.optimistic_slots
+        interested = [p for p in peers if p.peer_interested]
+        due = self._drawn_at is None or now - self._drawn_at >= cfg.rechoke_interval
+        if due:
+            self._drawn_at = now
+            self._chosen = []
+            self.counters["redraws"] += 1
+        present = set(interested)
+        keep = [p for p in self._chosen if p in present]
+        pool = [p for p in interested if p not in keep]
+        self.rng.shuffle(pool)
+        self._chosen = [*keep, *pool[: max(0, slots - len(keep))]]
+        kind = UnchokeKind.SEEDING if seeding else UnchokeKind.OPTIMISTIC
+        self.counters["rechokes"] += 1
+        return {p: kind for p in self._chosen}
+
+    def peer_left(self, peer: ChokerPeer) -> None:
+        if peer in self._chosen:
+            self._chosen.remove(peer)

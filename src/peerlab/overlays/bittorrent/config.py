@@ -125,6 +125,10 @@ class SessionConfig:
     #: fails its hash gives each peer that sent blocks of it a strike, two if
     #: it sent them all.
     ban_strikes: int = 4
+    #: Global limits over every torrent, bytes/s (0: unlimited); each torrent
+    #: may have its own besides (``Torrent.set_rate_limits``).
+    upload_rate: float = 0.0
+    download_rate: float = 0.0
     #: Memory for partial pieces, and for the read cache (bytes).
     max_buffer_bytes: int = MAX_BUFFER_BYTES
     read_cache_bytes: int = READ_CACHE_BYTES
@@ -144,6 +148,8 @@ class SessionConfig:
                      "ban_strikes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.upload_rate < 0 or self.download_rate < 0:
+            raise ConfigError("a rate limit cannot be negative")
         for name in ("connect_timeout", "announce_timeout", "request_queue_time",
                      "request_timeout", "pex_interval", "tick_interval"):
             if getattr(self, name) <= 0:

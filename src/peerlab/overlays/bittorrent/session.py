@@ -10,9 +10,21 @@ the connections of all its torrents together (``max_connections``) and the
 connection attempts in flight (``max_half_open``), and keeps resume files
 and fetched metadata in ``state_dir``.
 
+With a :class:`~peerlab.overlays.dht.DhtNode` (``dht=``), the session is
+trackerless-capable (BEP 5): every running torrent that is not private gets
+peers from ``get_peers`` lookups and announces our listen port with
+``announce_peer`` (:mod:`.dht`), beside its trackers if it has any; our
+handshakes set the DHT reserved bit and send a PORT message with the DHT
+node's UDP port; a peer's PORT message has its DHT node pinged (and, if it
+answers, added to the routing table); the ``nodes`` of a trackerless
+``.torrent`` are pinged the same way.  The session does not start or close
+the DHT node: its owner does (start it before :meth:`Session.start` so the
+PORT message carries its port), and the node keeps its own routing table
+on disk (``DhtConfig.state_path``).
+
 Public API::
 
-    Session(runtime, config=SessionConfig(), *, peer_id=None)
+    Session(runtime, config=SessionConfig(), *, peer_id=None, dht=None)
         .start()                 # bind the listener (AddressInUse)
         .close(done=None)        # stop every torrent (announces stopped), unbind
         .add_torrent(source, *, save_path=None, peers=(), start=True,
@@ -25,6 +37,9 @@ Public API::
         .status() -> SessionStatus                .counters
         .peer_id .listen_address .listen_port .announce_port
         .on_metadata: list[Callable[[Torrent, Info], None]]   # a magnet's info arrived
+        .set_rate_limits(up=None, down=None)   # global limits, bytes/s (0: unlimited)
+        .up_bucket .down_bucket                # shared by every torrent
+        .dht -> DhtNode | None    .dht_source(info_hash) -> DhtPeerSource | None
 
 Observer counters are named ``bt.<counter>`` (the torrent's counters,
 summed over torrents) and events ``bt.<event>`` with the info-hash.
@@ -41,9 +56,12 @@ from typing import Any
 from peerlab.errors import ConfigError
 from peerlab.overlays.bittorrent.choker import ChokerPolicy
 from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, SessionConfig
+from peerlab.overlays.bittorrent.dht import DhtPeerSource
 from peerlab.overlays.bittorrent.peer import PeerLink
 from peerlab.overlays.bittorrent.picker import PickerConfig
-from peerlab.overlays.bittorrent.torrent import Torrent, TorrentStatus
+from peerlab.overlays.bittorrent.torrent import Torrent, TorrentState, TorrentStatus, _is_ip
+from peerlab.overlays.dht import DhtNode
+from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.peer import PEER_ID_PREFIX, PeerConfig
 from peerlab.runtime.base import Address, Listener, Runtime
 from peerlab.runtime.driver import StreamDriver
@@ -61,6 +79,9 @@ RESUME_SUFFIX = ".resume"
 #: The port announced by a session that does not listen.
 DEFAULT_ANNOUNCE_PORT = 6881
 INFO_SUFFIX = ".info"
+#: Connections whose PORT message (BEP 5) we acted on, remembered so that a
+#: peer repeating it costs no more pings; forgotten when they close.
+MAX_PORTED_LINKS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +94,8 @@ class SessionStatus:
     half_open: int
     torrents: tuple[TorrentStatus, ...]
     counters: dict[str, int]
+    #: Nodes in our DHT routing table (None: the session has no DHT).
+    dht_nodes: int | None = None
 
 
 class Session:
@@ -84,8 +107,10 @@ class Session:
         config: SessionConfig | None = None,
         *,
         peer_id: bytes | None = None,
+        dht: DhtNode | None = None,
     ) -> None:
         self.runtime = runtime
+        self.dht = dht
         self.config = config or SessionConfig()
         if peer_id is None:
             rng = runtime.rng
@@ -104,6 +129,12 @@ class Session:
         self._listener: Listener | None = None
         self._announce_port = DEFAULT_ANNOUNCE_PORT
         self._closed = False
+        #: Global limits over every torrent (issue 6, item 6); each torrent
+        #: has its own buckets besides.
+        self.up_bucket = TokenBucket(float(self.config.upload_rate))
+        self.down_bucket = TokenBucket(float(self.config.download_rate))
+        self._dht_sources: dict[bytes, DhtPeerSource] = {}
+        self._ported: dict[PeerLink, None] = {}
 
     def _peer_config(self, listen_port: int | None) -> PeerConfig:
         cfg = self.config
@@ -115,7 +146,21 @@ class Session:
             max_requests=MAX_REQUEST_QUEUE,
             keepalive_interval=cfg.keepalive_interval,
             idle_timeout=cfg.idle_timeout,
+            dht=self.dht is not None,
+            dht_port=self._dht_port(),
         )
+
+    def _dht_port(self) -> int | None:
+        """The UDP port of our DHT node, for PORT messages (None: not bound)."""
+        address = self.dht.address if self.dht is not None else None
+        return address[1] if address is not None else None
+
+    def _sync_dht_port(self) -> None:
+        """A DHT node started after us: new connections send its port."""
+        if self.dht is not None and self.peer_config.dht_port is None:
+            port = self._dht_port()
+            if port is not None:
+                self.peer_config = replace(self.peer_config, dht_port=port)
 
     # ------------------------------------------------------------ listener
 
@@ -127,7 +172,8 @@ class Session:
             return
         self._listener = self.runtime.listen((cfg.listen_host, cfg.listen_port), self._incoming)
         self._announce_port = self._listener.address[1]
-        self.peer_config = replace(self.peer_config, listen_port=self._listener.address[1])
+        self.peer_config = replace(self.peer_config, listen_port=self._listener.address[1],
+                                   dht_port=self._dht_port())
         self.runtime.observer.event("bt.listening", address=self._listener.address)
 
     @property
@@ -165,6 +211,20 @@ class Session:
             t.stop(one_done)
         for link in list(self._links):
             link.abort("session closed")
+        for source in self._dht_sources.values():
+            source.close()
+        self._dht_sources.clear()
+
+    def set_rate_limits(self, up: float | None = None, down: float | None = None) -> None:
+        """Global upload and download limits in bytes/s over every torrent
+        (0: unlimited; None: unchanged)."""
+        now = self.runtime.now()
+        if up is not None:
+            self.up_bucket.set_rate(max(0.0, float(up)), now)
+        if down is not None:
+            self.down_bucket.set_rate(max(0.0, float(down)), now)
+        for torrent in self._torrents.values():
+            torrent.set_rate_limits()
 
     # ------------------------------------------------------------ torrents
 
@@ -210,6 +270,8 @@ class Session:
         if isinstance(source, Metainfo):
             info = source.info
             tiers: Sequence[Sequence[str]] = source.trackers
+            if not info.private:
+                self._ping_dht_nodes(source.nodes)
         else:
             info = source
             tiers = ()
@@ -276,6 +338,7 @@ class Session:
         if torrent.info_hash in self._torrents:
             raise ConfigError(f"torrent {torrent.info_hash.hex()} is already added")
         self._torrents[torrent.info_hash] = torrent
+        torrent.on_change.append(self._torrent_changed)
         self.runtime.observer.event("bt.torrent_added", info_hash=torrent.info_hash.hex(),
                                     name=torrent.name)
         return torrent
@@ -320,6 +383,88 @@ class Session:
 
         self.runtime.offload(work, finished)
 
+    # ------------------------------------------------------------ DHT (BEP 5)
+
+    def dht_source(self, info_hash: bytes) -> DhtPeerSource | None:
+        """The DHT lookups of a running torrent (None: no DHT, private, stopped)."""
+        return self._dht_sources.get(info_hash)
+
+    def _torrent_changed(self, torrent: Torrent) -> None:
+        """Keep a DHT peer source exactly for the running torrents that may
+        use the DHT (BEP 27: a private torrent's peers come from its
+        trackers only; a magnet learns it is private with its metadata)."""
+        info_hash = torrent.info_hash
+        wanted = (
+            self.dht is not None
+            and not self._closed
+            and torrent.running
+            and not torrent.private
+            and self._torrents.get(info_hash) is torrent
+        )
+        source = self._dht_sources.get(info_hash)
+        if not wanted:
+            if source is not None:
+                del self._dht_sources[info_hash]
+                source.close()
+            return
+        if source is not None or self.dht is None:
+            return
+        self._sync_dht_port()
+
+        def wants_peers() -> bool:
+            return (
+                torrent.state in (TorrentState.METADATA, TorrentState.DOWNLOADING)
+                and len(torrent.links) < self.config.max_peers_per_torrent
+            )
+
+        def observe(name: str, n: int) -> None:
+            torrent.counters[name] += n
+            self.runtime.observer.count(f"bt.{name}", n)
+
+        source = DhtPeerSource(
+            self.runtime,
+            self.dht,
+            info_hash,
+            port=lambda: self.listen_port,
+            on_peers=lambda peers: torrent.add_peers(peers, source="dht"),
+            wants_peers=wants_peers,
+            observe=observe,
+        )
+        self._dht_sources[info_hash] = source
+        source.start()
+
+    def _ping_dht_nodes(self, nodes: Iterable[Address]) -> None:
+        """BEP 5 "Torrent File Extensions": a trackerless torrent's ``nodes``
+        are DHT nodes to join through; each is pinged and, if it answers,
+        enters the routing table.  Host names are skipped (the DHT speaks to
+        addresses; resolving would block)."""
+        if self.dht is None:
+            return
+        for host, port in nodes:
+            if not _is_ip(host) or not 0 < port <= 0xFFFF:
+                self.counters["dht_nodes_skipped"] += 1
+                continue
+            self.counters["dht_nodes_from_torrents"] += 1
+            self.dht.add_node((host, port))
+
+    def _peer_dht_port(self, link: PeerLink, port: int) -> None:
+        """A peer's PORT message (BEP 5 "BitTorrent Protocol Extension"):
+        ping its DHT node at its IP and that UDP port; it enters our routing
+        table if it answers.  Once per connection; not for a private
+        torrent's peers (BEP 27 keeps those off the DHT)."""
+        self.counters["dht_ports_received"] += 1
+        if self.dht is None or link.address is None or not 0 < port <= 0xFFFF:
+            return
+        if link.torrent is not None and link.torrent.private:
+            self.counters["dht_ports_ignored"] += 1
+            return
+        if link in self._ported or len(self._ported) >= MAX_PORTED_LINKS:
+            self.counters["dht_ports_ignored"] += 1
+            return
+        self._ported[link] = None
+        self.counters["dht_nodes_from_peers"] += 1
+        self.dht.add_node((link.address[0], port))
+
     # ------------------------------------------------------------ connections
 
     def accept(self, info_hash: bytes) -> int | None:
@@ -338,6 +483,7 @@ class Session:
         )
 
     def _incoming(self) -> StreamDriver:
+        self._sync_dht_port()
         link = PeerLink(self, None, outgoing=False)
         self._links[link] = None
         return link.driver
@@ -375,6 +521,7 @@ class Session:
             link.half_open = False
             self._half_open -= 1
         self._links.pop(link, None)
+        self._ported.pop(link, None)
         if link.torrent is not None:
             link.torrent._detach(link, exc)
 
@@ -391,5 +538,6 @@ class Session:
             half_open=self._half_open,
             torrents=tuple(t.status() for t in self._torrents.values()),
             counters=dict(counters),
+            dht_nodes=len(self.dht.routing_table) if self.dht is not None and
+            self.dht.table is not None else None,  # fmt: skip
         )
-

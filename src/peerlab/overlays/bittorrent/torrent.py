@@ -44,6 +44,15 @@ What a torrent does (BEP 3 unless noted):
   torrents (BEP 27).
 * **Completion**: ``completed`` is announced, interest dropped, connections
   to other seeds closed, the choker switches to seeding.
+* **Rate limits** (issue 6, item 6): blocks we send wait while the
+  torrent's or the session's upload bucket is in debt (the queue is the
+  peer's own ``serve_queue``); requests are not topped up while a download
+  bucket is in debt, so received bytes follow the limit within one pipeline.
+  Both buckets are :class:`~peerlab.overlays.transfer.ratelimit.TokenBucket`.
+* **Seeding goals** (issue 6, item 6): a seeding torrent stops itself once
+  its share ratio (bytes uploaded over every run / the torrent's size)
+  reaches ``seed_ratio`` or it has seeded ``seed_time`` seconds over every
+  run; ``goal_reached`` then says which.
 
 Public API (the node calls these through :class:`~.session.Session`)::
 
@@ -55,6 +64,10 @@ Public API (the node calls these through :class:`~.session.Session`)::
         .status() -> TorrentStatus   .piece_map() -> str
         .uploaded_to(peer_id) -> {"regular": n, "optimistic": n, "seeding": n}
         .on_change: list[Callable[[Torrent], None]]   # state changes, completion
+        .set_rate_limits(up=None, down=None)     # bytes/s, 0 unlimited
+        .set_goals(seed_ratio=None, seed_time=None) .goal_reached
+        .carry_over(uploaded, downloaded, seeding_seconds)  # totals of earlier runs
+        .share_ratio() .seeding_seconds()
 """
 
 from __future__ import annotations
@@ -87,6 +100,7 @@ from peerlab.overlays.bittorrent.config import (
 from peerlab.overlays.bittorrent.metadata import MetadataFetcher
 from peerlab.overlays.bittorrent.peer import PeerLink, PeerStatus
 from peerlab.overlays.bittorrent.picker import PickerConfig, PiecePicker
+from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.peer import ConnectionClosed, RequestsDropped
 from peerlab.runtime.base import Address, Timer
 from peerlab.storage.pieces import (
@@ -115,6 +129,7 @@ from peerlab.wire.peer import (
     PexFlags,
     PexPeer,
     Piece,
+    Port,
     RejectRequest,
     Request,
     Unchoke,
@@ -185,6 +200,16 @@ class TorrentStatus:
     piece_map: str  # see Torrent.piece_map
     trackers: tuple[TrackerStatus, ...]
     counters: dict[str, int]
+    #: Seeding goals and rate limits (0 / None: none), totals over every run.
+    seed_ratio: float | None = None
+    seed_time: float | None = None
+    goal_reached: str | None = None  # "ratio" or "time" once the torrent stopped for it
+    share_ratio: float = 0.0
+    seeding_seconds: float = 0.0
+    total_uploaded: int = 0
+    total_downloaded: int = 0
+    up_limit: float = 0.0
+    down_limit: float = 0.0
 
 
 class _Candidate:
@@ -254,6 +279,20 @@ class Torrent:
         self._fetcher = MetadataFetcher(info_hash) if info is None else None
         self._tiers = [list(tier) for tier in tiers]
         self.announcer = self._new_announcer()
+        #: Per-torrent limits (bytes/s; rate 0 is unlimited); the session's
+        #: global buckets apply on top.
+        self.up_bucket = TokenBucket(0.0)
+        self.down_bucket = TokenBucket(0.0)
+        self._throttle_timer: Timer | None = None
+        self._throttle_at = 0.0
+        #: Seeding goals (None: seed until stopped) and totals of earlier runs.
+        self.seed_ratio: float | None = None
+        self.seed_time: float | None = None
+        self.goal_reached: str | None = None
+        self._uploaded_before = 0
+        self._downloaded_before = 0
+        self._seeded_before = 0.0
+        self._seeding_since: float | None = None
 
     def _new_announcer(self) -> Announcer:
         return Announcer(
@@ -293,6 +332,12 @@ class Torrent:
     def _set_state(self, state: TorrentState) -> None:
         if state is self.state:
             return
+        now = self.runtime.now()
+        if self._seeding_since is not None:
+            self._seeded_before += now - self._seeding_since
+            self._seeding_since = None
+        if state is TorrentState.SEEDING:
+            self._seeding_since = now
         self.state = state
         self._event("state", state=state.value)
         for fn in list(self.on_change):
@@ -311,6 +356,7 @@ class Torrent:
         if self.running:
             return
         self.error = None
+        self.goal_reached = None
         if self.announcer.closed:
             self.announcer = self._new_announcer()  # started again after a stop
         self._tick_timer = self.runtime.call_later(self.config.tick_interval, self._tick)
@@ -333,11 +379,12 @@ class Torrent:
         self.announcer.stop(finish)
 
     def _halt(self) -> None:
-        for timer in (self._tick_timer, self._rechoke_pending):
+        for timer in (self._tick_timer, self._rechoke_pending, self._throttle_timer):
             if timer is not None:
                 timer.cancel()
         self._tick_timer = None
         self._rechoke_pending = None
+        self._throttle_timer = None
         for link in [*self.links, *self.connecting]:
             link.close("torrent stopped")
         if self.store is not None:
@@ -657,6 +704,8 @@ class Torrent:
             self._on_pex(link, ev)
         elif t is ConnectionClosed:
             link.close("peer closed")
+        elif t is Port:
+            self.session._peer_dht_port(link, ev.listen_port)
 
     # -- availability and interest
 
@@ -759,6 +808,10 @@ class Torrent:
         if m.peer_choking or not m.am_interested:
             return
         now = self.runtime.now()
+        wait = self._down_delay(now)
+        if wait > 0:
+            self._wake_at(now + wait)
+            return
         depth = link.queue_depth(now, self.config.request_queue_time)
         slots = m.request_slots
         out = min(m.config.max_requests, m.peer_reqq) - slots
@@ -784,6 +837,9 @@ class Torrent:
         link.down.add(n, now)
         link.last_block_at = now
         self.downloaded += n
+        self.down_bucket.consume(n, now)
+        self.session.down_bucket.consume(n, now)
+        self._count("download_bytes", n)
         picker = self.picker
         store = self.store
         block = (ev.index, ev.begin, n)
@@ -891,7 +947,9 @@ class Torrent:
                 m.reject_request(ev.index, ev.begin, ev.length)
             return
         cached = store.read_cached(ev.index, ev.begin, ev.length)
-        if cached is not None and not link.serve_queue and link.writable:
+        if cached is not None and not link.serve_queue and link.writable and not (
+            self._up_throttled()
+        ):
             # the driver flushes once after this batch of events
             self._send_block(link, ev, cached)
             return
@@ -913,7 +971,7 @@ class Torrent:
             self._count("read_failures")
             self._event("read_failed", error=str(exc))
             return
-        if link.serve_queue or not link.writable:
+        if link.serve_queue or not link.writable or self._up_throttled():
             link.serve_queue.append((req, data))
             return
         self._send_block(link, req, data)
@@ -924,8 +982,12 @@ class Torrent:
             self._count("requests_withdrawn")
             return
         n = len(data)
-        link.up.add(n, self.runtime.now())
+        now = self.runtime.now()
+        link.up.add(n, now)
         self.uploaded += n
+        self.up_bucket.consume(n, now)
+        self.session.up_bucket.consume(n, now)
+        self._count("upload_bytes", n)
         kind = link.unchoke_kind
         label = kind.value if kind is not None else "allowed_fast"
         if kind is not None:
@@ -944,9 +1006,111 @@ class Torrent:
     def _serve_queued(self, link: PeerLink) -> None:
         queue = link.serve_queue
         while queue and link.writable and not link.closing:
+            if self._up_throttled():
+                return
             req, data = queue.popleft()
             self._send_block(link, req, data)
             link.flush()
+
+    # -- rate limits
+
+    def set_rate_limits(self, up: float | None = None, down: float | None = None) -> None:
+        """This torrent's upload and download limits in bytes/s (0:
+        unlimited; None: unchanged).  The session's global limits still apply."""
+        now = self.runtime.now()
+        if up is not None:
+            self.up_bucket.set_rate(max(0.0, float(up)), now)
+        if down is not None:
+            self.down_bucket.set_rate(max(0.0, float(down)), now)
+        self._throttle_wake()
+
+    def _down_delay(self, now: float) -> float:
+        return max(self.down_bucket.delay(1, now), self.session.down_bucket.delay(1, now))
+
+    def _up_throttled(self) -> bool:
+        """Is an upload bucket in debt?  If so, a wake-up is set for when
+        it is paid and blocks wait in their peers' ``serve_queue``."""
+        now = self.runtime.now()
+        wait = max(self.up_bucket.delay(1, now), self.session.up_bucket.delay(1, now))
+        if wait <= 0:
+            return False
+        self._count("upload_throttled")
+        self._wake_at(now + wait)
+        return True
+
+    def _wake_at(self, when: float) -> None:
+        """One timer per torrent: at ``when`` serve the queued blocks and
+        top up the request pipelines again."""
+        timer = self._throttle_timer
+        if timer is not None and self._throttle_at <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._throttle_at = when
+        self._throttle_timer = self.runtime.call_at(when, self._throttle_wake)
+
+    def _throttle_wake(self) -> None:
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
+        self._throttle_timer = None
+        if not self.running:
+            return
+        for link in list(self.links):
+            if link.closing:
+                continue
+            if link.serve_queue:
+                self._serve_queued(link)
+            self._fill(link)
+            link.flush()
+
+    # -- seeding goals
+
+    def set_goals(self, seed_ratio: float | None = None, seed_time: float | None = None) -> None:
+        """Seed until the share ratio reaches ``seed_ratio`` or for
+        ``seed_time`` seconds (None or 0: no such goal); checked every tick."""
+        self.seed_ratio = seed_ratio if seed_ratio else None
+        self.seed_time = seed_time if seed_time else None
+        self._check_goals()
+
+    def carry_over(self, uploaded: int, downloaded: int, seeding_seconds: float) -> None:
+        """Totals of earlier runs (the node keeps them), so that goals count
+        from the first run on."""
+        self._uploaded_before = max(0, uploaded)
+        self._downloaded_before = max(0, downloaded)
+        self._seeded_before = max(0.0, seeding_seconds)
+
+    @property
+    def total_uploaded(self) -> int:
+        return self._uploaded_before + self.uploaded
+
+    @property
+    def total_downloaded(self) -> int:
+        return self._downloaded_before + self.downloaded
+
+    def seeding_seconds(self) -> float:
+        extra = self.runtime.now() - self._seeding_since if self._seeding_since is not None else 0.0
+        return self._seeded_before + extra
+
+    def share_ratio(self) -> float:
+        """Bytes uploaded over every run per byte of the torrent."""
+        size = self.info.total_size if self.info is not None else 0
+        return self.total_uploaded / size if size else 0.0
+
+    def _check_goals(self) -> None:
+        if self.state is not TorrentState.SEEDING:
+            return
+        reached = None
+        if self.seed_ratio is not None and self.share_ratio() >= self.seed_ratio:
+            reached = "ratio"
+        elif self.seed_time is not None and self.seeding_seconds() >= self.seed_time:
+            reached = "time"
+        if reached is None:
+            return
+        self._event("goal_reached", goal=reached, ratio=round(self.share_ratio(), 3),
+                    seeding_seconds=round(self.seeding_seconds(), 1))
+        self._count(f"goal_{reached}")
+        self.stop()
+        self.goal_reached = reached
 
     # -- choking
 
@@ -1207,6 +1371,7 @@ class Torrent:
             for link in self.links:
                 self._fill(link)
                 link.flush()
+        self._check_goals()
 
     def _announce_request(self, event: AnnounceEvent) -> AnnounceRequest:
         store = self.store
@@ -1304,6 +1469,15 @@ class Torrent:
             piece_map=self.piece_map(),
             trackers=tuple(self.announcer.trackers),
             counters=dict(self.counters),
+            seed_ratio=self.seed_ratio,
+            seed_time=self.seed_time,
+            goal_reached=self.goal_reached,
+            share_ratio=self.share_ratio(),
+            seeding_seconds=self.seeding_seconds(),
+            total_uploaded=self.total_uploaded,
+            total_downloaded=self.total_downloaded,
+            up_limit=self.up_bucket.rate,
+            down_limit=self.down_bucket.rate,
         )
 
     def __repr__(self) -> str:

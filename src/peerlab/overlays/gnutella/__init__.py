@@ -9,7 +9,10 @@
 * :mod:`.hostcache` -- known servents, persisted atomically;
 * :mod:`.search` -- Query Hits from our shares; hits grouped by ``urn:sha1``;
 * :mod:`.gwebcache` -- a GWebCache server and client;
-* :mod:`.counters` -- the message counters.
+* :mod:`.counters` -- the message counters;
+* :mod:`.tier` -- ultrapeer and leaf roles inside the servent (issue 5);
+* :mod:`.roles` -- the promotion policy, a pure function of measured inputs;
+* :mod:`.qrt` -- QRP tables of leaves, their limits, the merged last-hop table.
 
 Everything runs on the :class:`~peerlab.runtime.base.Runtime` interface:
 the same objects run on real sockets and in the simulator.

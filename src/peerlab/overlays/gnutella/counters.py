@@ -24,6 +24,18 @@ Names, ``<type>`` being one of :data:`TYPE_NAMES`' values:
 ``bye_received.<code>``         Bye codes we received
 ``queries.answered``            queries we answered with at least one hit
 ``hits.delivered``              hits delivered to our own searches
+``queries.to_leaves``           queries an ultrapeer passed to a leaf whose QRP table matched
+``queries.leaf_blocked``        queries withheld from a leaf whose table did not match
+``queries.leaf_no_table``       queries withheld from a leaf that sent no valid table yet
+``queries.to_unrouted_leaves``  queries passed to a leaf that speaks no QRP (all of them)
+``queries.last_hop_blocked``    TTL-1 queries withheld from an ultrapeer whose merged
+                                table did not match
+``qrp.<what>``                  ``resets_received``, ``patches_received``, ``tables_received``,
+                                ``tables_sent``, ``messages_sent``, ``merged_rebuilds``,
+                                ``own_rebuilds``, ``refused.<reason>`` (``too_large``,
+                                ``sequence``, ``full``, ``bad``)
+``roles.promoted``              leaf -> ultrapeer; ``roles.demoted``: ultrapeer -> leaf
+``connect_back.<what>``         ``asked`` (a leaf proving its reachability), ``sent``
 ==============================  ==============================================
 """
 

@@ -152,11 +152,11 @@ class HostCache:
         backoff = min(RETRY_BACKOFF * (2 ** (entry.failures - 1)), MAX_RETRY_BACKOFF)
         entry.retry_at = now + backoff
 
-    def busy(self, address: Address, now: float) -> None:
-        """The host answered but had no room (503): try it later, keep it."""
+    def busy(self, address: Address, now: float, backoff: float = RETRY_BACKOFF) -> None:
+        """The host answered but had no room (503): try it in ``backoff`` s, keep it."""
         entry = self._hosts.get(address)
         if entry is not None:
-            entry.retry_at = now + RETRY_BACKOFF
+            entry.retry_at = now + backoff
 
     def succeeded(self, address: Address, *, seen: float) -> None:
         entry = self._hosts.get(address)
@@ -168,13 +168,19 @@ class HostCache:
             self.dirty = True
 
     def candidates(
-        self, now: float, exclude: Iterable[Address] = (), limit: int = 10
+        self,
+        now: float,
+        exclude: Iterable[Address] = (),
+        limit: int = 10,
+        *,
+        ultrapeers_only: bool = False,
     ) -> list[Address]:
-        """Up to ``limit`` hosts to try now, freshest first."""
+        """Up to ``limit`` hosts to try now, freshest first (only those known
+        as ultrapeers when ``ultrapeers_only``: what a leaf dials)."""
         skip = set(exclude)
         out: list[Address] = []
         for address, entry in reversed(self._hosts.items()):
-            if address in skip or entry.retry_at > now:
+            if address in skip or entry.retry_at > now or (ultrapeers_only and not entry.ultrapeer):
                 continue
             out.append(address)
             if len(out) >= limit:

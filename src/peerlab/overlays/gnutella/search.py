@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from peerlab.errors import LocalProtocolError, PeerlabError
+from peerlab.wire.ggep import GGEP, ID_PUSH, pack_ip_ports
 from peerlab.wire.gnutella import (
     DEFAULT_MAX_PAYLOAD,
     MAX_HITS,
@@ -149,6 +150,8 @@ class HitIdentity:
     stable: bool
     speed_measured: bool = False
     vendor: str = VENDOR_CODE
+    #: Our push proxies, listed in GGEP ``PUSH`` (``push_proxy`` section 4.1).
+    push_proxies: tuple[tuple[str, int], ...] = ()
 
 
 def build_query_hits(
@@ -209,6 +212,7 @@ def _one_hit(query: Query, files: Sequence[Any], me: HitIdentity) -> QueryHit | 
         busy=me.busy,
         stable=me.stable,
         speed_measured=me.speed_measured,
+        ggep=GGEP.of((ID_PUSH, pack_ip_ports(me.push_proxies))) if me.push_proxies else None,
         xml=xml,
     )
     try:

@@ -17,7 +17,8 @@ What it does, with the spec each rule comes from:
   both ways through :class:`~peerlab.proto.gnutella.GnutellaConnection`
   driven by :class:`~peerlab.runtime.driver.StreamDriver`; we announce
   ourselves as an ultrapeer-class peer of a flat network
-  (``X-Ultrapeer: True``, no QRP yet: issue 5), accept ``deflate``
+  (``X-Ultrapeer: True``) or, tiered, with our role (:mod:`.tier`:
+  ultrapeer or leaf, QRP, promotion), accept ``deflate``
   (``compression``), refuse with ``503`` and ``X-Try-Ultrapeers`` when full
   and ``409`` when already connected.  The servent keeps ``target_degree``
   connections by dialling hosts from its :class:`HostCache`, which it fills
@@ -55,7 +56,9 @@ Counters (:mod:`.counters`) go to :attr:`Servent.counters` and to
 Public API for the node: :class:`Servent` (``start``, ``close``,
 ``search``, ``connect``, ``ping``, ``send_push``, ``connections``,
 ``incoming_handler``, ``counters``, ``host_cache``, ``address``, ``guid``,
-``busy``/``stable`` flags, ``on_push``), :class:`ServentConfig`,
+``busy``/``stable`` flags, ``on_push``; issue 5: ``role``,
+``on_role_change``, ``set_capacity``, ``note_reachable``, ``leaf_links``,
+``ultrapeer_links``, ``qrp_matches``, ``abort``), :class:`ServentConfig`,
 :class:`ConnectionInfo`; :class:`~.search.Search` and its results.
 """
 
@@ -70,9 +73,10 @@ from typing import Any
 from peerlab import __version__
 from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtocolError
 from peerlab.overlays.gnutella.counters import Counters, type_name
+from peerlab.overlays.gnutella.dynquery import DQ_VERSION, DqSettings, DynamicQuerier
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
-from peerlab.overlays.gnutella.hostcache import HostCache, usable_address
+from peerlab.overlays.gnutella.hostcache import RETRY_BACKOFF, HostCache, usable_address
 from peerlab.overlays.gnutella.pongcache import (
     PONG_CACHE_EXPIRY,
     PONGS_PER_PING,
@@ -80,6 +84,9 @@ from peerlab.overlays.gnutella.pongcache import (
     PingDemand,
     PongCache,
 )
+from peerlab.overlays.gnutella.pushproxy import PushProxies
+from peerlab.overlays.gnutella.qrt import MAX_FILL, MAX_LEAF_TABLE_LENGTH
+from peerlab.overlays.gnutella.roles import AUTO, ROLES, RolePolicy
 from peerlab.overlays.gnutella.router import (
     LOCAL,
     MAX_ROUTES,
@@ -101,6 +108,7 @@ from peerlab.overlays.gnutella.search import (
     build_query_hits,
     matching_files,
 )
+from peerlab.overlays.gnutella.tier import Tier
 from peerlab.proto.gnutella import (
     BadDescriptor,
     ConnectionClosed,
@@ -140,9 +148,14 @@ from peerlab.wire.gnutella import (
     Ping,
     Pong,
     Push,
+    PushProxyAck,
+    PushProxyCancel,
+    PushProxyRequest,
     Query,
     QueryFlags,
     QueryHit,
+    QueryStatusRequest,
+    QueryStatusResponse,
     ResetTable,
     Unknown,
     VendorMessage,
@@ -285,8 +298,40 @@ class ServentConfig:
     #: Bytes one neighbour's outgoing queue may hold.
     max_queue_bytes: int = MAX_QUEUE_BYTES
     user_agent: str = f"peerlab/{__version__}"
+    #: Dynamic querying as an ultrapeer of a two-tier network (:mod:`.dynquery`).
+    dynamic_query: DqSettings = DqSettings()
+    #: ``auto`` (the promotion policy decides, :mod:`.roles`), ``ultrapeer``
+    #: or ``leaf`` (issue 5; :mod:`.tier`).
+    role: str = AUTO
+    #: Leaves one ultrapeer serves at most (LimeWire's 30).
+    max_leaves: int = 30
+    #: Ultrapeer links an ultrapeer keeps at most (gtk-gnutella's 32).
+    max_ultrapeer_links: int = 32
+    #: Ultrapeers a leaf keeps (LimeWire's 3: losing one leaves two).
+    ultrapeers_per_leaf: int = 3
+    #: Measured upload capacity in bits/s (``None``: not measured; see
+    #: :meth:`Servent.set_capacity`).
+    upload_bps: float | None = None
+    #: Thresholds of the promotion policy.
+    role_policy: RolePolicy = RolePolicy()
+    #: Seconds between two checks for a changed QRP table to send.
+    qrp_interval: float = 5.0
+    #: Largest QRP table a peer may make us keep, and the share of present
+    #: entries above which a table is refused (:mod:`.qrt`).
+    max_qrp_table_length: int = MAX_LEAF_TABLE_LENGTH
+    max_qrp_fill: float = MAX_FILL
+    #: Seconds before a host that answered 503 (full, or a leaf) is tried again.
+    busy_retry: float = RETRY_BACKOFF
 
     def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
+        if self.max_leaves < 0 or self.max_ultrapeer_links < 1 or self.ultrapeers_per_leaf < 1:
+            raise ConfigError("max_leaves >= 0, max_ultrapeer_links and ultrapeers_per_leaf >= 1")
+        if self.upload_bps is not None and self.upload_bps < 0:
+            raise ConfigError("upload_bps must not be negative")
+        if self.qrp_interval <= 0 or not 0 < self.max_qrp_fill <= 1:
+            raise ConfigError("qrp_interval must be positive, max_qrp_fill in (0, 1]")
         if not 0 <= self.listen_port <= 65535:
             raise ConfigError(f"listen port {self.listen_port} is not 0-65535")
         if self.target_degree < 0 or self.max_connections < 1:
@@ -422,6 +467,7 @@ class Link:
         stream = driver.stream
         if stream is not None and not self.outgoing:
             self.address = stream.remote_address
+            self.servent.tier.reached()
 
     def _on_event(self, ev: Any) -> None:
         self.servent._on_link_event(self, ev)
@@ -565,6 +611,8 @@ class Servent:
         self.stable = False
         self.on_push: Callable[[Push], None] | None = None
         self.on_connection: Callable[[ConnectionInfo, bool], None] | None = None
+        #: Called with our new role when promotion or demotion changes it.
+        self.on_role_change: Callable[[str], None] | None = None
         self._links: dict[int, Link] = {}
         self._next_link = 1
         self._searches: dict[bytes, Search] = {}
@@ -585,6 +633,52 @@ class Servent:
         self._gwc_next = 0.0
         self._gwc_update_at = 0.0
         self._gwc_turn = 0
+        #: Dynamic queries (:mod:`.dynquery`) and push proxies (:mod:`.pushproxy`).
+        self.dq = DynamicQuerier(self, config.dynamic_query)
+        self.push_proxies = PushProxies(self)
+        self._started_at = runtime.now()
+        #: Roles and query routing (:mod:`.tier`).
+        self.tier = Tier(self)
+        self.tier.dynamic_querying = DQ_VERSION
+
+    # ------------------------------------------------------------ roles
+
+    @property
+    def role(self) -> str:
+        """Our role now: ``ultrapeer`` or ``leaf``."""
+        return self.tier.role
+
+    def set_capacity(self, upload_bps: float, *, reachable: bool | None = None) -> None:
+        """Feed the promotion policy what the owner measured: upload
+        throughput in bits/s and, when known, whether peers can reach us.
+        An ``auto`` servent becomes tiered with its first measurement."""
+        if upload_bps < 0:
+            raise ConfigError("upload_bps must not be negative")
+        self.tier.tracker.upload_bps = upload_bps
+        if reachable is not None:
+            self.tier.tracker.reachable = reachable
+
+    def note_reachable(self) -> None:
+        """An incoming connection reached us (the owner's listener saw it):
+        reachability measured for the promotion policy."""
+        self.tier.reached()
+
+    def leaf_links(self) -> list[ConnectionInfo]:
+        """Our open leaf connections (we are an ultrapeer)."""
+        return [lk.info() for lk in self._open_links() if self.tier.is_leaf_link(lk)]
+
+    def ultrapeer_links(self) -> list[ConnectionInfo]:
+        """Our open connections to ultrapeers (and to flat 0.6 servents)."""
+        return [lk.info() for lk in self._open_links() if not self.tier.is_leaf_link(lk)]
+
+    def qrp_matches(self, link_id: int, query: Query) -> bool:
+        """Does leaf ``link_id``'s QRP table match ``query``?"""
+        return self.tier.matches(link_id, query)
+
+    def abort(self) -> None:
+        """Stop at once without a Bye: every connection reset, as peers see
+        a crashed or killed servent (tests and the simulator's churn)."""
+        self.close(abort=True)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -598,6 +692,7 @@ class Servent:
             return
         self._started = True
         cfg, rt = self.config, self.runtime
+        self._started_at = rt.now()
         loaded = self.host_cache.load()
         if cfg.listen:
             self._listener = rt.listen((cfg.listen_host, cfg.listen_port), self.incoming_handler)
@@ -616,8 +711,9 @@ class Servent:
             self.connect(addr)
         self._timer = rt.call_later(0.0, self._maintain)
 
-    def close(self) -> None:
-        """Say Bye (200) to every neighbour, stop listening, save the host cache."""
+    def close(self, *, abort: bool = False) -> None:
+        """Say Bye (200) to every neighbour, stop listening, save the host
+        cache; ``abort``: reset every connection instead, without a Bye."""
         if self._closed:
             return
         self._closed = True
@@ -629,10 +725,17 @@ class Servent:
             self._listener.close()
             self._listener = None
         for link in list(self._links.values()):
-            link.close(BYE_SHUTDOWN, "Servent shutdown")
+            if abort:
+                link.closing = True
+                if link.connecting is not None:
+                    link.connecting.cancel()
+                link.driver.abort()
+            else:
+                link.close(BYE_SHUTDOWN, "Servent shutdown")
         for search in list(self._searches.values()):
             search.finished = True
         self._searches.clear()
+        self.dq.close()
         self._gwc.close()
         if self.host_cache.path is not None and self._started:
             try:
@@ -721,11 +824,15 @@ class Servent:
         flags = cfg.query_flags
         if cfg.firewalled and flags & QueryFlags.MARK:
             flags |= QueryFlags.FIREWALLED
-        payload = encode_payload(Query(criteria, flags, urns))
+        query = Query(criteria, flags, urns)
+        payload = encode_payload(query)
         sent = 0
-        for link in self._open_links():
-            link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
-            sent += 1
+        if self.dq.launch_own(guid, query, payload):
+            sent = self.dq.sent_count(guid)
+        else:
+            for link in self._open_links():
+                link.enqueue(Queued(guid, QUERY, ttl, 0, payload))
+                sent += 1
         self.counters.count("searches.started")
         self.runtime.observer.event("gnutella.search", text=text, ttl=ttl, neighbours=sent)
         return search
@@ -830,19 +937,17 @@ class Servent:
         tries: list[Address] = []
         if response:
             exclude = [self.address] + ([peer] if peer is not None else [])
-            tries = self.host_cache.freshest(TRY_HOSTS_SENT, exclude)
+            tries = self.host_cache.freshest(
+                TRY_HOSTS_SENT, exclude, ultrapeers_only=self.tier.tiered
+            )
         headers = capability_headers(
             user_agent=cfg.user_agent,
-            ultrapeer=True,
             listen=listen,
             remote=peer[0] if peer is not None and peer[0] != "0.0.0.0" else None,
             accept_deflate=cfg.compression,
-            query_routing=None,
-            ultrapeer_query_routing=None,
-            degree=cfg.max_connections,
             max_ttl=cfg.max_ttl,
-            dynamic_querying=None,
             try_ultrapeers=tries,
+            **self.tier.headers(response),  # type: ignore[arg-type]
         )
         if (
             peer_headers is not None
@@ -921,14 +1026,19 @@ class Servent:
             self._reject(link, 409, "Already connected", peer)
             return
         link.listen_address = peer_listen
+        refusal = self.tier.admission(link, ev.headers)
+        if refusal is not None:
+            self._reject(link, refusal[0], refusal[1], peer)
+            return
         link.machine.accept(self._handshake_headers(peer, response=True, peer_headers=ev.headers))
 
     def _reject(self, link: Link, code: int, reason: str, peer: Address | None) -> None:
         exclude = [self.address] + ([peer] if peer is not None else [])
-        tries = self.host_cache.freshest(TRY_HOSTS_SENT, exclude)
+        tries = self.host_cache.freshest(TRY_HOSTS_SENT, exclude, ultrapeers_only=self.tier.tiered)
         headers = [("User-Agent", self.config.user_agent)]
         if tries:
             headers.append(("X-Try-Ultrapeers", format_hosts(tries)))
+        headers += self.tier.refusal_headers(exclude + [link.listen_address or self.address])
         link.machine.reject(code, reason, headers)
         self.counters.count("connections.refused")
         link.closing = True
@@ -936,7 +1046,13 @@ class Servent:
 
     def _on_handshake_response(self, link: Link, ev: HandshakeResponse) -> None:
         self._learn_hosts(ev.headers, source="handshake")
-        final: list[tuple[str, str]] = []
+        final, go_on = self.tier.response_done(link, ev.headers)
+        if not go_on:
+            link.machine.reject(503, "Role mismatch", [("User-Agent", self.config.user_agent)])
+            self.counters.count("connections.refused")
+            link.closing = True
+            link.driver.close()
+            return
         if self.config.compression and DEFLATE in accept_encodings(ev.headers):
             final.append(("Content-Encoding", DEFLATE))
         neg = link.machine.accept(final)
@@ -947,7 +1063,7 @@ class Servent:
         self._learn_hosts(ev.headers, source="x-try")
         now = self.runtime.now()
         if ev.code == 503:
-            self.host_cache.busy(link.address, now)
+            self.host_cache.busy(link.address, now, self.config.busy_retry)
         else:
             self.host_cache.failed(link.address, now)
         self.counters.count("connections.rejected_by_peer")
@@ -1009,7 +1125,9 @@ class Servent:
         guid = self._new_guid()
         self.pings.put(guid, LOCAL, rt.now())
         link.enqueue(Queued(guid, PING, ttl, 0, encode_payload(Ping())))
-        if self.on_connection is not None:
+        self.push_proxies.link_opened(link)
+        self.tier.opened(link)
+        if self.on_connection is not None and not link.closing:
             self._callback(self.on_connection, link.info(), True)
 
     def _on_link_closed(self, link: Link, exc: Exception | None) -> None:
@@ -1017,6 +1135,8 @@ class Servent:
         link.state = LinkState.CLOSED
         link.closing = True
         self._links.pop(link.id, None)
+        self.push_proxies.link_closed(link)
+        self.tier.closed(link)
         if link.connecting is not None:
             link.connecting = None
         now = self.runtime.now()
@@ -1105,11 +1225,10 @@ class Servent:
         elif isinstance(msg, Push):
             self._on_push(link, h, ev.payload, msg)
         elif isinstance(msg, VendorMessage):
-            self._on_vendor(link, msg)
+            self._on_vendor(link, h, msg)
         elif isinstance(msg, ResetTable | PatchTable):
-            # QRP tables matter between leaves and ultrapeers (issue 5); a flat
-            # servent has no use for them.
-            self._drop(link, "ignored_qrp")
+            # QRP tables matter between leaves and ultrapeers (:mod:`.tier`).
+            self.tier.on_route_table(link, msg)
         elif isinstance(msg, Unknown):
             # draft 2.2: "Servents SHOULD drop descriptors they do not understand".
             self._drop(link, "unknown_type")
@@ -1134,9 +1253,14 @@ class Servent:
         if fwd is None:
             return
         ttl2, hops2 = fwd
+        tier = self.tier
+        if tier.tiered and tier.role == "leaf":
+            return  # a leaf is shielded: it forwards nothing
         for link in self._links.values():
             if link is source or not link.is_open:
                 continue
+            if tier.tiered and tier.is_leaf_link(link):
+                continue  # leaves get queries by QRP (tier.route_query), pings never
             if ptype == QUERY and hops2 >= link.hops_flow:
                 self._drop(link, "hops_flow")
                 continue
@@ -1172,8 +1296,17 @@ class Servent:
             link.dropped += 1
             self.counters.count("dup.query")
             return
+        self.runtime.observer.event(
+            "gnutella.query_seen", text=query.criteria, urns=list(query.urns),
+            hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
+        )  # fmt: skip
         self._answer(link, h, query)
-        self._flood(link, h.guid, QUERY, ttl, h.hops, payload)
+        if self.dq.launch_for_leaf(link, h.guid, query, payload, h.hops):
+            return
+        if self.tier.tiered:
+            self.tier.route_query(link, h.guid, ttl, h.hops, payload, query)
+        else:
+            self._flood(link, h.guid, QUERY, ttl, h.hops, payload)
 
     def _flooding(self, link: Link, now: float) -> None:
         limit = self.config.flood_bye_drops
@@ -1203,6 +1336,7 @@ class Servent:
             push=self.config.firewalled,
             busy=self.busy,
             stable=self.stable,
+            push_proxies=tuple(self.push_proxies.proxies()),
         )
         hits = build_query_hits(query, files, me)
         if not hits:
@@ -1223,6 +1357,7 @@ class Servent:
         if hit.servent_guid != self.guid:
             # Pushes for that servent go back the way its hit came (draft 2.2.8).
             self.servents.put(hit.servent_guid, link.id, now)
+        self.dq.on_hit(h.guid, len(hit.results))
         if route == LOCAL:
             search = self._searches.get(h.guid)
             if search is None or search.finished:
@@ -1260,12 +1395,8 @@ class Servent:
 
     # -- Ping / Pong
 
-    def _own_pong(self) -> bytes | None:
-        if not self.accepting:
-            return None
-        ip, port = self.address
-        if not usable_address((ip, port)):
-            return None
+    def _share_stat_cached(self) -> tuple[float, int, int]:
+        """``(when, files, kbytes)`` of our shares, asked again every SHARES_STAT_TTL."""
         now = self.runtime.now()
         stat = self._shares_stat
         if stat is None or now - stat[0] >= SHARES_STAT_TTL:
@@ -1278,11 +1409,33 @@ class Servent:
             except Exception as exc:  # the node's shares: our Pong just says 0
                 self.runtime.observer.event("gnutella.shares_stat_failed", error=repr(exc))
             stat = self._shares_stat = (now, min(files, 0xFFFFFFFF), min(kbytes, 0xFFFFFFFF))
+        return stat
+
+    def _share_stat(self) -> tuple[int, int]:
+        """``(files, kbytes)`` of our shares (cached for SHARES_STAT_TTL)."""
+        _, files, kbytes = self._share_stat_cached()
+        return files, kbytes
+
+    def _own_pong(self) -> bytes | None:
+        if not self.accepting:
+            return None
+        ip, port = self.address
+        if not usable_address((ip, port)):
+            return None
+        stat = self._share_stat_cached()
         free = max(0, self.config.max_connections - self.open_count)
-        ggep = GGEP.of(
-            (ID_ULTRAPEER, bytes([1, 0, min(free, 255)])),
-            (ID_VENDOR_CODE, VENDOR_CODE.encode("ascii") + bytes([1])),
-        )
+        if self.tier.tiered and self.role == "leaf":
+            # A leaf's Pong claims no ultrapeer slots (GGEP ``UP`` is for ultrapeers).
+            ggep = GGEP.of((ID_VENDOR_CODE, VENDOR_CODE.encode("ascii") + bytes([1])))
+        else:
+            # GGEP ``UP``: version, free leaf slots, free ultrapeer slots.
+            free_leaves, free_ups = self.tier.free_slots()
+            if not self.tier.tiered:
+                free_ups = free
+            ggep = GGEP.of(
+                (ID_ULTRAPEER, bytes([1, min(free_leaves, 255), min(free_ups, 255)])),
+                (ID_VENDOR_CODE, VENDOR_CODE.encode("ascii") + bytes([1])),
+            )
         return encode_payload(Pong(port, ip, stat[1], stat[2], ggep))
 
     def _on_ping(self, link: Link, h: Header, payload: bytes) -> None:
@@ -1359,7 +1512,7 @@ class Servent:
 
     # -- vendor messages
 
-    def _on_vendor(self, link: Link, vm: VendorMessage) -> None:
+    def _on_vendor(self, link: Link, h: Header, vm: VendorMessage) -> None:
         try:
             body = decode_vendor(vm)
         except RemoteProtocolError as exc:
@@ -1367,6 +1520,23 @@ class Servent:
             return
         if isinstance(body, HopsFlow):
             link.hops_flow = body.hops
+            return
+        if isinstance(body, QueryStatusRequest):
+            self.dq.on_status_request(link, h.guid)
+            return
+        if isinstance(body, QueryStatusResponse):
+            self.dq.on_status_response(link, h.guid, body.kept)
+            return
+        if isinstance(body, PushProxyRequest):
+            self.push_proxies.on_request(link, h.guid)
+            return
+        if isinstance(body, PushProxyAck):
+            self.push_proxies.on_ack(link, h.guid, body)
+            return
+        if isinstance(body, PushProxyCancel):
+            self.push_proxies.on_cancel(link, h.guid)
+            return
+        if self.tier.on_vendor(link, body):
             return
         # Everything else is understood-and-unneeded here, or unknown: "MUST
         # drop them" without routing (vendor_msg section 2).
@@ -1400,6 +1570,7 @@ class Servent:
                 and link.queue.bytes >= cfg.max_queue_bytes // 2
             ):
                 link.close(BYE_QUEUE_FULL, "Send queue full")
+        self.tier.tick(now)
         if cfg.target_degree > 0:
             self._dial(now)
         if (
@@ -1426,9 +1597,15 @@ class Servent:
     def _dial(self, now: float) -> None:
         cfg = self.config
         links = list(self._links.values())
-        have = sum(1 for lk in links if lk.state is not LinkState.CLOSED)
-        connecting = sum(1 for lk in links if lk.state is LinkState.CONNECTING)
-        need = min(cfg.target_degree - have, cfg.max_connecting - connecting)
+        tier = self.tier
+        target = cfg.target_degree
+        if tier.tiered:
+            # A leaf keeps its ultrapeers; an ultrapeer dials ultrapeers only.
+            target = cfg.ultrapeers_per_leaf if tier.role == "leaf" else tier.up_target()
+        dialled = [lk for lk in links if not tier.is_leaf_link(lk)]
+        have = sum(1 for lk in dialled if lk.state is not LinkState.CLOSED)
+        connecting = sum(1 for lk in dialled if lk.state is LinkState.CONNECTING)
+        need = min(target - have, cfg.max_connecting - connecting)
         if need <= 0:
             return
         exclude = [self.address]
@@ -1438,7 +1615,13 @@ class Servent:
                 exclude.append(lk.listen_address)
         # A random few of the freshest, not the freshest few: every newcomer
         # dialling the same hosts would grow hubs (gtk-gnutella picks at random).
-        candidates = self.host_cache.candidates(now, exclude, need * DIAL_CHOICE)
+        candidates: list[Address] = []
+        if tier.tiered:
+            candidates = self.host_cache.candidates(
+                now, exclude, need * DIAL_CHOICE, ultrapeers_only=True
+            )
+        if not candidates:
+            candidates = self.host_cache.candidates(now, exclude, need * DIAL_CHOICE)
         if len(candidates) > need:
             candidates = self.runtime.rng.sample(candidates, need)
         for address in candidates:

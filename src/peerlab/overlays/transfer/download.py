@@ -2111,9 +2111,11 @@ class DownloadManager:
             del self._giv_waiters[guid]  # type: ignore[arg-type]
 
     def _match_giv(self, giv: Giv) -> _Session | None:
-        """The source waiting for this servent GUID and file index, if any."""
+        """The source waiting for this servent GUID and file index, if any.
+        Index 0 matches any file of that servent: a push proxy's Push carries
+        file index 0 (gtk-gnutella ``push_proxy`` section 5)."""
         for sess in self._giv_waiters.get(giv.servent_guid, ()):
-            if sess.source.index == giv.index and sess.status == S_CONNECTING:
+            if giv.index in (sess.source.index, 0) and sess.status == S_CONNECTING:
                 self._forget_waiter(sess)
                 return sess
         return None

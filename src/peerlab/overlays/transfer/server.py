@@ -287,9 +287,11 @@ class _Refusal(Exception):
 
 _REASONS = {
     200: "OK",
+    202: "Accepted",
     206: "Partial Content",
     400: "Bad Request",
     404: "Not Found",
+    410: "Gone",
     405: "Method Not Allowed",
     416: "Range Not Satisfiable",
     431: "Request Header Fields Too Large",
@@ -518,6 +520,14 @@ class UploadService:
         self._mesh: dict[bytes, dict[Address, float]] = {}
         #: Addresses of this node itself, never listed in ``X-Alt`` (the node sets them).
         self.self_addresses: set[Address] = set()
+        #: ``GET /gnutella/push-proxy`` (gtk-gnutella ``push_proxy`` section 5):
+        #: given the query string and headers, relays a Push and returns the
+        #: HTTP status (202, 410, 400); ``None``: we are nobody's push proxy (404).
+        self.push_proxy: Callable[[str, Headers], int] | None = None
+        #: Our own push proxies when firewalled, sent as ``X-Push-Proxies``
+        #: with every file ("the most up-to-date proxy information",
+        #: ``push_proxy`` section 4.2); ``None``: none.
+        self.our_push_proxies: Callable[[], list[Address]] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -627,6 +637,12 @@ class UploadService:
         while len(self._mesh) > MAX_MESH_URNS:
             del self._mesh[next(iter(self._mesh))]
         return new
+
+    def _x_push_proxies(self) -> list[tuple[str, str]]:
+        proxies = self.our_push_proxies() if self.our_push_proxies is not None else []
+        if not proxies:
+            return []
+        return [("X-Push-Proxies", ",".join(f"{h}:{p}" for h, p in proxies))]
 
     def alt_locations(self, urn: str | bytes) -> list[Address]:
         """The mesh's sources of ``urn``, newest first."""
@@ -1035,6 +1051,11 @@ class _UploadHandler(BaseStreamHandler):
                 self._serve_chunks(req, self._by_urn(query))
             elif path == "/browse":
                 self._serve_browse(req, query)
+            elif path == "/gnutella/push-proxy" and self.service.push_proxy is not None:
+                status = self.service.push_proxy(query, req.headers)
+                self.service.runtime.observer.count(f"upload.push_proxy.{status}")
+                self._simple(status, f"Push Proxy: {_REASONS.get(status, 'Unknown')}\n",
+                             head=method == "HEAD")  # fmt: skip
             else:
                 raise _Refusal(404, "no such resource")
         except _Refusal as refusal:
@@ -1107,6 +1128,7 @@ class _UploadHandler(BaseStreamHandler):
             ("X-Peerlab-Chunks", f"/uri-res/N2CH?{urn}"),
             ("X-Chunk-Root", b32(file.chunk_root)),
             *self.service._x_alt(file.sha1, self._told),
+            *self.service._x_push_proxies(),
         ]
 
     def _serve_file(self, req: Request, file: Any) -> None:

@@ -2,6 +2,7 @@
 // scan's progress, rate limits and upload slots, the web password, and the
 // place BitTorrent's .torrent files and magnet links will go.
 import { api, el, grouped, humanRate, humanSize, parseSize, progressBar, setCsrf, setText, toast } from "./util.js";
+import { wireTorrentForm } from "./torrents.js";
 
 export function initLibrary(ctx) {
   const panel = document.getElementById("panel-library");
@@ -79,11 +80,19 @@ export function initLibrary(ctx) {
   const upRate = el("input", { id: "set-upload-rate", type: "text", title: "0 = unlimited" });
   const downRate = el("input", { id: "set-download-rate", type: "text", title: "0 = unlimited" });
   const slots = el("input", { id: "set-upload-slots", type: "number", min: "1", max: "1024" });
+  const btUp = el("input", { id: "set-bt-upload-rate", type: "text", title: "0 = unlimited" });
+  const btDown = el("input", { id: "set-bt-download-rate", type: "text", title: "0 = unlimited" });
+  const btRows = [
+    el("label", { hidden: true }, el("span", null, "BitTorrent upload limit"), btUp, el("small", { id: "now-bt-upload-rate" })),
+    el("label", { hidden: true }, el("span", null, "BitTorrent download limit"), btDown, el("small", { id: "now-bt-download-rate" })),
+  ];
+  const rateText = (n) => (n ? humanSize(n).replace(" ", "").replace("B", "") : "0");
   const apply = el("button", { type: "submit", id: "settings-apply" }, "Apply");
   const settingsForm = el("form", { className: "window-body settings-form" },
     el("label", null, el("span", null, "Upload rate limit"), upRate, el("small", { id: "now-upload-rate" })),
     el("label", null, el("span", null, "Download rate limit"), downRate, el("small", { id: "now-download-rate" })),
     el("label", null, el("span", null, "Upload slots"), slots, el("small", null, "uploads served at once")),
+    ...btRows,
     el("p", { className: "muted" }, "Rates in bytes per second: 500K, 2M; 0 is unlimited. These last until the node stops."),
     el("div", { className: "buttons" }, apply));
   function renderSettings(s) {
@@ -93,6 +102,13 @@ export function initLibrary(ctx) {
     if (document.activeElement !== slots) slots.value = String(s.upload_slots);
     setText(document.getElementById("now-upload-rate"), s.upload_rate ? `now ${humanRate(s.upload_rate)}` : "now unlimited");
     setText(document.getElementById("now-download-rate"), s.download_rate ? `now ${humanRate(s.download_rate)}` : "now unlimited");
+    const bt = s.bittorrent_upload_rate !== undefined;
+    for (const r of btRows) r.hidden = !bt;
+    if (!bt) return;
+    if (document.activeElement !== btUp) btUp.value = rateText(s.bittorrent_upload_rate);
+    if (document.activeElement !== btDown) btDown.value = rateText(s.bittorrent_download_rate);
+    setText(document.getElementById("now-bt-upload-rate"), s.bittorrent_upload_rate ? `now ${humanRate(s.bittorrent_upload_rate)}` : "now unlimited");
+    setText(document.getElementById("now-bt-download-rate"), s.bittorrent_download_rate ? `now ${humanRate(s.bittorrent_download_rate)}` : "now unlimited");
   }
   settingsForm.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -100,6 +116,11 @@ export function initLibrary(ctx) {
     const u = parseSize(upRate.value), d = parseSize(downRate.value);
     if (u === null || d === null) { toast("A rate is a number of bytes per second: 500K, 2M or 0.", "error"); return; }
     changes.upload_rate = u; changes.download_rate = d; changes.upload_slots = Number(slots.value);
+    if (!btRows[0].hidden) {
+      const bu = parseSize(btUp.value), bd = parseSize(btDown.value);
+      if (bu === null || bd === null) { toast("A rate is a number of bytes per second: 500K, 2M or 0.", "error"); return; }
+      changes.bittorrent_upload_rate = bu; changes.bittorrent_download_rate = bd;
+    }
     try { ctx.state.settings = await api("POST", "/api/web/settings", changes); renderSettings(ctx.state.settings); toast("Settings applied.", "ok"); }
     catch (err) { toast(`Cannot apply: ${err.message}`, "error"); }
   });
@@ -133,6 +154,8 @@ export function initLibrary(ctx) {
       el("label", null, el("span", null, "Magnet link"), magnet),
       torrentNote, el("div", { className: "buttons" }, torrentAdd)));
 
+  const torrentJoined = wireTorrentForm({ file: torrentFile, magnet, add: torrentAdd, note: torrentNote });
+
   panel.append(el("div", { className: "library-grid" }, sharesWin,
     el("div", { className: "library-side" },
       el("div", { className: "window" }, el("div", { className: "titlebar small" }, "Bandwidth and slots"), settingsForm),
@@ -143,7 +166,7 @@ export function initLibrary(ctx) {
     renderLibrary(snap.library); renderScan(snap.scan); renderSettings(snap.settings);
     const bt = (snap.networks || []).find((n) => n.id === "bittorrent");
     setText(document.getElementById("password-state"), ctx.state.session && ctx.state.session.has_password ? "a password is set" : "no password yet: token only");
-    if (bt && bt.joined) setText(torrentNote, "BitTorrent is joined; adding torrents from this page comes with its control API.");
+    torrentJoined(Boolean(bt && bt.joined));
   });
   ctx.on("library", renderLibrary);
   ctx.on("scan", renderScan);

@@ -3,10 +3,13 @@
 // "Concurrent Downloads: N  Concurrent Uploads: M" line; a rate graph.
 import { api, batched, clock, el, grouped, humanRate, progressBar, setText, toast } from "./util.js";
 import { RateGraph } from "./graph.js";
+import { torrentChanged, torrentDetail } from "./torrents.js";
 
 const HEAD = ["", "Filename", "File Size", "User", "Status", "Speed", "Progress", "Rate", "Time Left", ""];
 const WIDTHS = ["24px", "25%", "16%", "11%", "11%", "6%", "12%", "7%", "7%", "118px"];
 const FINISHED = new Set(["complete", "failed", "cancelled"]);
+// Rows the Pause button resumes (a torrent's stop is its pause).
+const PAUSED = new Set(["paused", "stopped", "finished"]);
 
 function sizeText(row) {
   if (row.size === null || row.size === undefined) return grouped(row.done);
@@ -73,7 +76,7 @@ export function initTransfers(ctx) {
       if (entry) update(entry, entry.row, true);
     });
     const pause = el("button", { type: "button", className: "small act-pause" }, "Pause");
-    pause.addEventListener("click", () => { const r = rows.get(row.key).row; act(r, r.status === "paused" ? "resume" : "pause"); });
+    pause.addEventListener("click", () => { const r = rows.get(row.key).row; act(r, PAUSED.has(r.status) ? "resume" : "pause"); });
     const cancel = el("button", { type: "button", className: "small act-cancel" }, "Cancel");
     cancel.addEventListener("click", () => act(rows.get(row.key).row, "cancel"));
     const tr = el("tr", { className: "transfer-row", dataset: { key: row.key, id: row.id, network: row.network } },
@@ -100,14 +103,17 @@ export function initTransfers(ctx) {
     setText(c.rate, row.status === "downloading" || row.status === "uploading" ? humanRate(row.rate) : "");
     setText(c.eta, clock(row.eta));
     if (entry.isDown) {
-      setText(entry.pause, row.status === "paused" ? "Resume" : "Pause");
+      setText(entry.pause, PAUSED.has(row.status) ? "Resume" : "Pause");
       entry.pause.disabled = FINISHED.has(row.status) || row.status === "verifying";
       entry.cancel.disabled = FINISHED.has(row.status);
       const open = expanded.has(row.key);
       setText(entry.expander, open ? "▾" : "▸");
       entry.expander.setAttribute("aria-expanded", String(open));
       entry.detail.hidden = !open;
-      if (open && (force || JSON.stringify(old.sources) !== JSON.stringify(row.sources))) {
+      const torrent = row.network === "bittorrent";
+      if (open && torrent && (force || torrentChanged(old, row))) {
+        entry.detail.lastElementChild.replaceChildren(torrentDetail(row));
+      } else if (open && !torrent && (force || JSON.stringify(old.sources) !== JSON.stringify(row.sources))) {
         const box = entry.detail.lastElementChild;
         box.replaceChildren(el("table", { className: "grid sources" },
           el("thead", null, el("tr", null, ...["Source", "Status", "Bytes", "Rate", "Note"].map((h) => el("th", null, h)))),
