@@ -139,9 +139,11 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
         "then the index server (Napster), the ten "
         "best-connected servents (Gnutella) or three ultrapeers (two-tier) are killed; "
         "heal time: until the largest part is back to 90% of its level (0: it never fell "
-        'below; "never": not within the run). "not measured" in the two-tier column: the '
-        "servent has no ultrapeer roles in this build."
+        'below; "never": not within the run).'
     )
+    if s is None or _row(s.rows, "two-tier") is None:
+        notes.append(' "not measured" in the two-tier column: the servent has no ultrapeer '
+                     "roles in this build.")  # fmt: skip
     lines.append("".join(notes) + "\n")
     lines.append("## BitTorrent's claims\n")
     if bt is None:
