@@ -6,6 +6,10 @@
 that protocol and node code run on unchanged.  ``sim.run(until)`` and
 ``sim.run_until(pred, timeout)`` drive it; ``sim.trace_digest()`` fingerprints
 everything delivered, so equal seeds give equal digests.
+
+:mod:`peerlab.sim.topology` builds networks of real Gnutella servents in one
+simulator (link classes, random/ring/line topologies, in-memory shares) and
+runs the flooding scenario of the ``sim`` benchmark.
 """
 
 from peerlab.sim.engine import DEFAULT_EPOCH, SimTimer, Simulator, derive_seed

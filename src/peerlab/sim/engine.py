@@ -169,18 +169,24 @@ class Simulator:
         number of events run."""
         heap = self._heap
         pop = heapq.heappop
+        fire = fire_timer
+        end = math.inf if until is None else until
+        limit = math.inf if max_events is None else max_events
         n = 0
-        while heap:
-            self._pop_cancelled()
-            if not heap:
+        # The hot loop of every simulation: cancelled timers are skipped here
+        # (as _pop_cancelled does) without a method call per event.
+        while heap and n < limit:
+            top = heap[0]
+            if top[2] is fire and top[3].fn is None:
+                pop(heap)
+                if self._cancelled:
+                    self._cancelled -= 1
+                continue
+            if top[0] > end:
                 break
-            if until is not None and heap[0][0] > until:
-                break
-            if max_events is not None and n >= max_events:
-                break
-            when, _, fn, arg = pop(heap)
-            self.now = when
-            fn(arg)
+            pop(heap)
+            self.now = top[0]
+            top[2](top[3])
             n += 1
         self.events_run += n
         if until is not None and until > self.now and (max_events is None or n < max_events):

@@ -103,6 +103,48 @@ class SimStream:
     """One end of a simulated TCP connection: the :class:`~peerlab.runtime.base.Stream`
     handed to handlers, and the sender/receiver state behind it."""
 
+    # Slots: a simulation holds one per connection end, tens of thousands.
+    __slots__ = (
+        "_ack_delay",
+        "_buf",
+        "_buf_head",
+        "_buf_size",
+        "_closing",
+        "_consumed",
+        "_cwnd",
+        "_eof_delivered",
+        "_eof_wanted",
+        "_expected",
+        "_fin_acked",
+        "_fin_received",
+        "_fin_sent",
+        "_in_flight",
+        "_key",
+        "_listener",
+        "_local",
+        "_lost",
+        "_next_off",
+        "_ooo",
+        "_paused_writing",
+        "_reading_paused",
+        "_remote",
+        "_retx",
+        "_rto",
+        "_seg",
+        "_syn_delay",
+        "_timers",
+        "_unread",
+        "_unread_size",
+        "_window_end",
+        "handler",
+        "host",
+        "peer",
+        "queued",
+        "sim",
+        "state",
+        "_tag",
+    )
+
     def __init__(
         self, host: SimHost, local: Address, remote: Address, handler: StreamHandler | None
     ) -> None:
@@ -111,6 +153,8 @@ class SimStream:
         self._local = local
         self._remote = remote
         self._key = (local[1], remote[0], remote[1])
+        #: How the trace names this end (its addresses never change).
+        self._tag = f"{local[1]} {remote}"
         self.handler = handler
         self.state = CONNECTING
         self.peer: SimStream | None = None
@@ -578,11 +622,7 @@ class SimStream:
             self._maybe_forget()
 
     def _deliver(self, chunk: bytes) -> None:
-        self.sim.trace(
-            self.host.ip,
-            "data",
-            f"{self._local[1]} {self._remote} {len(chunk)} {zlib.crc32(chunk)}",
-        )
+        self.sim.trace(self.host.ip, "data", f"{self._tag} {len(chunk)} {zlib.crc32(chunk)}")
         assert self.handler is not None
         self.handler.data_received(chunk)
 

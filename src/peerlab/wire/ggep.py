@@ -172,7 +172,10 @@ class GGEP:
         return tuple(e.id for e in self.extensions)
 
     def __contains__(self, ext_id: object) -> bool:
-        return any(e.id == ext_id for e in self.extensions)
+        for ext in self.extensions:  # a plain loop: asked of every Pong
+            if ext.id == ext_id:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[Extension]:
         return iter(self.extensions)

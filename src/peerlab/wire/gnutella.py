@@ -828,9 +828,35 @@ def _dec_vendor(p: bytes, standard: bool) -> VendorMessage:
     return VendorMessage(p[:4].decode("latin-1"), _u16(p, 4), _u16(p, 6), bytes(p[8:]), standard)
 
 
+#: Decoded payloads remembered by :func:`decode_payload`.  A flooded Query or
+#: Ping reaches a servent once per neighbour that forwards it, and a Pong or
+#: Query Hit is decoded again at every hop of its way back, with the very
+#: same payload bytes each time; messages are immutable, so one decoded
+#: object can stand for all of them.  Bounded: the oldest entry goes first.
+#: Sized for a network of ~10,000 servents (each Pong payload is one
+#: servent's); at 4,096 entries a 3,000-node flood already evicted what it
+#: was about to reuse.  Flooded payloads are ~30-100 bytes: a few MiB.
+DECODE_MEMO_ENTRIES = 16384
+#: Payloads longer than this are decoded without the memo (big Query Hits and
+#: QRP patches would crowd out the small flooded descriptors it is for).
+DECODE_MEMO_MAX_PAYLOAD = 1024
+#: The payload types whose decoding is remembered: the flooded and routed ones.
+_MEMO_TYPES = frozenset((PING, PONG, PUSH, QUERY, QUERY_HIT))
+_decode_memo: dict[tuple[int, bytes], Message] = {}
+
+
 def decode_payload(payload_type: int, payload: bytes) -> Message:
     """The message carried by ``payload`` (payload types we do not model come
     back as :class:`Unknown`)."""
+    if payload_type in _MEMO_TYPES and len(payload) <= DECODE_MEMO_MAX_PAYLOAD:
+        key = (payload_type, bytes(payload))
+        msg = _decode_memo.get(key)
+        if msg is None:
+            msg = _DECODERS[payload_type](key[1])
+            if len(_decode_memo) >= DECODE_MEMO_ENTRIES:
+                del _decode_memo[next(iter(_decode_memo))]
+            _decode_memo[key] = msg
+        return msg
     if payload_type == VENDOR or payload_type == STANDARD_VENDOR:
         return _dec_vendor(payload, payload_type == STANDARD_VENDOR)
     decoder = _DECODERS.get(payload_type)
@@ -1082,6 +1108,16 @@ class DescriptorDecoder:
 # -------------------------------------------------------- link compression
 
 
+#: zlib ``memLevel`` of a link's compressor.  zlib's default (8) keeps ~100 KiB
+#: of hash tables per stream, and a servent keeps one stream per neighbour
+#: (thousands in the simulator); at 4 a stream holds ~18 KiB and Gnutella
+#: traffic compresses to within 0.1% of the same size.  The window stays
+#: 15 bits, so the peer's inflater sees an ordinary zlib stream.
+DEFLATE_MEM_LEVEL = 4
+#: zlib window bits of a link's stream (a zlib header, the 32 KiB window).
+DEFLATE_WBITS = 15
+
+
 class LinkDeflater:
     """Sending half of a ``deflate`` link (``compression``): one zlib stream for
     the life of the connection, flushed with Z_SYNC_FLUSH whenever the bytes
@@ -1091,7 +1127,7 @@ class LinkDeflater:
 
     def __init__(self, level: int = 6) -> None:
         # "Z_DEFAULT_COMPRESSION compression level (6) was optimal".
-        self._z = zlib.compressobj(level)
+        self._z = zlib.compressobj(level, zlib.DEFLATED, DEFLATE_WBITS, DEFLATE_MEM_LEVEL)
         self.bytes_in = 0
         self.bytes_out = 0
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from peerlab.runtime.base import Observer
+from peerlab.runtime.base import NullObserver, Observer
 from peerlab.wire.gnutella import (
     BYE,
     PING,
@@ -78,15 +78,19 @@ def type_name(payload_type: int) -> str:
 class Counters:
     """A servent's counters, mirrored to its observer as ``gnutella.<name>``."""
 
-    __slots__ = ("values", "_observer")
+    __slots__ = ("values", "_observer", "_mirror")
 
     def __init__(self, observer: Observer) -> None:
         self.values: Counter[str] = Counter()
         self._observer = observer
+        # A NullObserver discards counts: skip the call and the name it would
+        # build, once per message (the simulator's hosts mostly have none).
+        self._mirror = type(observer) is not NullObserver
 
     def count(self, name: str, n: int = 1) -> None:
         self.values[name] += n
-        self._observer.count("gnutella." + name, n)
+        if self._mirror:
+            self._observer.count("gnutella." + name, n)
 
     def __getitem__(self, name: str) -> int:
         return self.values[name]

@@ -21,6 +21,7 @@ Public API: :class:`HostCache`, :class:`HostEntry`, :func:`usable_address`,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -56,6 +57,17 @@ def usable_address(address: Address) -> bool:
     host, port = address
     if not isinstance(port, int) or not 0 < port < 65536:
         return False
+    return _usable_host(host) if isinstance(host, str) else False
+
+
+#: Hosts whose check is remembered: about the servents of a large network.
+_HOST_CHECKS_KEPT = 16384
+
+
+@functools.lru_cache(maxsize=_HOST_CHECKS_KEPT)
+def _usable_host(host: str) -> bool:
+    """The host half of :func:`usable_address`, remembered: every Pong and
+    handshake asks it again about the same few thousand addresses."""
     parts = host.split(".")
     if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 for p in parts):
         return False

@@ -72,7 +72,7 @@ from typing import Any
 
 from peerlab import __version__
 from peerlab.errors import ConfigError, NetworkError, PeerlabError, RemoteProtocolError
-from peerlab.overlays.gnutella.counters import Counters, type_name
+from peerlab.overlays.gnutella.counters import TYPE_NAMES, Counters, type_name
 from peerlab.overlays.gnutella.dynquery import DQ_VERSION, DqSettings, DynamicQuerier
 from peerlab.overlays.gnutella.flow import MAX_QUEUE_BYTES, OutgoingQueue, Queued
 from peerlab.overlays.gnutella.gwebcache import GWebCacheClient, GWebCacheReply
@@ -213,6 +213,10 @@ BYE_LONG_LIVED = 403
 BYE_IDLE = 405
 BYE_INTERNAL = 500
 BYE_QUEUE_FULL = 502
+
+
+#: ``rx.<type>`` counter names by payload type, made once (one per message otherwise).
+_RX_NAMES: dict[int, str] = {ptype: "rx." + name for ptype, name in TYPE_NAMES.items()}
 
 
 # ------------------------------------------------------------------ config
@@ -499,18 +503,31 @@ class Link:
 
     def pump(self) -> None:
         """Hand queued descriptors to the connection while the stream takes them."""
-        counters = self.servent.counters
-        machine = self.machine
-        while self.queue and self.driver.writable and self.is_open:
-            item = self.queue.pop()
-            if item is None:
-                break
-            machine.send_descriptor(item.guid, item.payload_type, item.ttl, item.hops, item.payload)
-            self.messages_out += 1
-            name = type_name(item.payload_type)
-            counters.count("tx." + name)
-            if item.routed:
-                counters.count("routed." + name)
+        queue = self.queue
+        if queue and self.driver.writable and self.is_open:
+            # Queuing a descriptor in the machine neither closes the link nor
+            # pauses the stream (that happens on write, in flush), so the
+            # checks hold for the whole batch; counts are added once per type.
+            send = self.machine.send_descriptor
+            sent: dict[int, int] = {}
+            routed: dict[int, int] = {}
+            try:
+                while queue:
+                    item = queue.pop()
+                    if item is None:
+                        break
+                    ptype = item.payload_type
+                    send(item.guid, ptype, item.ttl, item.hops, item.payload)
+                    sent[ptype] = sent.get(ptype, 0) + 1
+                    if item.routed:
+                        routed[ptype] = routed.get(ptype, 0) + 1
+            finally:
+                counters = self.servent.counters
+                for ptype, n in sent.items():
+                    self.messages_out += n
+                    counters.count("tx." + type_name(ptype), n)
+                for ptype, n in routed.items():
+                    counters.count("routed." + type_name(ptype), n)
         self.driver.flush()
 
     def close(self, code: int | None = None, reason: str = "") -> None:
@@ -1192,11 +1209,10 @@ class Servent:
 
     def _on_descriptor(self, link: Link, ev: DescriptorReceived) -> None:
         h = ev.header
-        name = type_name(h.payload_type)
         link.messages_in += 1
         link.last_rx = self.runtime.now()
         link.alive_ping_out = False
-        self.counters.count("rx." + name)
+        self.counters.count(_RX_NAMES.get(h.payload_type) or "rx." + type_name(h.payload_type))
         msg = ev.message
         ptype = h.payload_type
         if isinstance(msg, Bye):
@@ -1495,14 +1511,16 @@ class Servent:
         if self.host_cache.add(address, seen=wall, ultrapeer=pong.is_ultrapeer, source="pong"):
             self.counters.count("hosts.learned")
         extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != self.address]
-        self.host_cache.add_many(extra, seen=wall, source="pong")
+        if extra:
+            self.host_cache.add_many(extra, seen=wall, source="pong")
         if not self.config.pong_caching or not usable_address(address):
             return
         distance = min(h.hops + 1, self.config.max_ttl)
         self.pong_cache.add(CachedPong(payload, address, distance, link.id))
         # Demultiplex: "forward the pong along all connections still needing more pongs".
         for other in self._links.values():
-            if other is link or not other.is_open or not other.ping.wants(distance, now):
+            # wants() first: it is False for most links and cheaper than is_open.
+            if other is link or not other.ping.wants(distance, now) or not other.is_open:
                 continue
             assert other.ping.guid is not None
             other.ping.took(distance)
@@ -1575,9 +1593,9 @@ class Servent:
             self._dial(now)
         if (
             cfg.pong_caching
-            and self._open_links()
             and len(self.host_cache) < HOSTS_WANTED
             and now - self._last_host_ping >= HOST_PING_INTERVAL
+            and self._open_links()
         ):
             self._last_host_ping = now
             if self.pong_cache.expired(now):

@@ -1,0 +1,131 @@
+"""The simulator's speed and size running real Gnutella servents (issue 7, item 6).
+
+``make bench ONLY=sim``.  Every figure comes from
+:func:`peerlab.sim.topology.flood_scenario`: servents (the daemon's own
+``Servent`` class, default settings: deflate links, pong caching) on
+simulated cable links in a random graph of mean degree 4; 30% share three
+files each; queries for random words from random servents at the servents'
+default TTL (4), 100 per virtual second.
+
+**A message delivery** is one Gnutella descriptor handed to a servent (a
+``DescriptorReceived`` reaching ``Servent._on_descriptor``, what its
+``rx.*`` counters count), duplicates included: each is a descriptor the
+simulated network carried and a servent parsed and judged.
+
+Figures:
+
+* ``sim.heap_events_per_s`` (reference; ``..._per_cpu_s`` beside it): a bare
+  loop of no-op events through the simulator's heap, the ceiling any
+  simulated work sits under;
+* ``sim.deliveries_per_s``: deliveries during the query phase of a
+  ``FLOOD_NODES``-node (2,000) network with ``FLOOD_QUERIES`` (300) queries,
+  divided by that phase's wall time (``sim.deliveries_per_cpu_s`` beside it:
+  the same over this process's CPU time, which other load on the machine
+  does not inflate);
+* ``sim.flood10k_wall_s``, ``sim.flood10k_peak_mib``: a whole
+  ``BIG_NODES``-node (10,000) scenario with ``BIG_QUERIES`` (1,000) queries
+  -- hosts, servents, every handshake, then the queries -- run in a child
+  process: its wall time and its peak resident memory (``ru_maxrss``);
+  beside them its CPU time (which other load on the machine does not
+  inflate), its deliveries and the issue's targets (600 s, 4,096 MiB).
+
+``PEERLAB_BENCH_SIM_NODES``, ``..._QUERIES``, ``..._BIG_NODES``,
+``..._BIG_QUERIES`` change the sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from peerlab.sim import Simulator
+from peerlab.sim.topology import flood_scenario
+
+FLOOD_NODES = int(os.environ.get("PEERLAB_BENCH_SIM_NODES", "2000"))
+FLOOD_QUERIES = int(os.environ.get("PEERLAB_BENCH_SIM_QUERIES", "300"))
+BIG_NODES = int(os.environ.get("PEERLAB_BENCH_SIM_BIG_NODES", "10000"))
+BIG_QUERIES = int(os.environ.get("PEERLAB_BENCH_SIM_BIG_QUERIES", "1000"))
+#: No-op events in the bare heap loop (a second or so).
+HEAP_EVENTS = 1_000_000
+#: The issue's targets, printed beside the measurements.
+TARGET_WALL_S = 600.0
+TARGET_PEAK_MIB = 4096.0
+#: The child running the 10,000-node scenario is killed after this long.
+BIG_LIMIT_S = 1800.0
+
+
+def heap_rate() -> tuple[float, float]:
+    """No-op events per second through ``Simulator.schedule``/``run``: per
+    second of wall time and per second of this process's CPU time."""
+    sim = Simulator(0)
+
+    def noop(_: object) -> None:
+        return None
+
+    schedule = sim.schedule
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(HEAP_EVENTS):
+        schedule(i * 1e-6, noop)
+    sim.run()
+    return (HEAP_EVENTS / (time.perf_counter() - t0),
+            HEAP_EVENTS / max(time.process_time() - c0, 1e-9))  # fmt: skip
+
+
+def big_child() -> None:
+    """The child process: one 10,000-node scenario, a JSON line out."""
+    import resource
+
+    t0 = time.perf_counter()
+    r = flood_scenario(BIG_NODES, BIG_QUERIES, clock=time.perf_counter)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"wall": wall, "cpu": time.process_time(), "peak_mib": peak,
+                      "deliveries": r.deliveries,
+                      "build": r.build_wall_s, "queries": r.query_wall_s,
+                      "hits": r.hits}))  # fmt: skip
+
+
+def run(bench: Any) -> None:
+    wall_rate, cpu_rate = heap_rate()
+    bench.figure("sim.heap_events_per_cpu_s", cpu_rate, "events/s")
+    bench.figure("sim.heap_events_per_s", wall_rate, "events/s",
+                 beside=["sim.heap_events_per_cpu_s"])  # fmt: skip
+
+    r = flood_scenario(
+        FLOOD_NODES, FLOOD_QUERIES, clock=time.perf_counter, cpu_clock=time.process_time
+    )
+    bench.note(
+        f"{FLOOD_NODES} nodes: build {r.build_wall_s:.1f} s, {FLOOD_QUERIES} queries "
+        f"{r.query_wall_s:.1f} s wall, {r.deliveries} deliveries, {r.events} events, "
+        f"{r.hits} hits"
+    )
+    bench.figure("sim.deliveries_per_cpu_s", r.deliveries / max(r.query_cpu_s, 1e-9), "msgs/s")
+    bench.figure("sim.deliveries_per_s", r.deliveries / r.query_wall_s, "msgs/s",
+                 beside=["sim.deliveries_per_cpu_s", "sim.heap_events_per_s"])  # fmt: skip
+
+    proc = subprocess.run(
+        [sys.executable, __file__, "--big"],
+        capture_output=True, text=True, timeout=BIG_LIMIT_S, check=True,
+    )  # fmt: skip
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    bench.note(
+        f"{BIG_NODES} nodes: build {got['build']:.1f} s, {BIG_QUERIES} queries "
+        f"{got['queries']:.1f} s, {got['deliveries']} deliveries, {got['hits']} hits"
+    )
+    bench.figure("sim.flood10k_deliveries", got["deliveries"], "msgs")
+    bench.figure("sim.flood10k_target_s", TARGET_WALL_S, "s")
+    bench.figure("sim.flood10k_cpu_s", got["cpu"], "s")
+    bench.figure("sim.flood10k_wall_s", got["wall"], "s",
+                 beside=["sim.flood10k_target_s", "sim.flood10k_cpu_s",
+                         "sim.flood10k_deliveries"])  # fmt: skip
+    bench.figure("sim.flood10k_target_mib", TARGET_PEAK_MIB, "MiB")
+    bench.figure("sim.flood10k_peak_mib", got["peak_mib"], "MiB",
+                 beside=["sim.flood10k_target_mib"])  # fmt: skip
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--big"]:
+    big_child()

@@ -1,0 +1,437 @@
+"""Build a Gnutella network of real servents inside one :class:`Simulator`.
+
+The scenario engine, the benchmarks and the tests all need the same thing:
+N :class:`~peerlab.overlays.gnutella.servent.Servent` objects (the very class
+the daemon runs), each on its own simulated host with an access link of some
+class, wired into a chosen overlay topology, with shares to answer queries::
+
+    sim = Simulator(seed=1)
+    net = GnutellaNetwork(sim, 1000, link_class=LINK_CLASSES["cable"],
+                          config={"pong_caching": False})
+    net.connect(random_edges(1000, degree=4, rng=random.Random(1)))
+    guid = net.search(0, "file-17", ttl=4)          # node 0 floods a Query
+    sim.run(sim.now + 30)
+    net.deliveries()   # descriptors handed to servents so far
+
+*A message delivery* is one Gnutella descriptor handed to a servent: one
+``DescriptorReceived`` that reached :meth:`Servent._on_descriptor`, counted by
+the servent itself in ``Link.messages_in`` (the ``rx.*`` counters).  This is
+what :meth:`GnutellaNetwork.deliveries` sums and what the ``sim`` benchmark
+divides by wall time.
+
+Topologies are edge lists ``[(a, b), ...]`` of node indices, ``a`` dialling
+``b``; :func:`random_edges`, :func:`ring_edges`, :func:`line_edges` make the
+usual ones from an explicit :class:`random.Random` (same seed, same graph).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from peerlab.errors import ConfigError
+from peerlab.overlays.gnutella.servent import Servent, ServentConfig
+from peerlab.runtime.base import Address, Observer
+from peerlab.sim.engine import Simulator
+from peerlab.sim.net import SimHost
+from peerlab.wire.urn import sha1_urn
+
+#: The Gnutella port every simulated servent listens on (hosts have their own IPs).
+GNUTELLA_PORT = 6346
+
+#: Virtual seconds :meth:`GnutellaNetwork.connect` waits for every link to open.
+CONNECT_TIMEOUT = 120.0
+
+#: Connections one node dials at once while the network is built: a servent
+#: handshakes with at most ``max_connecting`` peers at a time.
+DIAL_BATCH = 4
+
+#: Virtual seconds a built network runs before its queries start (the
+#: handshake pings and their pongs settle).
+SETTLE = 5.0
+#: Virtual seconds :func:`flood_scenario` runs after its last query: far
+#: beyond a reply's round trip over TTL hops of the slowest link class.
+DRAIN = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClass:
+    """An access link: ``up``/``down`` in bytes/s, one-way ``latency`` in
+    seconds, per-direction packet ``loss``."""
+
+    name: str
+    up: float
+    down: float
+    latency: float
+    loss: float = 0.0
+
+
+#: The access links of the lecture's screenshots (14.4K and 56K modems, DSL,
+#: cable, T1) with typical figures of the Gnutella era, plus a LAN.
+LINK_CLASSES: dict[str, LinkClass] = {
+    lc.name: lc
+    for lc in (
+        LinkClass("modem14k", up=14_400 / 8, down=14_400 / 8, latency=0.150),
+        LinkClass("modem56k", up=33_600 / 8, down=56_000 / 8, latency=0.100),
+        LinkClass("dsl", up=128_000 / 8, down=768_000 / 8, latency=0.030),
+        LinkClass("cable", up=384_000 / 8, down=3_000_000 / 8, latency=0.020),
+        LinkClass("t1", up=1_544_000 / 8, down=1_544_000 / 8, latency=0.010),
+        LinkClass("lan", up=12_500_000.0, down=12_500_000.0, latency=0.001),
+    )
+}
+
+
+# ------------------------------------------------------------------ topologies
+
+
+def line_edges(n: int) -> list[tuple[int, int]]:
+    """Node i dials node i-1."""
+    return [(i, i - 1) for i in range(1, n)]
+
+
+def ring_edges(n: int) -> list[tuple[int, int]]:
+    """A line closed into a ring (n >= 3)."""
+    return line_edges(n) + ([(0, n - 1)] if n >= 3 else [])
+
+
+def random_edges(n: int, degree: int, rng: random.Random) -> list[tuple[int, int]]:
+    """A connected random graph with mean degree about ``degree``: a random
+    spanning tree (every node dials one earlier node, so the overlay is
+    connected), then random extra edges until ``n * degree / 2`` edges, no
+    self-loops, no duplicates."""
+    if n < 1 or degree < 1:
+        raise ConfigError("a random topology needs n >= 1 and degree >= 1")
+    edges: list[tuple[int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for i in range(1, n):
+        j = rng.randrange(i)
+        edges.append((i, j))
+        seen.add((j, i))
+    want = min(n * degree // 2, n * (n - 1) // 2)
+    while len(edges) < want:
+        a, b = rng.randrange(n), rng.randrange(n)
+        if a == b:
+            continue
+        key = (a, b) if a < b else (b, a)
+        if key in seen:
+            continue
+        seen.add(key)
+        edges.append((a, b))
+    return edges
+
+
+# ------------------------------------------------------------------ shares
+
+
+@dataclass(frozen=True, slots=True)
+class SimFile:
+    """A shared file as the servent's shares hand it out (duck-typed like the
+    catalog's ``SharedFile``)."""
+
+    index: int
+    name: str
+    size: int
+    sha1: bytes
+
+    @property
+    def urn(self) -> str:
+        return sha1_urn(self.sha1)
+
+
+def sim_file(index: int, name: str, size: int = 1 << 20) -> SimFile:
+    """A file whose hash is derived from its name (equal names, equal URNs)."""
+    return SimFile(index, name, size, hashlib.sha1(name.encode()).digest())
+
+
+class MemoryShares:
+    """Shares held in memory: a file matches when every query word is a word
+    of its name (split on ``-``, ``_``, ``.``, space), the keyword matching of
+    classic servents.  An inverted index keeps a lookup cheap at 10,000 nodes."""
+
+    __slots__ = ("files", "_words", "_urns")
+
+    def __init__(self, files: Sequence[SimFile] = ()) -> None:
+        self.files = tuple(files)
+        self._words: dict[str, list[SimFile]] | None = None
+        self._urns: dict[str, SimFile] | None = None
+
+    @staticmethod
+    def _split(name: str) -> set[str]:
+        for sep in "-_.":
+            name = name.replace(sep, " ")
+        return set(name.lower().split())
+
+    def search(self, text: str, *, limit: int = 100) -> list[SimFile]:
+        if not self.files:
+            return []
+        words = self._words
+        if words is None:
+            words = self._words = {}
+            for f in self.files:
+                for w in self._split(f.name):
+                    words.setdefault(w, []).append(f)
+        wanted = self._split(text)
+        if not wanted:
+            return []
+        first, *rest = sorted(wanted, key=lambda w: len(words.get(w, ())))
+        found = [f for f in words.get(first, ()) if all(f in words.get(w, ()) for w in rest)]
+        return found[:limit]
+
+    def by_urn(self, urn: str) -> SimFile | None:
+        if self._urns is None:
+            self._urns = {f.urn: f for f in self.files}
+        return self._urns.get(urn.lower()) or self._urns.get(urn)
+
+    def count(self) -> int:
+        return len(self.files)
+
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+#: Shares that share nothing (a free rider's), one object for all of them.
+NO_SHARES = MemoryShares()
+
+
+# ------------------------------------------------------------------ the network
+
+
+@dataclass(slots=True)
+class SimServent:
+    """One node of a :class:`GnutellaNetwork`."""
+
+    index: int
+    host: SimHost
+    servent: Servent
+    shares: MemoryShares
+    link_class: LinkClass
+
+    @property
+    def address(self) -> Address:
+        return (self.host.ip, GNUTELLA_PORT)
+
+
+def node_ip(index: int) -> str:
+    """The IP of node ``index``: 10.x.y.z from index + 1 (up to 16 million nodes)."""
+    n = index + 1
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+@dataclass
+class GnutellaNetwork:
+    """``n`` started servents in ``sim``, not yet connected.
+
+    ``link_class``: one :class:`LinkClass` for all, or ``f(index)`` giving
+    each node's.  ``config``: :class:`ServentConfig` fields common to every
+    servent (``target_degree`` defaults to 0 so that :meth:`connect` builds
+    exactly the topology asked for; one frozen config object is shared by all
+    nodes).  ``shares_of(index)``: a node's shares (default: nothing shared).
+    ``observer_of(index)``: a node's observer (default: none, the cheapest).
+    """
+
+    sim: Simulator
+    n: int
+    link_class: LinkClass | Callable[[int], LinkClass] = LINK_CLASSES["cable"]
+    config: dict[str, Any] = field(default_factory=dict)
+    shares_of: Callable[[int], MemoryShares] | None = None
+    observer_of: Callable[[int], Observer | None] | None = None
+    nodes: list[SimServent] = field(init=False, default_factory=list)
+    #: Nodes taken off the network by :meth:`kill`.
+    killed: set[int] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        fields: dict[str, Any] = {"listen_port": GNUTELLA_PORT, "target_degree": 0}
+        fields.update(self.config)
+        fields.pop("listen_host", None)
+        base = ServentConfig(**fields)
+        for i in range(self.n):
+            lc = self.link_class(i) if callable(self.link_class) else self.link_class
+            obs = self.observer_of(i) if self.observer_of is not None else None
+            host = self.sim.add_host(
+                node_ip(i), up=lc.up, down=lc.down, latency=lc.latency, loss=lc.loss,
+                observer=obs,
+            )  # fmt: skip
+            shares = self.shares_of(i) if self.shares_of is not None else NO_SHARES
+            cfg = replace(base, listen_host=host.ip)
+            servent = Servent(host.runtime, cfg, shares)
+            servent.start()
+            self.nodes.append(SimServent(i, host, servent, shares, lc))
+
+    def connect(self, edges: Iterable[tuple[int, int]], timeout: float = CONNECT_TIMEOUT) -> None:
+        """Open every edge ``(a, b)`` (``a`` dials ``b``), a few dials per
+        node at a time, and run the simulator until all are open.  Raises
+        :class:`~peerlab.errors.ConfigError` when some did not open within
+        ``timeout`` virtual seconds."""
+        todo: dict[int, list[int]] = {}
+        total = 0
+        for a, b in edges:
+            if a == b or not (0 <= a < self.n and 0 <= b < self.n):
+                raise ConfigError(f"bad edge ({a}, {b}) for {self.n} nodes")
+            todo.setdefault(a, []).append(b)
+            total += 1
+        want = [node.servent.open_count for node in self.nodes]
+        for a, peers in todo.items():
+            want[a] += len(peers)
+            for b in peers:
+                want[b] += 1
+        pending = {a: list(reversed(peers)) for a, peers in todo.items()}
+        deadline = self.sim.now + timeout
+        short = list(range(self.n))
+        while self.sim.now < deadline:
+            for a in list(pending):
+                peers = pending[a]
+                for _ in range(min(DIAL_BATCH, len(peers))):
+                    self.nodes[a].servent.connect(self.nodes[peers.pop()].address)
+                if not peers:
+                    del pending[a]
+            # Checked once per virtual second, not per event: a condition over
+            # every node tested after each event would cost O(n) per event.
+            self.sim.run(min(self.sim.now + 1.0, deadline))
+            short = [i for i in short if self.nodes[i].servent.open_count < want[i]]
+            if not pending and not short:
+                return
+        raise ConfigError(f"{len(short)} of {self.n} servents did not open all {total} links")
+
+    def search(self, index: int, text: str, *, ttl: int | None = None) -> bytes:
+        """Node ``index`` floods a Query for ``text``; returns its GUID."""
+        return self.nodes[index].servent.search(text, ttl=ttl).guid
+
+    def deliveries(self) -> int:
+        """Gnutella descriptors handed to servents so far (see the module doc)."""
+        return sum(node.servent.counters.total("rx.") for node in self.nodes)
+
+    def counter(self, name: str) -> int:
+        """The sum over all nodes of one servent counter (e.g. ``rx.query``)."""
+        return sum(node.servent.counters[name] for node in self.nodes)
+
+    def kill(self, index: int) -> None:
+        """Node ``index`` drops off the network at once, as when its machine
+        is unplugged: its listener closes, its connections are aborted (the
+        neighbours see them reset) and nothing addressed to it arrives any
+        more.  Its servent says no Bye; it is left to its own timers."""
+        node = self.nodes[index]
+        host = node.host
+        for listener in list(host.listeners.values()):
+            listener.close()
+        for conn in list(host.conns.values()):
+            conn.abort()
+        self.sim.routes.pop(host.ip, None)
+        self.killed.add(index)
+
+    def alive(self) -> list[int]:
+        """The indices of the nodes not killed."""
+        return [i for i in range(self.n) if i not in self.killed]
+
+    def close(self) -> None:
+        """Close every servent that is still up (each says Bye 200)."""
+        for node in self.nodes:
+            if node.index not in self.killed:
+                node.servent.close()
+
+
+@dataclass(frozen=True, slots=True)
+class FloodResult:
+    """What :func:`flood_scenario` measured: ``deliveries`` and ``events`` of
+    the query phase, the ``hits`` our searches got, wall-clock seconds of the
+    build (hosts, servents, handshakes) and of the query phase."""
+
+    nodes: int
+    queries: int
+    deliveries: int
+    events: int
+    hits: int
+    build_wall_s: float
+    query_wall_s: float
+    query_cpu_s: float
+    virtual_s: float
+    digest: str
+
+
+def flood_scenario(
+    n: int,
+    queries: int,
+    *,
+    seed: int = 1,
+    degree: int = 4,
+    ttl: int | None = None,
+    rate: float = 100.0,
+    words: int = 1000,
+    sharing: float = 0.3,
+    files_per_node: int = 3,
+    link_class: LinkClass = LINK_CLASSES["cable"],
+    config: dict[str, Any] | None = None,
+    clock: Callable[[], float] | None = None,
+    cpu_clock: Callable[[], float] | None = None,
+) -> FloodResult:
+    """The flooding scenario of the ``sim`` benchmark: ``n`` servents on
+    ``link_class`` links in a random graph of mean ``degree``; a ``sharing``
+    share of them share ``files_per_node`` files named after words of a
+    ``words``-word vocabulary (the rest are free riders); then ``queries``
+    searches for one random word each, from random servents, ``rate`` per
+    virtual second, with ``ttl`` (default: the servent's ``search_ttl``),
+    and the network runs until every reply is in.  ``clock``: a wall clock
+    (``time.perf_counter``) to time the phases with (the simulator never
+    reads one itself); ``cpu_clock`` (``time.process_time``) likewise for the
+    query phase's CPU time."""
+    rng = random.Random(seed)
+    tick = clock if clock is not None else (lambda: 0.0)
+    cpu = cpu_clock if cpu_clock is not None else (lambda: 0.0)
+    t0 = tick()
+    sim = Simulator(seed)
+
+    def shares_of(i: int) -> MemoryShares:
+        if rng.random() >= sharing:
+            return NO_SHARES
+        return MemoryShares(
+            [sim_file(k, f"w{rng.randrange(words)} w{rng.randrange(words)}.mp3")
+             for k in range(files_per_node)]
+        )  # fmt: skip
+
+    net = GnutellaNetwork(sim, n, link_class=link_class, config=dict(config or {}),
+                          shares_of=shares_of)  # fmt: skip
+    net.connect(random_edges(n, degree, rng))
+    sim.run(sim.now + SETTLE)
+    t1, c1 = tick(), cpu()
+    d0, e0, v0 = net.deliveries(), sim.events_run, sim.now
+    gap = 1.0 / rate
+    for _ in range(queries):
+        net.search(rng.randrange(n), f"w{rng.randrange(words)}", ttl=ttl)
+        sim.run(sim.now + gap)
+    sim.run(sim.now + DRAIN)
+    t2, c2 = tick(), cpu()
+    return FloodResult(
+        nodes=n, queries=queries, deliveries=net.deliveries() - d0,
+        events=sim.events_run - e0, hits=net.counter("hits.delivered"),
+        build_wall_s=t1 - t0, query_wall_s=t2 - t1, query_cpu_s=c2 - c1, virtual_s=sim.now - v0,
+        digest=sim.trace_digest(),
+    )  # fmt: skip
+
+
+def zipf_weights(n: int, exponent: float = 1.0) -> list[float]:
+    """Popularity weights of ranks 1..n under Zipf's law (rank ** -exponent)."""
+    return [1.0 / math.pow(rank, exponent) for rank in range(1, n + 1)]
+
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "GNUTELLA_PORT",
+    "LINK_CLASSES",
+    "NO_SHARES",
+    "FloodResult",
+    "GnutellaNetwork",
+    "LinkClass",
+    "MemoryShares",
+    "SimFile",
+    "SimServent",
+    "flood_scenario",
+    "line_edges",
+    "node_ip",
+    "random_edges",
+    "ring_edges",
+    "sim_file",
+    "zipf_weights",
+]
