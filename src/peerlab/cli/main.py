@@ -1059,6 +1059,7 @@ def _register_commands() -> None:
     ``tracker`` (issue 6)."""
     from peerlab.cli.gwebcache import gwebcache
     from peerlab.cli.napster_server import napster_server
+    from peerlab.cli.simulate import simulate
     from peerlab.cli.torrent import torrent
     from peerlab.cli.tracker import tracker
 
@@ -1069,6 +1070,7 @@ def _register_commands() -> None:
 
     register_torrent_node(torrent)  # torrent add|list|stop|resume|remove|set on a node
     cli.add_command(tracker, "tracker")
+    cli.add_command(simulate, "simulate")
 
 
 _register_commands()

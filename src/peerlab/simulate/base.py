@@ -2,7 +2,12 @@
 
 An experiment is a function ``run(config, seed, out, progress)``:
 
-* ``config`` -- the scenario's table for that experiment, as parsed from TOML;
+* ``config`` -- the scenario's table for that experiment, as parsed from TOML
+  (the engine fills in the scenario's other top-level keys and tables where
+  the experiment's table does not set them, so ``config["population"]`` and
+  ``config["seed"]`` are there; ``config["_command"]`` is the command line
+  that reproduces the run, for :attr:`Figure.command`, and
+  ``config["_scenario"]`` the parsed :class:`~peerlab.simulate.scenario.Scenario`);
 * ``seed`` -- the scenario seed (every simulated host derives its rng from it);
 * ``out`` -- the directory the experiment writes its CSV and PNG files to;
 * ``progress(what, fraction)`` -- called now and then so the terminal can

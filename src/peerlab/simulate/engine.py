@@ -1,0 +1,136 @@
+"""The scenario engine: ``peerlab simulate SCENARIO.toml [--seed N] [--out DIR]``.
+
+:func:`run_scenario` loads a scenario, runs each of its experiments in the
+simulator (an experiment is a module with a ``run`` of the shape
+:data:`peerlab.simulate.base.Experiment`, found by name in
+:data:`EXPERIMENTS`), and writes to ``out``: each experiment's CSV and PNG
+files, ``<experiment>.md`` (its Markdown section with the figures), and
+``digest.txt`` (one line per experiment: name and trace digest).  The same
+scenario and seed give the same digests and byte-identical CSV files.
+
+Progress goes to a ``progress(what, fraction)`` callback (the CLI draws it
+with rich); the engine itself prints nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from peerlab.errors import ConfigError
+from peerlab.simulate.base import ExperimentReport, Progress
+from peerlab.simulate.scenario import Scenario, load_scenario
+
+#: Experiment name -> the module whose ``run`` implements it.  Architecture
+#: ``bittorrent`` is sim-bt's experiment module.
+EXPERIMENTS: dict[str, str] = {
+    "search": "peerlab.simulate.search",
+    "resilience": "peerlab.simulate.resilience",
+    "churn": "peerlab.simulate.churn",
+    "bittorrent": "peerlab.simulate.bittorrent",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRun:
+    scenario: Scenario
+    seed: int
+    out: Path
+    reports: list[ExperimentReport]
+
+
+def experiment_module(name: str) -> ModuleType:
+    """The module of experiment ``name``; a :class:`ConfigError` when it is
+    unknown or not part of this build."""
+    target = EXPERIMENTS.get(name)
+    if target is None:
+        raise ConfigError(f"unknown experiment {name!r} (known: {', '.join(EXPERIMENTS)})")
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name == target:
+            raise ConfigError(f"the {name} experiment ({target}) is not in this build") from None
+        raise
+
+
+def experiment_available(name: str) -> bool:
+    try:
+        experiment_module(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def command_line(spec: str, seed: int, out: Path) -> str:
+    """The command that reproduces a run."""
+    return f"peerlab simulate {spec} --seed {seed} --out {out}"
+
+
+def run_scenario(
+    spec: str,
+    *,
+    seed: int | None = None,
+    out: Path | None = None,
+    progress: Progress | None = None,
+    command_spec: str | None = None,
+) -> ScenarioRun:
+    """Run every experiment of scenario ``spec`` (a file, or a shipped
+    scenario's name); ``seed`` overrides the file's; ``out`` defaults to
+    ``simulate-<name>``.  ``command_spec`` is how figures name the scenario
+    in their reproducing command (default: ``spec``)."""
+    sc = load_scenario(spec)
+    seed = sc.seed if seed is None else seed
+    out = Path(f"simulate-{sc.name}") if out is None else out
+    out.mkdir(parents=True, exist_ok=True)
+    report: Progress = progress or _quiet
+    command = command_line(command_spec or spec, seed, out)
+    reports: list[ExperimentReport] = []
+    for k, name in enumerate(sc.experiments):
+        module = experiment_module(name)
+        config = sc.table(name)
+        config["_command"] = command
+        share = 1.0 / len(sc.experiments)
+
+        def sub(what: str, fraction: float, k: int = k, share: float = share) -> None:
+            report(what, min(1.0, (k + max(0.0, min(1.0, fraction))) * share))
+
+        fn: Callable[..., ExperimentReport] = module.run
+        result = fn(config, seed, out, sub)
+        if not isinstance(result, ExperimentReport):
+            raise ConfigError(f"experiment {name} returned no ExperimentReport")
+        reports.append(result)
+        (out / f"{result.name}.md").write_text(section(result, out), encoding="utf-8")
+    (out / "digest.txt").write_text(
+        "".join(f"{r.name} {r.trace_digest}\n" for r in reports), encoding="utf-8"
+    )
+    report("done", 1.0)
+    return ScenarioRun(sc, seed, out, reports)
+
+
+def section(report: ExperimentReport, base: Path) -> str:
+    """An experiment's Markdown: title, its own text, figures with the
+    command that reproduces each, the CSV files; paths relative to ``base``."""
+    lines = [f"## {report.title}\n", report.markdown.rstrip() + "\n"]
+    for fig in report.figures:
+        rel = _relative(fig.path, base)
+        lines.append(f"![{fig.caption}]({rel})\n")
+        lines.append(f"*{fig.caption}* Reproduce: `{fig.command}`\n")
+    if report.csv:
+        lines.append("Data: " + ", ".join(f"[{p.name}]({_relative(p, base)})"
+                                          for p in report.csv) + "\n")  # fmt: skip
+    lines.append(f"Trace digest: `{report.trace_digest}`\n")
+    return "\n".join(lines)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _quiet(what: str, fraction: float) -> None:
+    return None
