@@ -68,7 +68,7 @@ TRACKS: tuple[tuple[int, str, str, str, int, int], ...] = (
     (17, "Crawling", "Linkin Park", "Hybrid Theory", 160, 209),
     (21, "Linkin Park tribute medley", "The Covers Band", "Tributes", 128, 402),
     (5, "Clocks", "Coldplay", "A Rush of Blood to the Head", 192, 307),
-    (10, "Hey Ya!", "OutKast", "Speakerboxxx/The Love Below", 192, 235),
+    (10, "Seven Nation Army", "The White Stripes", "Elephant", 192, 232),
     (15, "In Da Club", "50 Cent", "Get Rich or Die Tryin'", 160, 193),
 )
 

@@ -266,19 +266,19 @@ class GnutellaNetwork:
         node at a time, and run the simulator until all are open.  Raises
         :class:`~peerlab.errors.ConfigError` when some did not open within
         ``timeout`` virtual seconds."""
-        todo: dict[int, list[int]] = {}
+        dials: dict[int, list[int]] = {}
         total = 0
         for a, b in edges:
             if a == b or not (0 <= a < self.n and 0 <= b < self.n):
                 raise ConfigError(f"bad edge ({a}, {b}) for {self.n} nodes")
-            todo.setdefault(a, []).append(b)
+            dials.setdefault(a, []).append(b)
             total += 1
         want = [node.servent.open_count for node in self.nodes]
-        for a, peers in todo.items():
+        for a, peers in dials.items():
             want[a] += len(peers)
             for b in peers:
                 want[b] += 1
-        pending = {a: list(reversed(peers)) for a, peers in todo.items()}
+        pending = {a: list(reversed(peers)) for a, peers in dials.items()}
         deadline = self.sim.now + timeout
         short = list(range(self.n))
         while self.sim.now < deadline:
