@@ -18,17 +18,21 @@ stop it cleanly.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 import platformdirs
 
+from peerlab.cli.foreground import (
+    event_loop,
+    one_line_errors,
+    ready,
+    serve_until_stopped,
+    setup_logging,
+    standalone,
+)
 from peerlab.errors import PeerlabError
 
 if TYPE_CHECKING:
@@ -36,8 +40,6 @@ if TYPE_CHECKING:
 
 #: Where the cache keeps its lists unless told otherwise.
 DEFAULT_STATE_NAME = "gwebcache.json"
-#: How often a cache started with ``--exit-with-parent`` checks its parent.
-PARENT_CHECK_INTERVAL = 1.0
 #: Seconds between saves of the lists while running.
 SAVE_INTERVAL = 60.0
 
@@ -115,7 +117,7 @@ def gwebcache(
     Servents send it their address (update) and ask it for others (get,
     hostfile); it keeps the newest few.  Ctrl-C stops it cleanly.
     """
-    try:
+    with one_line_errors():
         from peerlab.overlays.gnutella.gwebcache import GWebCacheConfig
 
         state = None if no_state else (state_path or default_state()).expanduser()
@@ -127,96 +129,43 @@ def gwebcache(
             update_interval=update_interval,
             accept_private=accept_private,
         )
-        _setup_logging(log_level)
+        setup_logging(log_level)
         run_cache(config, exit_with_parent=exit_with_parent)
-    except PeerlabError as e:
-        raise click.ClickException(" ".join(str(e).split())) from None
-    except OSError as e:
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        raise click.ClickException(f"{e.strerror or e}{where}") from None
-
-
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger("peerlab")
-    root.setLevel(getattr(logging, level.upper()))
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
 
 
 def run_cache(config: GWebCacheConfig, *, exit_with_parent: bool = False) -> None:
     """Start the cache and serve until SIGINT/SIGTERM; save the lists at the end."""
     from peerlab.overlays.gnutella.gwebcache import GWebCache
-    from peerlab.runtime.aio import AsyncioRuntime, new_event_loop
+    from peerlab.runtime.aio import AsyncioRuntime
     from peerlab.runtime.base import LoggingObserver
 
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    runtime = AsyncioRuntime(loop, observer=LoggingObserver(log), workers=1)
-    cache = GWebCache(runtime, config)
-    stop = asyncio.Event()
-    parent = os.getppid()
-    started = False
-    try:
-        cache.start()
-        started = True
-        # One line on stdout when ready: scripts and tests wait for it.
-        click.echo(f"gwebcache listening on {cache.url}")
-        sys.stdout.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    with event_loop() as loop:
+        runtime = AsyncioRuntime(loop, observer=LoggingObserver(log), workers=1)
+        cache = GWebCache(runtime, config)
+        started = False
 
-        async def serve() -> None:
-            next_save = loop.time() + SAVE_INTERVAL
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), PARENT_CHECK_INTERVAL)
-                except TimeoutError:
-                    pass
-                if exit_with_parent and os.getppid() != parent:
-                    stop.set()
-                if loop.time() >= next_save:
-                    next_save = loop.time() + SAVE_INTERVAL
-                    try:
-                        cache.save()
-                    except PeerlabError as e:
-                        log.warning("cannot save the cache: %s", e)
+        def save() -> None:
+            try:
+                cache.save()
+            except PeerlabError as e:
+                log.warning("cannot save the cache: %s", e)
 
-        loop.run_until_complete(serve())
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if started:
-            cache.close()
-        runtime.close()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-        asyncio.set_event_loop(None)
+        try:
+            cache.start()
+            started = True
+            ready(f"gwebcache listening on {cache.url}")
+            serve_until_stopped(loop, exit_with_parent=exit_with_parent,
+                                every=(SAVE_INTERVAL, save))  # fmt: skip
+        finally:
+            if started:
+                cache.close()
+            runtime.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m peerlab.cli.gwebcache``: the command on its own, every
     failure one line on stderr (as ``peerlab`` itself reports them)."""
-    prog = "peerlab gwebcache"
-    code = 0
-    try:
-        gwebcache.main(args=argv, prog_name=prog, standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo(f"{prog}: interrupted", err=True)
-        code = 130
-    except click.UsageError as e:
-        click.echo(f"{prog}: {' '.join(e.format_message().split())} (see '{prog} --help')",
-                   err=True)  # fmt: skip
-        code = 2
-    except click.ClickException as e:
-        click.echo(f"{prog}: {' '.join(e.format_message().split())}", err=True)
-        code = e.exit_code or 1
-    except Exception as e:  # a bug: still one line, never a traceback
-        click.echo(f"{prog}: unexpected error: {type(e).__name__}: {e}", err=True)
-        code = 1
-    sys.exit(code)
+    standalone(gwebcache, "peerlab gwebcache", argv)
 
 
 if __name__ == "__main__":

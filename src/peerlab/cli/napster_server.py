@@ -17,11 +17,7 @@ clients are disconnected and its rows leave the shared index at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -29,7 +25,15 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import platformdirs
 
-from peerlab.errors import ConfigError, PeerlabError
+from peerlab.cli.foreground import (
+    event_loop,
+    one_line_errors,
+    ready,
+    serve_until_stopped,
+    setup_logging,
+    standalone,
+)
+from peerlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from peerlab.overlays.napster.server import NapsterServerConfig
@@ -38,8 +42,6 @@ if TYPE_CHECKING:
 DEFAULT_DB_NAME = "napster-server.db"
 #: Worker threads for password hashing and (PostgreSQL) database calls.
 DEFAULT_WORKERS = 4
-#: How often a server started with ``--exit-with-parent`` checks its parent.
-PARENT_CHECK_INTERVAL = 1.0
 #: Longest MOTD file read (bytes): a MOTD is a few lines.
 MAX_MOTD_BYTES = 64 * 1024
 
@@ -144,7 +146,7 @@ def napster_server(
     files leave the results within --server-timeout and its users can log in
     to another.  Ctrl-C stops the server cleanly.
     """
-    try:
+    with one_line_errors():
         from peerlab.overlays.napster.server import NapsterServerConfig
         from peerlab.storage.napster_index import ScryptCost
 
@@ -168,23 +170,9 @@ def napster_server(
             server_timeout=server_timeout,
             motd=motd or NapsterServerConfig.motd,
         )
-        _setup_logging(log_level)
+        setup_logging(log_level)
         run_server(config, database or default_database(), workers=workers,
                    exit_with_parent=exit_with_parent)
-    except PeerlabError as e:
-        raise click.ClickException(" ".join(str(e).split())) from None
-    except OSError as e:
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        raise click.ClickException(f"{e.strerror or e}{where}") from None
-
-
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger("peerlab")
-    root.setLevel(getattr(logging, level.upper()))
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
 
 
 def run_server(
@@ -193,7 +181,7 @@ def run_server(
 ) -> None:
     """Open the index, start the server, serve until SIGINT/SIGTERM."""
     from peerlab.overlays.napster.server import NapsterServer
-    from peerlab.runtime.aio import AsyncioRuntime, new_event_loop
+    from peerlab.runtime.aio import AsyncioRuntime
     from peerlab.runtime.base import LoggingObserver
     from peerlab.storage.napster_index import open_index_store
 
@@ -202,71 +190,27 @@ def run_server(
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     store = open_index_store(database)
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    runtime = AsyncioRuntime(loop, observer=LoggingObserver(log), workers=workers)
-    server = NapsterServer(runtime, store, config)
-    stop = asyncio.Event()
-    parent = os.getppid()
     try:
-        server.start()
-        host, port = server.address
-        # One line on stdout when ready: scripts and tests wait for it.
-        click.echo(
-            f"napster-server {server.server_id} listening on {host}:{port}"
-            f" (index {display_database(database)})"
-        )
-        sys.stdout.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        async def watch_parent() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(PARENT_CHECK_INTERVAL)
-                if os.getppid() != parent:
-                    stop.set()
-
-        async def serve() -> None:
-            watcher = loop.create_task(watch_parent()) if exit_with_parent else None
-            await stop.wait()
-            if watcher is not None:
-                watcher.cancel()
-
-        loop.run_until_complete(serve())
+        with event_loop() as loop:
+            runtime = AsyncioRuntime(loop, observer=LoggingObserver(log), workers=workers)
+            server = NapsterServer(runtime, store, config)
+            try:
+                server.start()
+                host, port = server.address
+                ready(f"napster-server {server.server_id} listening on {host}:{port}"
+                      f" (index {display_database(database)})")  # fmt: skip
+                serve_until_stopped(loop, exit_with_parent=exit_with_parent)
+            finally:
+                server.close()
+                runtime.close()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        server.close()
-        runtime.close()
-        # let the closing connections say goodbye
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.run_until_complete(loop.shutdown_default_executor())
         store.close()
-        loop.close()
-        asyncio.set_event_loop(None)
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m peerlab.cli.napster_server``: the command on its own, every
     failure one line on stderr (as ``peerlab`` itself reports them)."""
-    prog = "peerlab napster-server"
-    code = 0
-    try:
-        napster_server.main(args=argv, prog_name=prog, standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo(f"{prog}: interrupted", err=True)
-        code = 130
-    except click.UsageError as e:
-        click.echo(f"{prog}: {' '.join(e.format_message().split())} (see '{prog} --help')",
-                   err=True)
-        code = 2
-    except click.ClickException as e:
-        click.echo(f"{prog}: {' '.join(e.format_message().split())}", err=True)
-        code = e.exit_code or 1
-    except Exception as e:  # a bug: still one line, never a traceback
-        click.echo(f"{prog}: unexpected error: {type(e).__name__}: {e}", err=True)
-        code = 1
-    sys.exit(code)
+    standalone(napster_server, "peerlab napster-server", argv)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,23 @@ a traceback.  SIGINT/SIGTERM stop the tracker cleanly (the table is saved).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import re
-import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 import platformdirs
 
-from peerlab.errors import ConfigError, PeerlabError
+from peerlab.cli.foreground import (
+    event_loop,
+    one_line_errors,
+    ready,
+    serve_until_stopped,
+    setup_logging,
+    standalone,
+)
+from peerlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from peerlab.overlays.tracker.server import TrackerConfig
@@ -42,8 +46,6 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 6969
 #: Where the swarm table is kept unless --state names a file.
 DEFAULT_STATE_NAME = "tracker-state.json"
-#: How often a tracker started with ``--exit-with-parent`` checks its parent.
-PARENT_CHECK_INTERVAL = 1.0
 #: Largest --allow-file read: 40 hex digits and a newline per hash, a
 #: million hashes.
 MAX_ALLOW_FILE_BYTES = 41 * 1_000_000
@@ -153,7 +155,7 @@ def tracker(
     Torrents name it as http://HOST:PORT/announce or udp://HOST:PORT/announce.
     Ctrl-C stops it; the swarm table is saved and comes back at the next start.
     """
-    try:
+    with one_line_errors():
         from peerlab.overlays.tracker.server import TrackerConfig
 
         if no_http and no_udp:
@@ -182,23 +184,9 @@ def tracker(
             full_scrape=full_scrape,
             save_interval=save_interval,
         )
-        _setup_logging(log_level)
+        setup_logging(log_level)
         state_path = None if no_state else (state or default_state()).expanduser()
         run_tracker(config, state_path, exit_with_parent=exit_with_parent)
-    except PeerlabError as e:
-        raise click.ClickException(" ".join(str(e).split())) from None
-    except OSError as e:
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        raise click.ClickException(f"{e.strerror or e}{where}") from None
-
-
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger("peerlab")
-    root.setLevel(getattr(logging, level.upper()))
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
 
 
 def run_tracker(
@@ -206,73 +194,30 @@ def run_tracker(
 ) -> None:
     """Load the table, serve until SIGINT/SIGTERM, save the table."""
     from peerlab.overlays.tracker.server import FileSwarmStore, Tracker
-    from peerlab.runtime.aio import AsyncioRuntime, new_event_loop
+    from peerlab.runtime.aio import AsyncioRuntime
     from peerlab.runtime.base import LoggingObserver
 
     store = FileSwarmStore(state) if state is not None else None
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    runtime = AsyncioRuntime(loop, observer=LoggingObserver(log), workers=1)
-    server = Tracker(runtime, config, store)
-    stop = asyncio.Event()
-    parent = os.getppid()
-    try:
-        server.start()
-        urls = " and ".join(u for u in (server.announce_url, server.udp_url) if u)
-        kept = f"state {state}" if state is not None else "state in memory only"
-        # One line on stdout when ready: scripts and tests wait for it.
-        click.echo(f"tracker listening on {urls} ({kept}, {len(server.table)} swarms)")
-        sys.stdout.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        async def watch_parent() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(PARENT_CHECK_INTERVAL)
-                if os.getppid() != parent:
-                    stop.set()
-
-        async def serve() -> None:
-            watcher = loop.create_task(watch_parent()) if exit_with_parent else None
-            await stop.wait()
-            if watcher is not None:
-                watcher.cancel()
-
-        loop.run_until_complete(serve())
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with event_loop() as loop:
+        runtime = AsyncioRuntime(loop, observer=LoggingObserver(log), workers=1)
+        server = Tracker(runtime, config, store)
         try:
-            server.close()
+            server.start()
+            urls = " and ".join(u for u in (server.announce_url, server.udp_url) if u)
+            kept = f"state {state}" if state is not None else "state in memory only"
+            ready(f"tracker listening on {urls} ({kept}, {len(server.table)} swarms)")
+            serve_until_stopped(loop, exit_with_parent=exit_with_parent)
         finally:
-            runtime.close()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-            asyncio.set_event_loop(None)
+            try:
+                server.close()
+            finally:
+                runtime.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m peerlab.cli.tracker``: the command on its own, every failure
     one line on stderr (as ``peerlab`` itself reports them)."""
-    prog = "peerlab tracker"
-    code = 0
-    try:
-        tracker.main(args=argv, prog_name=prog, standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo(f"{prog}: interrupted", err=True)
-        code = 130
-    except click.UsageError as e:
-        click.echo(f"{prog}: {' '.join(e.format_message().split())} (see '{prog} --help')",
-                   err=True)  # fmt: skip
-        code = 2
-    except click.ClickException as e:
-        click.echo(f"{prog}: {' '.join(e.format_message().split())}", err=True)
-        code = e.exit_code or 1
-    except Exception as e:  # a bug: still one line, never a traceback
-        click.echo(f"{prog}: unexpected error: {type(e).__name__}: {e}", err=True)
-        code = 1
-    sys.exit(code)
+    standalone(tracker, "peerlab tracker", argv)
 
 
 if __name__ == "__main__":
