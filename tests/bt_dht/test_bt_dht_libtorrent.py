@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from dhtswarmkit import LtDhtPeer, Peer, joined, routers
-from swarmkit import content, metainfo, single_file, write_files
+from swarmkit import content, metainfo, single_file, write_files, written
 
 from peerlab.overlays.bittorrent import TorrentState
 from peerlab.overlays.dht import DhtNode
@@ -157,7 +157,7 @@ def test_libtorrent_finds_a_trackerless_peerlab_seed_through_the_dht(
         leech_dir = tmp_path / "lt-leech"
         lt_peer.add(meta.to_bytes(), leech_dir)
         assert until_reannounced(world, lt_peer, lt_peer.seeding)
-        assert (leech_dir / "our-seed.bin").read_bytes() == data
+        assert world.run_until(written(leech_dir / "our-seed.bin", data), STEP_S)
         assert t.uploaded == meta.info.total_size
         check_port_exchange(us, lt_peer)
     finally:

@@ -4,7 +4,7 @@ libtorrent settings for loopback."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +156,10 @@ class Swarm:
             if all(t.complete for t in self.leechers):
                 return True
         return False
+
+
+def written(path: Path, data: bytes) -> Callable[[], bool]:
+    """``path`` holds ``data``: libtorrent reports seeding once every piece
+    hashed, which can be before its disk thread wrote the last blocks out, so
+    a test waits (bounded) for the bytes rather than reading them at once."""
+    return lambda: path.exists() and path.read_bytes() == data

@@ -9,12 +9,20 @@ uTP, DHT, LSD, UPnP and NAT-PMP are off; everything listens on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from swarmkit import LT_SETTINGS, content, metainfo, multi_file, single_file, write_files
+from swarmkit import (
+    LT_SETTINGS,
+    content,
+    metainfo,
+    multi_file,
+    single_file,
+    write_files,
+    written,
+)
 
 from peerlab.overlays.bittorrent import Session, SessionConfig, TorrentState
 from peerlab.overlays.tracker.server import Tracker, TrackerConfig
@@ -85,13 +93,6 @@ def files_match(root: Path, info: Info, data: bytes) -> bool:
         if not path.exists() or path.read_bytes() != data[f.offset : f.offset + f.length]:
             return False
     return True
-
-
-def written(path: Path, data: bytes) -> Callable[[], bool]:
-    """``path`` holds ``data``: libtorrent reports seeding once every piece
-    hashed, which can be before its disk thread wrote the last blocks out, so
-    a test waits (bounded) for the bytes rather than reading them at once."""
-    return lambda: path.exists() and path.read_bytes() == data
 
 
 def seeders(tracker: Tracker, info_hash: bytes) -> int:
