@@ -420,6 +420,11 @@ class AsyncioRuntime:
         self._timers_cancelled = 0
         self._armed: asyncio.TimerHandle | None = None
         self._armed_when = 0.0
+        #: The deadline of the last timers fired: asyncio may run a timer up
+        #: to its clock resolution early (uvloop: a millisecond), and a timer's
+        #: callback, or anything after it, must never see a time before its
+        #: deadline (as in the simulator).
+        self._now_floor = 0.0
         self._closed = False
         self._listeners: set[_AioListener] = set()
         self._endpoints: set[_AioDatagramEndpoint] = set()
@@ -429,7 +434,8 @@ class AsyncioRuntime:
     # -- clock and timers
 
     def now(self) -> float:
-        return self.loop.time()
+        t = self.loop.time()
+        return t if t >= self._now_floor else self._now_floor
 
     def wall_time(self) -> float:
         return time.time()
@@ -443,10 +449,10 @@ class AsyncioRuntime:
         return timer
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> _AioTimer:
-        return self.call_at(self.loop.time() + delay, fn)
+        return self.call_at(self.now() + delay, fn)
 
     def call_soon(self, fn: Callable[[], None]) -> _AioTimer:
-        return self.call_at(self.loop.time(), fn)
+        return self.call_at(self.now(), fn)
 
     def _arm(self, when: float) -> None:
         if self._armed is not None:
@@ -467,6 +473,7 @@ class AsyncioRuntime:
         # asyncio decided ``_armed_when`` is due (it allows for its clock
         # resolution), so everything up to it is due as well.
         cutoff = max(self.loop.time(), self._armed_when)
+        self._now_floor = cutoff
         timers = self._timers
         while timers and timers[0][0] <= cutoff:
             timer = heapq.heappop(timers)[2]
