@@ -270,7 +270,7 @@ class GnutellaNetwork:
     ``link_class``: one :class:`LinkClass` for all, or ``f(index)`` giving
     each node's.  ``config``: :class:`ServentConfig` fields common to every
     servent (``target_degree`` defaults to 0 so that the network is exactly
-    the topology asked for; one frozen config object is shared by all nodes);
+    the topology asked for; each node's config is that one with its address);
     ``config_of(index)``: fields of one node's own (a role, say), over those.
     ``shares_of(index)``: a node's shares (default: nothing shared), asked
     once per node, in index order.  ``observer_of(index)``: a node's
@@ -317,13 +317,13 @@ class GnutellaNetwork:
             hosts.append((host, lc))
         for i, (host, lc) in enumerate(hosts):
             shares = self.shares_of(i) if self.shares_of is not None else NO_SHARES
-            node = SimServent(i, host, self._servent(host, shares, ()), shares, lc)
+            node = SimServent(i, host, self._servent(i, host, shares, ()), shares, lc)
             self.nodes.append(node)
             node.servent.start()
 
-    def _servent(self, host: SimHost, shares: MemoryShares,
+    def _servent(self, index: int, host: SimHost, shares: MemoryShares,
                  bootstrap: Sequence[Address]) -> Servent:  # fmt: skip
-        index = self.by_address[(host.ip, GNUTELLA_PORT)]
+        """A new servent (not started) for node ``index`` on ``host``."""
         cfg = replace(self._base, listen_host=host.ip)
         own = dict(self.config_of(index)) if self.config_of is not None else {}
         if bootstrap:
@@ -344,7 +344,7 @@ class GnutellaNetwork:
         node = self.nodes[index]
         if index not in self.down:
             node.servent.close()
-        node.servent = self._servent(node.host, node.shares, bootstrap)
+        node.servent = self._servent(index, node.host, node.shares, bootstrap)
         node.servent.start()
         self.down.discard(index)
         return node.servent
