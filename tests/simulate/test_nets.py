@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from peerlab.errors import ConfigError
+from peerlab.runtime.worlds import SimWorld
 from peerlab.sim import Simulator, topology
 from peerlab.sim.topology import (
     LINK_CLASSES,
@@ -80,6 +81,10 @@ def test_one_address_scheme() -> None:
             node_ip(bad)
     with pytest.raises(ConfigError):
         server_ip(254)
+    # A test world numbers its hosts the same way.
+    world = SimWorld(1)
+    assert [world.host(world.new_runtime(name)) for name in "abc"] == [
+        node_ip(0), node_ip(1), node_ip(2)]  # fmt: skip
 
 
 def test_the_scenario_networks_are_the_topology_builders(tiny: Path) -> None:

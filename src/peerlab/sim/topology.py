@@ -26,7 +26,8 @@ usual ones from an explicit :class:`random.Random` (same seed, same graph).
 
 Here too live the pieces every simulated network shares: the one table of
 access link classes (:data:`LINK_CLASSES`), the one address scheme
-(:func:`node_ip` for nodes, :func:`server_ip` for servers) and the shares a
+(:func:`node_ip` for nodes, :func:`server_ip` for servers, from
+:mod:`peerlab.sim.addresses`) and the shares a
 simulated peer holds (:class:`SimFile`, :class:`MemoryShares`).
 """
 
@@ -42,6 +43,7 @@ from typing import Any
 from peerlab.errors import ConfigError
 from peerlab.overlays.gnutella.servent import Servent, ServentConfig
 from peerlab.runtime.base import Address, Observer
+from peerlab.sim.addresses import MAX_NODE_INDEX, node_ip, server_ip
 from peerlab.sim.engine import Simulator
 from peerlab.sim.net import SimHost
 from peerlab.wire.urn import sha1_urn
@@ -218,29 +220,6 @@ class MemoryShares:
 
 #: Shares that share nothing (a free rider's), one object for all of them.
 NO_SHARES = MemoryShares()
-
-
-# ------------------------------------------------------------------ addresses
-
-#: Nodes :func:`node_ip` numbers: 10.0.0.1 up to just below 10.255.0.0,
-#: which :func:`server_ip` keeps for servers (index servers, trackers).
-MAX_NODE_INDEX = (255 << 16) - 2
-
-
-def node_ip(index: int) -> str:
-    """The IP of node ``index``: 10.x.y.z from index + 1 (10.0.0.1 upwards,
-    some 16 million nodes)."""
-    if not 0 <= index <= MAX_NODE_INDEX:
-        raise ConfigError(f"node index {index} is outside 0..{MAX_NODE_INDEX}")
-    n = index + 1
-    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-
-
-def server_ip(k: int) -> str:
-    """The IP of server ``k`` (0..253): 10.255.0.1 upwards, apart from every node's."""
-    if not 0 <= k < 254:
-        raise ConfigError(f"server index {k} is outside 0..253")
-    return f"10.255.0.{k + 1}"
 
 
 # ------------------------------------------------------------------ the network
