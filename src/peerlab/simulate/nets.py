@@ -1,7 +1,9 @@
 """The architectures as networks of peerlab's own nodes in one :class:`Simulator`.
 
 :class:`GnutellaNet` runs a :class:`~peerlab.overlays.gnutella.servent.Servent`
-per peer (the class the node daemon runs), wired as the population's overlay
+per peer (the class the node daemon runs) on
+:class:`~peerlab.sim.topology.GnutellaNetwork`, the builder the ``sim``
+benchmark uses too, wired as the population's overlay
 (static: ``target_degree`` 0) or left to keep its degree itself (``heal``:
 the servent's own maintenance dials hosts it learnt); with ``tiers`` it is
 two-tier: ultrapeers (``role = "ultrapeer"``) linked among themselves and
@@ -18,7 +20,9 @@ Both offer the same measuring surface: :meth:`query` returns a
 server closes every connection, so neighbours see them end at once;
 nothing listens there any more), :meth:`edges`
 gives the live overlay as it stands, :meth:`load` the per-node message and
-byte totals so far (for busiest-node rates).
+byte totals so far (for busiest-node rates).  Peers and servers are
+addressed as everywhere in the simulator (:mod:`peerlab.sim.addresses`),
+on the link classes of :data:`peerlab.sim.topology.LINK_CLASSES`.
 
 What counts as a message: a Gnutella descriptor a servent sent
 (``tx.*`` counters); a Napster frame of the search (the request 200, each
