@@ -184,8 +184,9 @@ class ServerProc:
             )  # fmt: skip
 
         def listening() -> re.Match[str] | None:
-            assert self.proc.poll() is None, self.out.read_text(errors="replace")
-            return _LISTENING.search(self.out.read_text(errors="replace"))
+            m = _LISTENING.search(self.out.read_text(errors="replace"))
+            assert m is not None or self.proc.poll() is None, self.out.read_text(errors="replace")
+            return m
 
         m = wait_until(listening, "napster-server to listen")
         self.address = f"{m.group(1)}:{m.group(2)}"
