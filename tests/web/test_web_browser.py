@@ -23,9 +23,9 @@ from webkit import (
     CHROMIUM,
     EVIL_FILE,
     EVIL_TITLE,
+    WAIT_MS,
     NodeProc,
     ServerProc,
-    chromium,
     evil_music,
     login,
     music,
@@ -40,8 +40,6 @@ pytestmark = [
 ]  # fmt: skip
 
 TOOT = "Maclean & Maclean - Little Toot.mp3"
-#: Page waits (Playwright's own timeout), milliseconds.
-WAIT_MS = 30_000
 
 
 @dataclass
@@ -86,25 +84,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     finally:
         for p in reversed(started):
             p.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    p = browser.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.dialogs = []  # type: ignore[attr-defined]
-    p.on("dialog", lambda d: (p.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("pageerror", lambda e: p.errors.append(str(e)))  # type: ignore[attr-defined]
-    yield p
-    assert not p.errors, p.errors  # type: ignore[attr-defined]
-    p.close()
 
 
 ALL = ("local", "peers", "napster")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from prockit import open_gnutella
-from webkit import CHROMIUM, NodeProc, chromium, free_port, login, wait_until
+from webkit import CHROMIUM, NodeProc, free_port, login, wait_until
 
 from peerlab.apps.media import write_mp3
 
@@ -32,8 +32,6 @@ pytestmark = [
     pytest.mark.slow,
 ]  # fmt: skip
 
-#: Page waits (Playwright's own timeout), milliseconds.
-WAIT_MS = 30_000
 #: (file name, title, artist, album, genre, seconds, kbps)
 TRACKS = [
     ("01 numb.mp3", "Numb", "Linkin Park", "Meteora", "Rock", 8, 192),
@@ -70,23 +68,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     finally:
         for p in reversed(started):
             p.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    p = browser.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("pageerror", lambda e: p.errors.append(str(e)))  # type: ignore[attr-defined]
-    yield p
-    assert not p.errors, p.errors  # type: ignore[attr-defined]
-    p.close()
 
 
 def _row(page: Any, name: str) -> Any:

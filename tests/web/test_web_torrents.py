@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webkit import CHROMIUM, NodeProc, chromium, login, wait_until
+from webkit import CHROMIUM, WAIT_MS, NodeProc, chromium, login, wait_until
 
 from peerlab.wire.metainfo import Metainfo
 
@@ -20,8 +20,6 @@ pytest.importorskip("playwright", reason="pip install -e '.[test]' brings playwr
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"no {CHROMIUM} ('make test' installs Debian's chromium)")
 
-#: Page waits (Playwright's own timeout), milliseconds.
-WAIT_MS = 30_000
 NAME = "Night of the Living Dead (1968).avi"
 SIZE = 3 * 1024 * 1024
 #: The seed's upload limit: slow enough that progress is seen under way.

@@ -18,9 +18,9 @@ from prockit import ServerProc, proc_env, wait_until
 from peerlab.apps.media import write_mp3
 
 __all__ = [
-    "CHROMIUM", "EVIL_FILE", "EVIL_TITLE", "NodeProc", "ServerProc", "chromium", "evil_music",
-    "free_port", "login", "music", "proc_env", "screenshot_folder", "take_screenshot",
-    "wait_until",
+    "CHROMIUM", "EVIL_FILE", "EVIL_TITLE", "WAIT_MS", "NodeProc", "ServerProc", "chromium",
+    "evil_music", "free_port", "login", "music", "proc_env", "screenshot_folder",
+    "take_screenshot", "wait_until",
 ]  # fmt: skip
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,6 +29,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+#: Page waits (Playwright's own timeout), milliseconds: a bound, never asserted.
+WAIT_MS = 30_000
 #: The desktop size of the screenshots in docs/screenshots/.
 DESKTOP = {"width": 1366, "height": 900}
 #: Names the folder the screenshots go to: ``make screenshots`` sets it to
