@@ -56,9 +56,12 @@ MAX_BANNED: Final = 1024
 #: that timed out (snubbed) gets one request at a time.
 MIN_REQUEST_QUEUE: Final = 2
 #: Shortest request timeout (s): the timeout adapts to the gaps between a
-#: peer's blocks, and the housekeeping tick checks it once a second, so less
-#: than two would time out a peer on its first late block (libtorrent: 2).
-MIN_REQUEST_TIMEOUT: Final = 2.0
+#: peer's blocks, and a LAN peer's are milliseconds, so its timeout would be
+#: libtorrent's floor of 2 s; a Python peer on a busy machine (a GC pause,
+#: two cores shared by many processes) can stall that long, and its block
+#: then came twice (seen against libtorrent on loopback).  A stuck peer's
+#: requests move after 10 s instead.
+MIN_REQUEST_TIMEOUT: Final = 10.0
 #: ... and at most: libtorrent's ``max_out_request_queue`` is 500.  Capped
 #: further by the peer's ``reqq`` (BEP 10).
 MAX_REQUEST_QUEUE: Final = 500

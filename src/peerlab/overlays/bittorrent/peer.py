@@ -231,7 +231,7 @@ class PeerLink:
         (``limit`` until :data:`MIN_GAP_SAMPLES` gaps are known), within
         [:data:`MIN_REQUEST_TIMEOUT`, ``limit``] (libtorrent's
         ``peer_connection::request_timeout``).  A modem that sends a block
-        every 20 s is slow, not gone; a LAN peer silent for 2 s is stuck."""
+        every 20 s is slow, not gone; a LAN peer silent for 10 s is stuck."""
         gaps = self.block_gaps
         if gaps.samples < MIN_GAP_SAMPLES:
             return limit
