@@ -55,3 +55,43 @@ def test_peers_learn_each_other_through_pex() -> None:
     assert a.counters["pex_received"] + b.counters["pex_received"] >= 1
     assert a.counters["peers_from_pex"] + b.counters["peers_from_pex"] >= 1
     assert world.run_until(lambda: a.complete and b.complete, 60)
+
+
+def test_a_seed_does_not_dial_a_seed_again() -> None:
+    # Two seeds that met close the connection (nothing to trade); told of
+    # each other again (PEX in a flash crowd, every minute), they stay apart.
+    world = SimWorld(23)
+    data = content(64 * KIB, b"seeds")
+    info = single_file(data, 16 * KIB)
+    a_s, _, _ = session(world, "a", storage="memory")
+    b_s, _, _ = session(world, "b", storage="memory")
+    a = a_s.add_torrent(info, data=data, seed_mode=True)
+    b_s.add_torrent(info, data=data, seed_mode=True)
+    assert a.add_peers([b_s.listen_address]) == 1  # type: ignore[list-item]
+    assert world.run_until(lambda: a.counters["connections"] == 1 and not a.links, 10)
+    assert a.add_peers([b_s.listen_address]) == 0  # type: ignore[list-item]
+    world.run_for(5.0)
+    assert a.counters["connections"] == 1
+
+
+def test_a_torrent_dials_up_to_max_initiate_and_leaves_the_rest_to_incoming() -> None:
+    world = SimWorld(24)
+    data = content(256 * KIB, b"initiate")
+    info = single_file(data, 16 * KIB)
+    hub_s, _, _ = session(world, "hub", storage="memory", max_initiate=2,
+                          max_peers_per_torrent=5, link={"up": 20_000.0})
+    hub = hub_s.add_torrent(info, data=data, seed_mode=True)
+    far = []
+    for i in range(5):  # leechers that only the hub could tell of
+        s, _, _ = session(world, f"far{i}", storage="memory")
+        far.append(s.add_torrent(info))
+    hub.add_peers([t.session.listen_address for t in far])  # type: ignore[misc]
+    world.run_for(1.0)
+    assert len(hub.links) == 2  # dialled two of five
+    # leechers dialling in are taken, up to max_peers_per_torrent
+    for i in range(3):
+        s, _, _ = session(world, f"near{i}", storage="memory")
+        s.add_torrent(info, peers=[hub_s.listen_address])  # type: ignore[list-item]
+    world.run_for(1.0)
+    assert len(hub.links) == 5 and sum(link.outgoing for link in hub.links) == 2
+    assert hub.counters["refused_full"] == 0

@@ -215,3 +215,16 @@ def test_the_shipped_scenarios_parse() -> None:
     assert max(large.sizes) == 1000
     # the default scenario writes out the defaults
     assert BtConfig.parse(tomllib.loads((root / "bittorrent.toml").read_text())) == BtConfig()
+
+
+def test_the_comparison_links_the_large_run_once_it_is_committed(tmp_path: Path) -> None:
+    from peerlab.simulate.base import ExperimentReport
+    from peerlab.simulate.report import compose
+
+    bt = ExperimentReport("bittorrent", "BitTorrent", [{"claim": "c", "measured": "x"}], "bt")
+    assert "bittorrent_large" not in compose([bt], tmp_path, {})
+    (tmp_path / "bittorrent_large").mkdir()
+    (tmp_path / "bittorrent_large" / "bittorrent.md").write_text("# large\n")
+    md = compose([bt], tmp_path, {})
+    assert "[bittorrent_large/bittorrent.md](bittorrent_large/bittorrent.md)" in md
+    assert "scenarios/bittorrent_large.toml --seed 1" in md

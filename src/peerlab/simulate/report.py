@@ -26,6 +26,8 @@ from peerlab.simulate.search import TARGET_ANSWERED
 REPORT_SCENARIOS = ("search", "resilience", "churn")
 #: The shipped scenario of BitTorrent's experiment.
 BITTORRENT_SCENARIO = "bittorrent"
+#: Its run at the issue's large sizes, linked when committed under the report.
+BITTORRENT_LARGE = "bittorrent_large"
 
 #: The lecture's signs (its closing comparison of the file-sharing systems).
 LECTURE = {
@@ -158,6 +160,13 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
         if claims:
             lines.append(md_table(claims))
         lines.append(md_table(bt.rows))
+        if (out / BITTORRENT_LARGE / "bittorrent.md").exists():
+            # committed, not re-run: it takes tens of minutes
+            lines.append(f"The same experiments at the issue's large sizes (flash crowds of "
+                         f"up to 1,000 leechers): [{BITTORRENT_LARGE}/bittorrent.md]"
+                         f"({BITTORRENT_LARGE}/bittorrent.md), made by `peerlab simulate "
+                         f"src/peerlab/simulate/scenarios/{BITTORRENT_LARGE}.toml --seed 1 "
+                         f"--out {out / BITTORRENT_LARGE}` (`--report` does not re-run it).\n")
     for r in reports:
         lines.append(section(r, out))
         if r.name in commands:

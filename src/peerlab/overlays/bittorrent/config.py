@@ -30,6 +30,7 @@ __all__ = [
     "MAX_REFUSED_PER_WINDOW",
     "MAX_REQUEST_QUEUE",
     "MIN_REQUEST_QUEUE",
+    "MIN_REQUEST_TIMEOUT",
     "PEX_MAX_ADDED",
     "PEX_MAX_DROPPED",
     "PEX_MIN_INTERVAL",
@@ -48,9 +49,19 @@ MAX_CONNECT_ATTEMPTS: Final = 3
 #: Peers (peer ids and addresses) remembered as banned per torrent.
 MAX_BANNED: Final = 1024
 #: Requests the pipeline keeps outstanding to one peer at least (a new
-#: connection starts here, before its rate is known): 16 x 16 KiB fills a
-#: LAN's bandwidth-delay product.
-MIN_REQUEST_QUEUE: Final = 4
+#: connection starts here, before its rate is known); libtorrent's
+#: ``min_request_queue`` is 2.  More would not help a slow peer, only make its
+#: blocks wait: a 56K modem unchoked by several peers gets each one's blocks
+#: tens of seconds apart, and blocks queued behind them time out.  A peer
+#: that timed out (snubbed) gets one request at a time.
+MIN_REQUEST_QUEUE: Final = 2
+#: Shortest request timeout (s): the timeout adapts to the gaps between a
+#: peer's blocks, and a LAN peer's are milliseconds, so its timeout would be
+#: libtorrent's floor of 2 s; a Python peer on a busy machine (a GC pause,
+#: two cores shared by many processes) can stall that long, and its block
+#: then came twice (seen against libtorrent on loopback).  A stuck peer's
+#: requests move after 10 s instead.
+MIN_REQUEST_TIMEOUT: Final = 10.0
 #: ... and at most: libtorrent's ``max_out_request_queue`` is 500.  Capped
 #: further by the peer's ``reqq`` (BEP 10).
 MAX_REQUEST_QUEUE: Final = 500
@@ -101,6 +112,12 @@ class SessionConfig:
     #: Connections at once, over all torrents and per torrent.
     max_connections: int = 500
     max_peers_per_torrent: int = 50
+    #: A torrent dials out only while it has fewer connections than this;
+    #: the rest of ``max_peers_per_torrent`` is left to peers that dial in
+    #: (BitTorrent 3.x's ``max_initiate`` 40 against ``max_allow_in`` 80):
+    #: otherwise every peer of a flash crowd fills itself by dialling, and
+    #: each newcomer is refused by all the peers it tries.
+    max_initiate: int = 40
     #: Outgoing connection attempts in flight at once.
     max_half_open: int = 16
     connect_timeout: float = 10.0
@@ -110,9 +127,14 @@ class SessionConfig:
     #: Seconds of a peer's download rate kept in flight as requests
     #: (libtorrent's ``request_queue_time`` is 3).
     request_queue_time: float = 3.0
-    #: Seconds a peer may leave every request unanswered before they are
-    #: cancelled and given to others (no hole left by a slow peer).
-    request_timeout: float = 20.0
+    #: The longest a peer may go without sending a block while our requests
+    #: wait there (s); the timeout of a peer is the mean gap between its
+    #: blocks plus four mean deviations (libtorrent's ``request_timeout()``),
+    #: between :data:`MIN_REQUEST_TIMEOUT` and this (libtorrent's default is
+    #: 60).  On a timeout the peer is snubbed: its newest request goes to
+    #: others and it gets one request at a time until a block comes; silent
+    #: for a second timeout, all its requests go to others.
+    request_timeout: float = 60.0
     #: Requests we queue from each peer (our BEP 10 ``reqq``).
     reqq: int = 500
     #: The choker's and the picker's policies (separate units).
@@ -144,8 +166,8 @@ class SessionConfig:
             raise ConfigError(f"listen port {self.listen_port} out of range")
         if self.storage not in ("file", "memory"):
             raise ConfigError(f"unknown storage {self.storage!r}")
-        for name in ("max_connections", "max_peers_per_torrent", "max_half_open", "reqq",
-                     "ban_strikes"):
+        for name in ("max_connections", "max_peers_per_torrent", "max_initiate",
+                     "max_half_open", "reqq", "ban_strikes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.upload_rate < 0 or self.download_rate < 0:

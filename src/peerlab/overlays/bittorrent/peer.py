@@ -20,6 +20,7 @@ Public API (used by the torrent and the session)::
         .peer_interested .am_interested .download_rate .upload_rate
         .connected_at .last_block_at .snubbed .unchoke_kind
         .queue_depth(now, queue_time) -> int
+        .block_gaps (SlidingAverage) .timed_out  .request_timeout(limit) -> float
         .flush() .flush_soon() .close(reason) .abort(reason) .closing (send nothing more) .closed
         .status(now) -> PeerStatus
 """
@@ -32,8 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from peerlab.errors import NetworkError, ProtocolError
 from peerlab.overlays.bittorrent.choker import UnchokeKind
-from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, MIN_REQUEST_QUEUE
-from peerlab.overlays.bittorrent.rate import RateMeter
+from peerlab.overlays.bittorrent.config import (
+    MAX_REQUEST_QUEUE,
+    MIN_REQUEST_QUEUE,
+    MIN_REQUEST_TIMEOUT,
+)
+from peerlab.overlays.bittorrent.rate import RateMeter, SlidingAverage
 from peerlab.proto.peer import ConnectionState, PeerConnection
 from peerlab.runtime.base import Address, Connecting, Stream, Timer
 from peerlab.runtime.driver import StreamDriver
@@ -45,6 +50,13 @@ if TYPE_CHECKING:
     from peerlab.overlays.bittorrent.torrent import Torrent
 
 __all__ = ["PeerLink", "PeerStatus"]
+
+
+#: Gaps between blocks known before a peer's request timeout adapts to
+#: them: the first few come while more and more peers unchoke a slow
+#: downlink (each one's blocks come further apart), so libtorrent's 1.2 times
+#: the first gap timed 56K modems out every few seconds.
+MIN_GAP_SAMPLES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,11 @@ class PeerLink:
         self.up = RateMeter(now)
         self.last_block_at: float | None = None
         self.waiting_since: float | None = None  # requests outstanding, no block since
+        #: seconds between two of its blocks while requests waited there
+        self.block_gaps = SlidingAverage()
+        #: its requests timed out and no block came since (libtorrent's
+        #: "snubbed"): one request at a time
+        self.timed_out = False
         self.blocks_since_fill = 0  # blocks received since the pipeline was topped up
         self.fill_every = 1  # ... and how many drain before it is topped up again
         self.unchoke_kind: UnchokeKind | None = None
@@ -199,11 +216,26 @@ class PeerLink:
     def queue_depth(self, now: float, queue_time: float) -> int:
         """Requests to keep outstanding: ``queue_time`` seconds of the
         measured download rate, at least :data:`MIN_REQUEST_QUEUE`, at most
-        :data:`MAX_REQUEST_QUEUE` and the peer's ``reqq`` (BEP 10)."""
-        want = int(self.down.rate(now) * queue_time / BLOCK_SIZE)
+        :data:`MAX_REQUEST_QUEUE` and the peer's ``reqq`` (BEP 10); one
+        while the peer is :attr:`timed_out`."""
         m = self.machine
         cap = min(MAX_REQUEST_QUEUE, m.config.max_requests, m.peer_reqq)
+        if self.timed_out:
+            return min(1, cap)
+        want = int(self.down.rate(now) * queue_time / BLOCK_SIZE)
         return max(min(MIN_REQUEST_QUEUE, cap), min(want, cap))
+
+    def request_timeout(self, limit: float) -> float:
+        """Seconds the peer may go without a block while our requests wait
+        there: the mean gap between its blocks plus four mean deviations
+        (``limit`` until :data:`MIN_GAP_SAMPLES` gaps are known), within
+        [:data:`MIN_REQUEST_TIMEOUT`, ``limit``] (libtorrent's
+        ``peer_connection::request_timeout``).  A modem that sends a block
+        every 20 s is slow, not gone; a LAN peer silent for 10 s is stuck."""
+        gaps = self.block_gaps
+        if gaps.samples < MIN_GAP_SAMPLES:
+            return limit
+        return max(MIN_REQUEST_TIMEOUT, min(limit, gaps.mean + 4 * gaps.deviation))
 
     # -- driving
 

@@ -24,11 +24,14 @@ Robustness in BitTorrent" (2003), section 2, describes, as libtorrent runs it):
    lowest-numbered missing piece the peer has.  ``strategy="random"``: any
    missing piece at random (the baseline rarest-first is measured against).
 5. **Endgame.**  Once every missing piece is started (no free piece is
-   left) and the peer has no free block to give, it is asked for blocks
-   already requested from others (at most ``endgame_duplicates`` requests per
-   block); when a block arrives, the other requesters are named so their
-   requests can be cancelled (BEP 3 "cancel": "generally only sent towards
-   the end of a download, during what's called 'endgame mode'").
+   left) and the peer has no free block to give and no request of ours
+   outstanding, it is asked for one block already requested from others (at
+   most ``endgame_duplicates`` requests per block; one at a time per peer,
+   as libtorrent's ``request_a_block`` does, so a slow peer's pipeline is not
+   filled with blocks that faster ones deliver first); when a block arrives,
+   the other requesters are named so their requests can be cancelled
+   (BEP 3 "cancel": "generally only sent towards the end of a download,
+   during what's called 'endgame mode'").
 6. A new piece is started only while ``can_start(piece_size)`` says so (the
    piece store's memory bound).
 
@@ -303,9 +306,11 @@ class PiecePicker:
             self._take(index)
             partial = self._partials[index] = _Partial(index, size, self.block_size)
             self._take_blocks(partial, peer, mine, count - len(out), out)
-        # 5. endgame
-        if len(out) < count and self._free_count == 0 and self._partials:
-            self._endgame(peer, data, mine, count - len(out), out)
+        # 5. endgame: one duplicate, and only to a peer with nothing else
+        # to send us (libtorrent's rule), so a slow peer's whole pipeline is
+        # not blocks that others deliver first
+        if not out and not mine and self._free_count == 0 and self._partials:
+            self._endgame(peer, data, mine, 1, out)
         if not mine:
             del self._by_peer[peer]
         return out

@@ -12,6 +12,8 @@ Public API::
         .add(n, now)        # n bytes moved at time now
         .rate(now) -> float # bytes/s over the window
         .total              # every byte ever added
+    SlidingAverage(gain=SLIDING_GAIN)   # request times (libtorrent's shape)
+        .add(sample)  .mean  .deviation  .samples
 """
 
 from __future__ import annotations
@@ -55,3 +57,33 @@ class RateMeter:
     def rate(self, now: float) -> float:
         self._advance(now)
         return self._rate
+
+
+#: Samples after which a :class:`SlidingAverage` stops weighing them equally
+#: and each new one moves the mean by 1/20th of its distance (libtorrent's
+#: ``sliding_average<int, 20>`` of a peer's request times).
+SLIDING_GAIN = 20
+
+
+class SlidingAverage:
+    """A running mean and mean absolute deviation of samples (libtorrent's
+    ``sliding_average``): the first ``gain`` samples weigh equally, later
+    ones ``1/gain`` each, so the figures follow a peer whose pace changes.
+    The request pipeline keeps one of the seconds between two blocks of a
+    peer, and times its requests out from it."""
+
+    __slots__ = ("gain", "mean", "deviation", "samples")
+
+    def __init__(self, gain: int = SLIDING_GAIN) -> None:
+        self.gain = gain
+        self.mean = 0.0
+        self.deviation = 0.0
+        self.samples = 0
+
+    def add(self, sample: float) -> None:
+        off = abs(sample - self.mean) if self.samples else 0.0
+        if self.samples < self.gain:
+            self.samples += 1
+        self.mean += (sample - self.mean) / self.samples
+        if self.samples > 1:
+            self.deviation += (off - self.deviation) / (self.samples - 1)

@@ -22,8 +22,12 @@ What a torrent does (BEP 3 unless noted):
 * **Downloading.**  While a peer unchokes us, the pipe is kept full:
   ``request_queue_time`` seconds of its measured rate are kept outstanding
   (at least :data:`~.config.MIN_REQUEST_QUEUE`, at most the peer's ``reqq``),
-  refilled when a quarter has drained.  Requests a peer leaves unanswered
-  for ``request_timeout`` are cancelled and given to others.  Endgame
+  refilled when a quarter has drained.  A peer that sends no block for
+  longer than the gaps between its blocks explain (mean plus four
+  deviations, at most ``request_timeout``: libtorrent's adaptive timeout)
+  is snubbed: its newest request goes to others and it gets one request at
+  a time until a block comes; silent a second time, all its requests go.
+  Endgame
   duplicates are cancelled when their block arrives.
 * **Verification.**  A whole piece is hashed before it counts or is written;
   a piece that fails gives its senders strikes, and a peer with
@@ -266,6 +270,11 @@ class Torrent:
         self._banned: OrderedDict[object, str] = OrderedDict()
         self._strikes: OrderedDict[object, int] = OrderedDict()
         self._self_addresses: set[Address] = set()
+        #: where seeds listen (from their bitfields and PEX's seed flag): a
+        #: complete torrent does not dial them (two seeds have nothing to
+        #: trade; libtorrent skips them too), else every seed of a flash
+        #: crowd redials every other one each time PEX names it
+        self._seeds: OrderedDict[Address, None] = OrderedDict()
         self._upload_records: OrderedDict[bytes, Counter[str]] = OrderedDict()
         self.downloaded = 0
         self.uploaded = 0
@@ -495,6 +504,7 @@ class Torrent:
             address = (host, port)
             if (
                 address in self._candidates
+                or (address in self._seeds and self.complete)
                 or address in self._self_addresses
                 or address == listen
                 or address in self._banned
@@ -524,25 +534,34 @@ class Torrent:
         if not self.running:
             return
         cfg = self.config
-        room = cfg.max_peers_per_torrent - len(self.links) - len(self.connecting)
+        room = (min(cfg.max_initiate, cfg.max_peers_per_torrent)
+                - len(self.links) - len(self.connecting))
         if room <= 0 or not self._candidates:
             return
-        for address in list(self._candidates):
-            if room <= 0 or not self.session.can_dial():
+        # the first ``room`` addresses not waiting out a backoff, in order
+        due: list[Address] = []
+        stale: list[Address] = []
+        for address, cand in self._candidates.items():
+            if len(due) >= room:
                 break
-            cand = self._candidates[address]
             if cand.next_try > now:
                 continue
+            (stale if self._connected_to(address) else due).append(address)
+        for address in stale:
             del self._candidates[address]
-            if self._connected_to(address):
+        for address in due:
+            if not self.session.can_dial():
+                break
+            chosen = self._candidates.get(address)
+            if chosen is None:  # a failure dialling the one before took it
                 continue
+            del self._candidates[address]
             link = PeerLink(self.session, address, outgoing=True, torrent=self,
-                            source=cand.source)
-            link.candidate = cand
+                            source=chosen.source)
+            link.candidate = chosen
             self.connecting[link] = None
             self._index_address(link, address)
             self.session._dial(link)
-            room -= 1
 
     def _attach(self, link: PeerLink) -> bool:
         """The peer's handshake arrived on ``link`` (inside the Handshake
@@ -633,8 +652,8 @@ class Torrent:
                 self._rechoke_soon()
             # the blocks it had are for others now
             for other in self.links:
-                self._fill(other)
-                other.flush()
+                if self._fill(other):
+                    other.flush()
         elif was_connecting and link.outgoing and link.address is not None:
             cand = link.candidate
             self._count("connect_failures")
@@ -643,7 +662,10 @@ class Torrent:
                 if cand.attempts < MAX_CONNECT_ATTEMPTS and len(self._candidates) < MAX_CANDIDATES:
                     cand.next_try = self.runtime.now() + RECONNECT_DELAY * 2 ** (cand.attempts - 1)
                     self._candidates[link.address] = cand
-        if self.running:
+        if self.running and not was_connecting:
+            # a slot freed: fill it now; after a failed dial the next one
+            # waits for the tick (a peer refused by a full swarm would
+            # otherwise dial the whole candidate table back to back)
             self._connect_more(self.runtime.now())
 
     def _ban(self, link: PeerLink, reason: str) -> None:
@@ -766,6 +788,7 @@ class Torrent:
             self.picker.peer_lost_bits(link.bits)
             self.picker.seed_joined()
         link.seed = True
+        self._seed_at(link.listen_address)
         if self.complete:
             link.close("both seeds")
 
@@ -786,6 +809,7 @@ class Torrent:
         link.bits = bits
         if bits.complete:
             link.seed = True
+            self._seed_at(link.listen_address)
             if self.picker is not None:
                 self.picker.seed_joined()
         elif self.picker is not None:
@@ -795,33 +819,42 @@ class Torrent:
         if link.seed and self.complete:
             link.close("both seeds")
 
+    def _seed_at(self, address: Address | None) -> None:
+        """A seed listens at ``address`` (bounded like the candidates)."""
+        if address is None:
+            return
+        self._seeds[address] = None
+        while len(self._seeds) > MAX_CANDIDATES:
+            self._seeds.popitem(last=False)
+
     # -- downloading
 
-    def _fill(self, link: PeerLink) -> None:
+    def _fill(self, link: PeerLink) -> bool:
         """Keep the request pipeline to ``link`` full: top it up to the
-        queue depth once a quarter of it has drained."""
+        queue depth once a quarter of it has drained.  True if requests
+        were queued (the caller flushes)."""
         link.blocks_since_fill = 0
         picker = self.picker
         if picker is None or self.state is not TorrentState.DOWNLOADING or link.closing:
-            return
+            return False
         m = link.machine
         if m.peer_choking or not m.am_interested:
-            return
+            return False
         now = self.runtime.now()
         wait = self._down_delay(now)
         if wait > 0:
             self._wake_at(now + wait)
-            return
+            return False
         depth = link.queue_depth(now, self.config.request_queue_time)
         slots = m.request_slots
         out = min(m.config.max_requests, m.peer_reqq) - slots
         link.fill_every = max(1, depth // 4)
         want = min(depth - out, slots)
         if want <= 0 or (out and want < link.fill_every):
-            return
+            return False
         blocks = picker.pick(link, None if link.seed else link.bits, want)
         if not blocks:
-            return
+            return False
         if not out:
             link.waiting_since = now
         for block in blocks:
@@ -830,6 +863,7 @@ class Torrent:
             except LocalProtocolError:
                 picker.abort(link, block)
         self._count("requests_sent", len(blocks))
+        return True
 
     def _on_piece(self, link: PeerLink, ev: Piece) -> None:
         n = len(ev.block)
@@ -844,6 +878,10 @@ class Torrent:
         store = self.store
         block = (ev.index, ev.begin, n)
         result = picker.received(link, block) if picker is not None else None
+        since = link.waiting_since
+        if since is not None:
+            link.block_gaps.add(now - since)
+        link.timed_out = False
         link.waiting_since = now
         link.blocks_since_fill += 1
         if result is None or store is None:
@@ -912,6 +950,8 @@ class Torrent:
             link.flush()
 
     def _completed(self) -> None:
+        for address in [a for a in self._candidates if a in self._seeds]:
+            del self._candidates[address]
         self._set_state(TorrentState.SEEDING)
         self._event("completed", downloaded=self.downloaded, uploaded=self.uploaded)
         self._count("completed")
@@ -1287,7 +1327,11 @@ class Torrent:
             self._count("pex_flood")
             return
         self._count("pex_received")
-        added = [p.address for p in ev.added[:PEX_MAX_ADDED]]
+        added = []
+        for p in ev.added[:PEX_MAX_ADDED]:
+            if p.flags & PexFlags.SEED:
+                self._seed_at(p.address)
+            added.append(p.address)
         self.add_peers(added, source="pex")
 
     def _send_pex(self, link: PeerLink, now: float) -> None:
@@ -1332,19 +1376,14 @@ class Torrent:
             if link.closing:
                 continue
             m = link.machine
-            # requests unanswered too long go to others
+            # a peer silent for longer than its pace explains is snubbed
             if (
                 picker is not None
                 and link.waiting_since is not None
-                and now - link.waiting_since >= cfg.request_timeout
                 and link.requests_out
+                and now - link.waiting_since >= link.request_timeout(cfg.request_timeout)
             ):
-                blocks = picker.abort_peer(link)
-                for block in blocks:
-                    m.cancel(*block)
-                link.waiting_since = None
-                self._count("request_timeouts", len(blocks))
-                link.flush()
+                self._request_timed_out(link, picker, now)
             # floods of refused requests
             if now - link.refused_checked_at >= FLOOD_WINDOW:
                 refused = sum(m.counters[k] for k in _REFUSED)
@@ -1369,9 +1408,33 @@ class Torrent:
             self._rechoke()
         if picker is not None and self.state is TorrentState.DOWNLOADING:
             for link in self.links:
-                self._fill(link)
-                link.flush()
+                if self._fill(link):
+                    link.flush()
         self._check_goals()
+
+    def _request_timed_out(self, link: PeerLink, picker: PiecePicker, now: float) -> None:
+        """No block from ``link`` for its request timeout (libtorrent's
+        ``snub_peer``): it gets one request at a time from now on, and its
+        newest request (the one it would send last) goes to others; the rest
+        may still come.  Silent for a second timeout, all its requests go."""
+        m = link.machine
+        if link.timed_out:
+            blocks = picker.abort_peer(link)
+        else:
+            link.timed_out = True
+            mine = set(picker.requested_from(link))
+            blocks = []
+            for r in reversed(m.requests_outstanding):
+                block = (r.index, r.begin, r.length)
+                if block in mine:
+                    picker.abort(link, block)
+                    blocks.append(block)
+                    break
+        for block in blocks:
+            m.cancel(*block)
+        link.waiting_since = now
+        self._count("request_timeouts", len(blocks))
+        link.flush()
 
     def _announce_request(self, event: AnnounceEvent) -> AnnounceRequest:
         store = self.store
