@@ -145,6 +145,15 @@ def test_the_report_reads_every_size_it_finds(tmp_path: Path) -> None:
         f"peerlab simulate growth --seed 1 --nodes 10000 --resources --out {folder / '10000'}"
     )
     assert "How search grows" not in compose([], report, {})
+    # A size made by a part of the scenario names the file it ran.
+    _size(folder, 20000, 20.0, "d" * 32)
+    part = folder / "20000"
+    (part / "scenario.toml").write_text('name = "growth"\nseed = 4\nexperiments = ["search"]\n')
+    g = growth_report(folder, report)
+    assert g is not None and (
+        f"    peerlab simulate {part / 'scenario.toml'} --seed 4 --resources --out {part}\n"
+        in g.markdown
+    )
 
 
 def test_a_qrp_link_holds_one_table_between_updates() -> None:

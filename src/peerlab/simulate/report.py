@@ -110,6 +110,21 @@ def growth_command(nodes: int, out: Path, seed: int | None = None) -> str:
     return cmd.replace(" --out ", " --resources --out ")
 
 
+#: A size's folder may hold the scenario it ran (a part of ``growth``, say
+#: fewer architectures); its command then names that file.
+SIZE_SCENARIO_FILE = "scenario.toml"
+
+
+def size_command(size: GrowthSize, out: Path) -> str:
+    """The command that made ``size``'s folder: :func:`growth_command`, or
+    the run of the scenario file kept in the folder."""
+    own = size.folder / SIZE_SCENARIO_FILE
+    if not own.is_file():
+        return growth_command(size.nodes, out)
+    cmd = command_line(str(own), load_scenario(str(own)).seed, size.folder)
+    return cmd.replace(" --out ", " --resources --out ")
+
+
 def _value(text: str) -> Any:
     for kind in (int, float):
         try:
@@ -207,7 +222,7 @@ def growth_report(folder: Path, base: Path) -> ExperimentReport | None:
     sizes = [g.nodes for g in found]
     rows = [r for g in found for r in g.rows]
     report_dir = folder.parent
-    commands = [growth_command(n, report_dir) for n in sizes]
+    commands = [size_command(g, report_dir) for g in found]
     # The plots come from the sizes' CSV files: the report redraws them
     # (after the size commands listed in the section).
     command = f"peerlab simulate --report --out {report_dir}"
