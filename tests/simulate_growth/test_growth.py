@@ -20,32 +20,15 @@ from peerlab.wire.qrp import QrpReceiver, QueryRouteTable, make_update
 
 PEERLAB = [sys.executable, "-m", "peerlab.cli.main"]
 
+#: Two small sizes on the defaults (random overlay, 70% free riders).
 TINY = """
 name = "tiny"
 seed = 5
 experiments = ["search"]
-
-[population]
-nodes = [24, 40]
-free_riders = 0.5
-links = { dsl = 0.5, cable = 0.5 }
-
-[files]
-catalog = 40
-per_sharer = 4
-
-[topology]
-kind = "random"
-degree = 4
-
-[queries]
-count = 12
-interval = 0.05
-wait = 5.0
-
-[search]
-architectures = ["napster", "gnutella"]
-ttls = [1, 3]
+population = { nodes = [24, 40] }
+files = { catalog = 40, per_sharer = 4 }
+queries = { count = 12, wait = 5.0 }
+search = { architectures = ["napster", "gnutella"], ttls = [1, 3] }
 """
 
 
