@@ -231,6 +231,8 @@ def growth_report(folder: Path, base: Path) -> ExperimentReport | None:
     (folder / "digest.txt").write_text(
         "".join(f"search@{g.nodes} {g.digest}\n" for g in found), encoding="utf-8")  # fmt: skip
     cost = [{"peers": f"{g.nodes:,}",
+             "architectures": ", ".join(a for a in ARCHITECTURES
+                                        if any(r.get("architecture") == a for r in g.rows)),
              "wall s": "-" if g.wall_s is None else f"{g.wall_s:,.0f}",
              "CPU s": "-" if g.cpu_s is None else f"{g.cpu_s:,.0f}",
              "peak memory MiB": "-" if g.peak_mib is None else f"{g.peak_mib:,.0f}",
