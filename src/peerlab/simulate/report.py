@@ -247,9 +247,9 @@ def growth_report(folder: Path, base: Path) -> ExperimentReport | None:
         "are Query and Query Hit descriptors sent (Napster: the search frames); the busiest "
         "node is the index server or the most loaded servent, over the whole query phase. "
         "Bytes and the busiest node's load count everything the links carried then, Ping "
-        "and Pong upkeep included: in the bigger flat networks the pong caches' refreshes "
-        "keep going without any query (3,000 peers: some 40,000 Pongs a second), so there "
-        "they are mostly upkeep.\n",
+        "and Pong upkeep included: where a flat network's pong caches keep refreshing one "
+        "another between queries, those figures are mostly upkeep (bytes per query against "
+        "messages per query in growth.csv shows where).\n",
         "**Queries answered** (of those a peer could answer):\n",
         _metric_table(rows, sizes, "answered_fraction", pct=True),
         "**Messages per query:**\n",
