@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ONLY   ?=
 
-.PHONY: demo test bench lint clean deps
+.PHONY: demo test bench lint clean deps screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ demo: $(STAMP)
 
 test: $(STAMP) deps
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The web page's browser tests, saving their screenshots over the tracked
+# docs/screenshots/*.png (a plain test run writes them to a temporary folder).
+screenshots: $(STAMP) deps
+	PEERLAB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/web/test_web_browser.py tests/web/test_web_torrents.py tests/web/test_web_rich_monitor.py
 
 bench: $(STAMP) deps
 	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)

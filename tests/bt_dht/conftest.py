@@ -1,7 +1,8 @@
 """Fixtures of the trackerless-swarm tests; helpers live in dhtswarmkit.py
 beside this file.  pytest runs in importlib mode, which puts no test folder
 on sys.path: this folder, tests/bt_swarm (swarmkit.py) and tests/bt_node
-(nodekit.py, the node-process kit) go there."""
+(nodekit.py) go there.  The node-process fixtures ``home`` and
+``start_node`` come from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -16,13 +17,7 @@ for _dir in (str(_HERE), str(_HERE.parent / "bt_swarm"), str(_HERE.parent / "bt_
     if _dir not in sys.path:
         sys.path.insert(0, _dir)
 
-from nodekit import node_conftest  # noqa: E402
-
 from peerlab.runtime.worlds import RealWorld, SimWorld, World  # noqa: E402
-
-#: The node-process fixtures of tests/node (``start_node``, ``home``).
-home = node_conftest.home
-start_node = node_conftest.start_node
 
 
 @pytest.fixture(params=["real", "sim"])

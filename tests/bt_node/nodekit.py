@@ -1,9 +1,8 @@
 """Helpers of the bt_node tests: a shared file made into a torrent, a node
-seeding it, and the node-process kit of tests/node."""
+seeding it; node processes are the shared kit's (tests/kits/prockit.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -12,15 +11,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bt_swarm"))
 import swarmkit  # noqa: E402
+from prockit import NodeProc as NodeProc  # noqa: E402  (re-exported for the tests)
 
-_spec = importlib.util.spec_from_file_location(
-    "node_conftest", Path(__file__).resolve().parent.parent / "node" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-node_conftest = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("node_conftest", node_conftest)
-_spec.loader.exec_module(node_conftest)
-NodeProc = node_conftest.NodeProc
 content = swarmkit.content  # deterministic, incompressible bytes
 
 KIB = 1024

@@ -1,5 +1,6 @@
 """Fixtures of the tracker tests; helpers live in trackerkit.py beside this
-file, which pytest's importlib mode does not put on sys.path by itself."""
+file and in tests/bt_swarm/swarmkit.py (libtorrent on loopback, waiting for
+its files), which pytest's importlib mode does not put on sys.path by itself."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+_HERE = Path(__file__).resolve().parent
+for _dir in (_HERE, _HERE.parent / "bt_swarm"):
+    if str(_dir) not in sys.path:
+        sys.path.insert(0, str(_dir))
 
 from peerlab.runtime.worlds import RealWorld, SimWorld, World  # noqa: E402
 

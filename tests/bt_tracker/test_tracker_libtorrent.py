@@ -9,12 +9,12 @@ LSD, UPnP and NAT-PMP off, so the tracker is the only way the two can meet.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from swarmkit import LT_SETTINGS, written
 
 from peerlab.overlays.tracker.server import Tracker, TrackerConfig
 from peerlab.runtime.base import RecordingObserver
@@ -27,47 +27,19 @@ lt = pytest.importorskip("libtorrent")
 STEP_S = 30.0
 PAYLOAD_BYTES = 3 * 262_144 + 12_345  # four pieces, the last one short
 PIECE_BYTES = 262_144
-#: How often the downloaded file is read back while waiting for it to match.
-FILE_POLL_S = 0.05
 
 
 def lt_session() -> Any:
+    """libtorrent on loopback (swarmkit's settings) reporting tracker,
+    error and status alerts."""
     return lt.session(
         {
-            "listen_interfaces": "127.0.0.1:0",
-            "outgoing_interfaces": "127.0.0.1",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            # Seeder and leecher share 127.0.0.1.
-            "allow_multiple_connections_per_ip": True,
-            "stop_tracker_timeout": 1,
-            # libtorrent's SSRF mitigation sends nothing but /announce to a
-            # tracker on a loopback address, so its scrape would never reach
-            # ours; a tracker anywhere else is scraped with it on.
-            "ssrf_mitigation": False,
+            **LT_SETTINGS,
             "alert_mask": lt.alert.category_t.tracker_notification
             | lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification,
         }
     )
-
-
-def file_equals(path: Path, data: bytes) -> Callable[[], bool]:
-    """A condition that reads ``path`` (at most every FILE_POLL_S) and compares."""
-    last = [0.0]
-
-    def check() -> bool:
-        now = time.monotonic()
-        if now - last[0] < FILE_POLL_S:
-            return False
-        last[0] = now
-        return path.read_bytes() == data
-
-    return check
 
 
 def make_torrent(folder: Path, url: str) -> tuple[Any, bytes, bytes]:
@@ -167,9 +139,8 @@ def test_libtorrent_swarm_meets_through_our_tracker(
         h_leech = add(leecher, ti, leech_dir)
         assert until(lambda: h_leech.status().is_seeding), alerts.errors()
         # libtorrent counts a piece once its hash checks, which can be before
-        # its disk thread has written it (even after a cache flush): compare
-        # the file until it matches, at most every FILE_POLL_S.
-        assert until(file_equals(leech_dir / "payload.bin", data)), "file differs"
+        # its disk thread has written it: compare the file until it matches.
+        assert until(written(leech_dir / "payload.bin", data)), "file differs"
 
         # The leecher announced completed: both are seeders in the table now.
         both = {(seeder.listen_port(), True), (leecher.listen_port(), True)}

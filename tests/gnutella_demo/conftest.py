@@ -15,18 +15,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "gnutella_node"))
 
 from gnodekit import GNode  # noqa: E402
+from prockit import node_starter  # noqa: E402
 
 
 @pytest.fixture
 def gdemo_node(tmp_path: Path) -> Iterator[Callable[..., GNode]]:
     """``gdemo_node(name, *args)`` starts a node; every one is stopped at the end."""
-    started: list[GNode] = []
-
-    def start(name: str, *args: str) -> GNode:
-        n = GNode(tmp_path / "home", tmp_path / name, list(args)).start()
-        started.append(n)
-        return n
-
-    yield start
-    for n in started:
-        n.stop()
+    yield from node_starter(tmp_path, tmp_path / "home")

@@ -6,41 +6,15 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from demokit import assert_ctrl_c_stops_everything, assert_left_nothing, run_demo
 
-DEMO_TIMEOUT = 180.0
-POLL = 0.1
 SERVENTS = 12
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLAB_")}
-    home = tmp_path / "home"
-    env.update(TMPDIR=str(tmp_path / "tmp"), COLUMNS="220", XDG_CONFIG_HOME=str(home / "config"),
-               XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "state"))
-    (tmp_path / "tmp").mkdir()
-    return env
-
-
-def _mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmd:
-                found.append(int(entry.name))
-    return found
+#: The flood table is read cell by cell: wide enough that no row wraps.
+COLUMNS = 220
 
 
 def _flood_row(out: str, ttl: int) -> list[int]:
@@ -54,10 +28,7 @@ def _flood_row(out: str, ttl: int) -> list[int]:
 
 @pytest.mark.slow
 def test_demo_gnutella_part(tmp_path: Path) -> None:
-    p = subprocess.run(
-        [sys.executable, "-m", "peerlab.cli", "demo", "--only", "gnutella"], capture_output=True,
-        text=True, timeout=DEMO_TIMEOUT, env=_env(tmp_path), stdin=subprocess.DEVNULL,
-    )
+    p = run_demo(tmp_path, "--only", "gnutella", columns=COLUMNS)
     out = p.stdout
     assert p.returncode == 0, out + p.stderr
     for n in range(2, SERVENTS + 1):  # each told only one other, its parent
@@ -77,32 +48,11 @@ def test_demo_gnutella_part(tmp_path: Path) -> None:
     m = re.search(r"from (\d+) servents at once, ([\d,]+) of them pushed by a firewalled one", out)
     assert m is not None, out
     assert int(m.group(1)) >= 2 and int(m.group(2).replace(",", "")) > 0
-    assert list((tmp_path / "tmp").iterdir()) == []
-    assert _mentioning(str(tmp_path / "tmp")) == []
+    assert_left_nothing(tmp_path)
 
 
 @pytest.mark.slow
 def test_ctrl_c_in_the_gnutella_part_stops_everything(tmp_path: Path) -> None:
-    out = tmp_path / "demo.out"
-    with out.open("wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "peerlab.cli", "demo", "--only", "gnutella"], stdout=f,
-            stderr=subprocess.STDOUT, env=_env(tmp_path), stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + DEMO_TIMEOUT
-        while "search 'lebowski'" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text()
-            assert time.monotonic() < deadline
-            time.sleep(POLL)
-        assert len(_mentioning(str(tmp_path / "tmp"))) == SERVENTS
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = out.read_text(errors="replace")
-    assert "interrupted" in text and "Traceback" not in text
-    assert _mentioning(str(tmp_path / "tmp")) == []
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert_ctrl_c_stops_everything(
+        tmp_path, ["--only", "gnutella"], "search 'lebowski'", SERVENTS, columns=COLUMNS
+    )

@@ -1,4 +1,4 @@
-"""Fixtures for the Gnutella node tests."""
+"""Fixtures for the Gnutella node tests (node processes: tests/kits/prockit.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gnodekit import GNode  # noqa: E402
+from prockit import NodeProc, node_starter  # noqa: E402
 
 
 @pytest.fixture
-def start_gnode(tmp_path: Path) -> Iterator[Callable[..., GNode]]:
+def start_gnode(tmp_path: Path) -> Iterator[Callable[..., NodeProc]]:
     """``start_gnode(name, *args)`` starts a node; every one is stopped at the end."""
-    started: list[GNode] = []
-
-    def start(name: str, *args: str) -> GNode:
-        n = GNode(tmp_path / "home", tmp_path / name, list(args)).start()
-        started.append(n)
-        return n
-
-    yield start
-    for n in started:
-        n.stop()
+    yield from node_starter(tmp_path, tmp_path / "home")

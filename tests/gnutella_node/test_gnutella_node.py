@@ -10,27 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from gnodekit import GNode, make_file, open_gnutella
-
-from peerlab.wire.urn import sha1_urn
+from gnodekit import GNode, file_urn, make_file, open_gnutella, result_for
 
 SIZE = 1_500_000
 RATE = "400K"  # slow enough that both sources take part
-
-
-def _sha1_urn(path: Path) -> str:
-    import hashlib
-
-    return sha1_urn(hashlib.sha1(path.read_bytes()).digest())
-
-
-def _result(results: list[dict[str, Any]], urn: str) -> dict[str, Any]:
-    for r in results:
-        if r["urn"] == urn:
-            return r
-    raise AssertionError(f"{urn} not among {results}")
 
 
 def test_three_nodes_search_and_swarm(
@@ -38,7 +22,7 @@ def test_three_nodes_search_and_swarm(
 ) -> None:
     shared = make_file(tmp_path / "share_a", "The Big Lebowski.mp3", SIZE, seed=7)
     make_file(tmp_path / "share_b", "big lebowski (copy).mp3", SIZE, seed=7)
-    urn = _sha1_urn(shared)
+    urn = file_urn(shared)
     a = start_gnode("a", "--gnutella-serve", "--share", str(tmp_path / "share_a"),
                     "--upload-rate", RATE)  # fmt: skip
     addr_a = str(a.wait_ready(files=1)["listen"])
@@ -56,7 +40,7 @@ def test_three_nodes_search_and_swarm(
     assert conn["listen"] == addr_a
 
     results = c.json("search", "lebowski")
-    r = _result(results, urn)
+    r = result_for(results, urn)
     hosts = {h["host"]: h for h in r["hosts"]}
     addr_b = str(b.json("status")["listen"])
     assert set(hosts) == {addr_a, addr_b}
@@ -87,7 +71,7 @@ def test_download_from_a_firewalled_node_through_push(
     tmp_path: Path, start_gnode: Callable[..., GNode]
 ) -> None:
     shared = make_file(tmp_path / "share_d", "Dude abides.ogg", 600_000, seed=11)
-    urn = _sha1_urn(shared)
+    urn = file_urn(shared)
     a = start_gnode("a", "--gnutella-serve")
     addr_a = str(a.wait_ready()["listen"])
     d = start_gnode("d", "--gnutella", addr_a, "--gnutella-firewalled",
@@ -105,7 +89,7 @@ def test_download_from_a_firewalled_node_through_push(
     assert by_urn["status"] == "complete", by_urn
     assert Path(by_urn["path"]).read_bytes() == shared.read_bytes()
 
-    r = _result(c.json("search", "abides"), urn)
+    r = result_for(c.json("search", "abides"), urn)
     assert [h["push"] for h in r["hosts"]] == [True]
     dl = c.json("download", str(r["id"]), "--wait")["download"]
     assert dl["status"] == "complete", dl

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import prockit
+from prockit import POLL as POLL
+from prockit import START_TIMEOUT as START_TIMEOUT
+from prockit import ServerProc as ServerProc
+
 from peerlab.apps.media import write_mp3
 from peerlab.overlays.napster.client import ClientConfig, NapsterClient, NapsterHit
 from peerlab.overlays.napster.peer import NapsterSource, NapsterTransfers, ShareIndex
@@ -156,126 +161,24 @@ def same_bytes(a: Path, b: Path) -> bool:
 
 
 # ------------------------------------------------------- processes (CLI tests)
-
-import json  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-#: Bounds on the waits of the process tests (never asserted as timings).
-START_TIMEOUT = 60.0
-CLI_TIMEOUT = 120.0
-POLL = 0.1
-_LISTENING = re.compile(r"listening on ([0-9.]+):(\d+)")
+# The shared kit (tests/kits/prockit.py): ServerProc and the bounds
+# are its own; a NodeProc here is a Napster client, started at once.
 
 
-def proc_env(home: Path) -> dict[str, str]:
-    """No PEERLAB_* from the caller; per-user folders under ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLAB_")}
-    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
-                     ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(home / sub)
-    env["COLUMNS"] = "200"
-    return env
-
-
-class ServerProc:
-    """``peerlab napster-server`` on a free port with its own SQLite index."""
-
-    def __init__(self, home: Path, root: Path, name: str) -> None:
-        self.out = root / f"{name}.out"
-        root.mkdir(parents=True, exist_ok=True)
-        with self.out.open("wb") as f:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "peerlab.cli", "napster-server", "--port", "0",
-                 "--database", f"sqlite:{root / name}.db", "--password-cost", "4",
-                 "--exit-with-parent"],
-                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                env=proc_env(home),
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            m = _LISTENING.search(self.out.read_text(errors="replace"))
-            if m:
-                self.address = f"{m.group(1)}:{m.group(2)}"
-                return
-            assert self.proc.poll() is None, self.out.read_text()
-            assert time.monotonic() < deadline, "napster-server did not start"
-            time.sleep(POLL)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class NodeProc:
-    """One ``peerlab node`` subprocess with its own data dir."""
+class NodeProc(prockit.NodeProc):
+    """One ``peerlab node`` subprocess with a Napster client; ready means
+    online on its server too."""
 
     def __init__(self, home: Path, data_dir: Path, args: list[str]) -> None:
-        self.home = home
-        self.data_dir = data_dir
-        self.log = data_dir.parent / f"{data_dir.name}.out"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "peerlab.cli", "--data-dir", str(data_dir), "node",
-                 "--listen-port", "0", "--napster-port", "0", "--exit-with-parent", *args],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=proc_env(home),
-            )
+        super().__init__(home, data_dir, args)
+        self.start()
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    def node_args(self) -> list[str]:
+        return [*super().node_args(), "--napster-port", "0"]
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(
-            [sys.executable, "-m", "peerlab.cli", "--data-dir", str(self.data_dir), *args],
-            capture_output=True, text=True, timeout=CLI_TIMEOUT, env=proc_env(self.home),
-        )
-        if check and p.returncode != 0:
-            raise AssertionError(f"peerlab {' '.join(args)} -> {p.returncode}: {p.stderr}")
-        return p
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.cli(*args, "--json").stdout)
-
-    def wait_ready(self, files: int = 0, shared: int | None = None) -> dict[str, Any]:
+    def wait_ready(
+        self, files: int = 0, *, napster: bool = True, shared: int | None = None
+    ) -> dict[str, Any]:
         """Until the node answers, has scanned ``files`` files and is on Napster
         with ``shared`` files shared there (default: ``files``)."""
-        want = files if shared is None else shared
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"node exited {self.proc.returncode}:\n{self.output()}")
-            if (self.data_dir / "control.json").exists():
-                p = self.cli("status", "--json", check=False)
-                if p.returncode == 0:
-                    st: dict[str, Any] = json.loads(p.stdout)
-                    nap = st.get("napster") or {}
-                    if (not st["scan"]["running"] and st["shares"]["files"] >= files
-                            and nap.get("state") == "online" and nap.get("shared") == want):
-                        return st
-            time.sleep(POLL)
-        raise AssertionError(f"node not ready in {START_TIMEOUT} s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
+        return super().wait_ready(files, napster=napster, shared=shared)

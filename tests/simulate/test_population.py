@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from peerlab.sim.topology import MemoryShares
 from peerlab.simulate.population import (
     MAX_DEGREE,
-    MemoryShares,
     build_overlay,
     build_population,
     build_queries,

@@ -94,7 +94,7 @@ def test_configuration_defaults_and_errors() -> None:
     cfg = BtConfig.parse({"name": "bittorrent", "seed": 1, "architecture": "bittorrent",
                           "population": {"nodes": 5}, "sizes": [3], "_scenario": engine,
                           "_command": "peerlab simulate bittorrent --seed 1 --out r/bt"})
-    assert cfg.sizes == (3,) and cfg.link("dsl") == LinkClass(1.0, 2.0, 0.5)
+    assert cfg.sizes == (3,) and cfg.link("dsl") == LinkClass("dsl", 1.0, 2.0, 0.5)
     assert cfg.command == "peerlab simulate bittorrent --seed 1 --out r/bt"
     bad: list[dict[str, Any]] = [
         {"sizes": [10], "colour": 1},

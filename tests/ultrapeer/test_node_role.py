@@ -14,9 +14,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gnutella_node"))
 
 from gnodekit import GNode, make_file, open_gnutella  # noqa: E402
-from upkit import gnutella_node_fixture  # noqa: E402
-
-start_gnode = gnutella_node_fixture()
 
 SIZE = 40_000
 #: Searches a test repeats at most while the leaf's table reaches its ultrapeer.
@@ -34,14 +31,14 @@ def _search(node: GNode, text: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_leaf_nodes_under_an_ultrapeer_node(
-    tmp_path: Path, start_gnode: Callable[..., GNode]
+    tmp_path: Path, start_node: Callable[..., GNode]
 ) -> None:
     make_file(tmp_path / "share_b", "Linkin Park - Numb.mp3", SIZE, seed=3)
-    a = start_gnode("a", "--gnutella-serve", "--gnutella-role", "ultrapeer")
+    a = start_node("a", "--gnutella-serve", "--gnutella-role", "ultrapeer")
     addr_a = str(a.wait_ready()["listen"])
-    b = start_gnode("b", "--gnutella", addr_a, "--gnutella-role", "leaf",
+    b = start_node("b", "--gnutella", addr_a, "--gnutella-role", "leaf",
                     "--share", str(tmp_path / "share_b"))  # fmt: skip
-    c = start_gnode("c", "--gnutella", addr_a, "--gnutella-role", "leaf")
+    c = start_node("c", "--gnutella", addr_a, "--gnutella-role", "leaf")
     b.wait_ready(files=1)
     c.wait_ready()
     a.wait_for(lambda st: open_gnutella(st) >= 2)
@@ -65,13 +62,13 @@ def test_leaf_nodes_under_an_ultrapeer_node(
 
 @pytest.mark.slow
 def test_an_auto_node_with_a_fast_line_promotes_itself(
-    tmp_path: Path, start_gnode: Callable[..., GNode]
+    tmp_path: Path, start_node: Callable[..., GNode]
 ) -> None:
-    a = start_gnode("a", "--gnutella-serve", "--gnutella-upload-kbps", "1544",
+    a = start_node("a", "--gnutella-serve", "--gnutella-upload-kbps", "1544",
                     "--gnutella-min-uptime", "1")  # fmt: skip
     addr_a = str(a.wait_ready()["listen"])
     assert a.json("status", "--gnutella")["role"] == "leaf"  # measured: starts low
-    c = start_gnode("c", "--gnutella", addr_a, "--gnutella-role", "leaf")
+    c = start_node("c", "--gnutella", addr_a, "--gnutella-role", "leaf")
     c.wait_ready()
     # c's knock proves a reachable; with a T1 line and no ultrapeer around, a promotes
     a.wait_for(lambda st: st["gnutella"]["role"] == "ultrapeer", timeout=60.0)

@@ -54,20 +54,6 @@ def _leaves(up: Node) -> int:
     return len(up.servent.leaf_links())
 
 
-def gnutella_node_fixture() -> Any:
-    """The ``start_gnode`` fixture of tests/gnutella_node (node processes),
-    loaded from its conftest rather than copied."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "gnutella_node" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("gnutella_node_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.start_gnode
-
-
 def count(node: Node, name: str) -> int:
     return node.servent.counters[name]
 

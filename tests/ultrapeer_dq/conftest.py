@@ -19,6 +19,7 @@ for _sub in ("gnutella", "gnutella_node", "serve"):
 
 from gnetkit import make_world  # noqa: E402
 from gnodekit import GNode  # noqa: E402
+from prockit import node_starter  # noqa: E402
 
 from peerlab.runtime.worlds import World  # noqa: E402
 
@@ -36,13 +37,4 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
 @pytest.fixture
 def start_gnode(tmp_path: Path) -> Iterator[Callable[..., GNode]]:
     """``start_gnode(name, *args)`` starts a node; every one is stopped at the end."""
-    started: list[GNode] = []
-
-    def start(name: str, *args: str) -> GNode:
-        n = GNode(tmp_path / "home", tmp_path / name, list(args)).start()
-        started.append(n)
-        return n
-
-    yield start
-    for n in started:
-        n.stop()
+    yield from node_starter(tmp_path, tmp_path / "home")

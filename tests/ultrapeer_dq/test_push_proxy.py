@@ -5,14 +5,12 @@ firewalled servent through its proxy, compared byte for byte."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from gnetkit import WAIT, close_all, make_file, new_node
-from gnodekit import GNode, open_gnutella
+from gnodekit import GNode, file_urn, open_gnutella, result_for
 from gnodekit import make_file as make_disk_file
 
 from peerlab.errors import RemoteProtocolError
@@ -25,7 +23,7 @@ from peerlab.overlays.gnutella.pushproxy import (
 from peerlab.runtime.worlds import World
 from peerlab.wire.gnutella import Push, PushProxyAck, encode_vendor
 from peerlab.wire.http import Headers
-from peerlab.wire.urn import b32, sha1_urn
+from peerlab.wire.urn import b32
 
 GUID = bytes(range(16))
 
@@ -124,24 +122,13 @@ def test_a_reachable_servent_asks_for_no_proxy_and_bad_acks_are_dropped(world: W
     close_all(world, [up, plain])
 
 
-def _sha1_urn(path: Path) -> str:
-    return sha1_urn(hashlib.sha1(path.read_bytes()).digest())
-
-
-def _result(results: list[dict[str, Any]], urn: str) -> dict[str, Any]:
-    for r in results:
-        if r["urn"] == urn:
-            return r
-    raise AssertionError(f"{urn} not among {results}")
-
-
 def test_download_from_a_firewalled_node_through_its_push_proxy(
     tmp_path: Path, start_gnode: Callable[..., GNode]
 ) -> None:
     """P is the proxy; F is firewalled and joins through P only; C searches and
     downloads.  The Push reaches F by C's HTTP request to P (never routed)."""
     shared = make_disk_file(tmp_path / "share_f", "Linkin Park - Numb.mp3", 700_000, seed=5)
-    urn = _sha1_urn(shared)
+    urn = file_urn(shared)
     p = start_gnode("p", "--gnutella-serve")
     addr_p = str(p.wait_ready()["listen"])
     f = start_gnode("f", "--gnutella", addr_p, "--gnutella-firewalled",
@@ -152,7 +139,7 @@ def test_download_from_a_firewalled_node_through_its_push_proxy(
     p.wait_for(lambda st: open_gnutella(st) >= 2)
     p.wait_for(lambda st: st["gnutella"]["counters"].get("push_proxy.acked", 0) >= 1)
 
-    r = _result(c.json("search", "numb"), urn)
+    r = result_for(c.json("search", "numb"), urn)
     assert [h["push"] for h in r["hosts"]] == [True]
     dl = c.json("download", str(r["id"]), "--wait")["download"]
     assert dl["status"] == "complete", dl

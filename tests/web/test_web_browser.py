@@ -1,8 +1,9 @@
 """The web page end to end: real headless Chromium (Debian's, driven by
 Playwright) against real nodes and a Napster index server on 127.0.0.1.
 
-Each test that shows a tab saves a screenshot at desktop size (1366x900) in
-docs/screenshots/.  Skipped only when /usr/bin/chromium (or the playwright
+Each test that shows a tab saves a screenshot at desktop size (1366x900): in
+a temporary folder on a plain run, in docs/screenshots/ under ``make
+screenshots``.  Skipped only when /usr/bin/chromium (or the playwright
 package) is missing.
 """
 
@@ -12,7 +13,7 @@ import hashlib
 import importlib.util
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,12 @@ from webkit import (
     CHROMIUM,
     EVIL_FILE,
     EVIL_TITLE,
+    WAIT_MS,
     NodeProc,
     ServerProc,
-    chromium,
     evil_music,
     login,
     music,
-    screenshot,
     wait_until,
 )
 
@@ -40,8 +40,6 @@ pytestmark = [
 ]  # fmt: skip
 
 TOOT = "Maclean & Maclean - Little Toot.mp3"
-#: Page waits (Playwright's own timeout), milliseconds.
-WAIT_MS = 30_000
 
 
 @dataclass
@@ -88,25 +86,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             p.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    p = browser.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.dialogs = []  # type: ignore[attr-defined]
-    p.on("dialog", lambda d: (p.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("pageerror", lambda e: p.errors.append(str(e)))  # type: ignore[attr-defined]
-    yield p
-    assert not p.errors, p.errors  # type: ignore[attr-defined]
-    p.close()
-
-
 ALL = ("local", "peers", "napster")
 
 
@@ -128,7 +107,9 @@ def row(page: Any, name: str, sources: int) -> Any:
     )
 
 
-def test_login_then_search_two_networks_grouped_by_file(net: Net, page: Any) -> None:
+def test_login_then_search_two_networks_grouped_by_file(
+    net: Net, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
     page.goto(net.b.url + "/")
     page.wait_for_url("**/login")
     page.fill("#secret", "not the token")
@@ -186,7 +167,7 @@ def _shown(page: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_multi_source_download_pause_resume_and_the_upload_on_the_other_node(
-    net: Net, page: Any, browser: Any
+    net: Net, page: Any, browser: Any, screenshot: Callable[[Any, str], Path]
 ) -> None:
     login(page, net.b)
     search(page, "toot")
@@ -251,7 +232,9 @@ def _percent(row_locator: Any) -> int:
     return int(row_locator.locator("[role=progressbar]").get_attribute("aria-valuenow") or 0)
 
 
-def test_names_from_the_network_are_shown_as_text(net: Net, page: Any) -> None:
+def test_names_from_the_network_are_shown_as_text(
+    net: Net, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
     login(page, net.b)
     search(page, "alert")
     named = page.locator("tr.result-row", has=page.locator("td.col-name", has_text=EVIL_FILE))
@@ -279,7 +262,9 @@ def test_names_from_the_network_are_shown_as_text(net: Net, page: Any) -> None:
     assert page.dialogs == []  # type: ignore[attr-defined]
 
 
-def test_network_tab_shows_servers_peers_and_the_monitor(net: Net, page: Any) -> None:
+def test_network_tab_shows_servers_peers_and_the_monitor(
+    net: Net, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
     login(page, net.b)
     search(page, "ohio")
     page.click(".tab[data-tab=network]")
@@ -306,7 +291,9 @@ def test_network_tab_shows_servers_peers_and_the_monitor(net: Net, page: Any) ->
     login_a.close()
 
 
-def test_library_and_settings(net: Net, page: Any, tmp_path: Path) -> None:
+def test_library_and_settings(
+    net: Net, page: Any, tmp_path: Path, screenshot: Callable[[Any, str], Path]
+) -> None:
     login(page, net.c)
     page.click(".tab[data-tab=library]")
     folder = page.locator("#folders-body tr", has_text=str(net.root / "c-music"))
@@ -369,7 +356,7 @@ def test_a_thousand_results_and_two_hundred_transfers_stay_responsive(
 
 
 def test_the_page_says_when_the_node_stops_and_reconnects(
-    tmp_path: Path, page: Any
+    tmp_path: Path, page: Any, screenshot: Callable[[Any, str], Path]
 ) -> None:
     home = tmp_path / "home"
     d = NodeProc(home, tmp_path / "d", []).start()

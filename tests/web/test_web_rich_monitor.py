@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from webkit import CHROMIUM, NodeProc, chromium, free_port, login, screenshot, wait_until
+from prockit import open_gnutella
+from webkit import CHROMIUM, NodeProc, free_port, login, wait_until
 
 from peerlab.apps.media import write_mp3
 
@@ -31,8 +32,6 @@ pytestmark = [
     pytest.mark.slow,
 ]  # fmt: skip
 
-#: Page waits (Playwright's own timeout), milliseconds.
-WAIT_MS = 30_000
 #: (file name, title, artist, album, genre, seconds, kbps)
 TRACKS = [
     ("01 numb.mp3", "Numb", "Linkin Park", "Meteora", "Rock", 8, 192),
@@ -40,11 +39,6 @@ TRACKS = [
     ("linkin park covers - numb.mp3", "Numb", "The Cover Band", "Tributes", "Pop", 7, 256),
     ("in the end.mp3", "In the End", "Linkin Park", "Hybrid Theory", "Rock", 3, 160),
 ]
-
-
-def _open(st: dict[str, Any]) -> int:
-    g = st.get("gnutella") or {}
-    return sum(c["state"] == "open" for c in g.get("connections", []))
 
 
 @dataclass
@@ -68,36 +62,21 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         b = NodeProc(home, root / "b", ["--gnutella", addr_a])
         started.append(b.start())
         b.wait_ready()
-        wait_until(lambda: _open(b.json("status")) >= 1, "B on Gnutella")
-        wait_until(lambda: _open(a.json("status")) >= 1, "A sees B")
+        wait_until(lambda: open_gnutella(b.json("status")) >= 1, "B on Gnutella")
+        wait_until(lambda: open_gnutella(a.json("status")) >= 1, "A sees B")
         yield Net(a, b)
     finally:
         for p in reversed(started):
             p.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    p = browser.new_page()
-    p.set_default_timeout(WAIT_MS)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("pageerror", lambda e: p.errors.append(str(e)))  # type: ignore[attr-defined]
-    yield p
-    assert not p.errors, p.errors  # type: ignore[attr-defined]
-    p.close()
-
-
 def _row(page: Any, name: str) -> Any:
     return page.locator("tr.result-row", has=page.locator("td.col-name", has_text=name))
 
 
-def test_artist_search_with_a_bitrate_floor_and_the_monitor(net: Net, page: Any) -> None:
+def test_artist_search_with_a_bitrate_floor_and_the_monitor(
+    net: Net, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
     monitor = page.context.new_page()
     login(monitor, net.a)
     monitor.click(".tab[data-tab=network]")

@@ -6,12 +6,13 @@ watches the torrent complete in Transfers, with its peers and piece map."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from webkit import CHROMIUM, NodeProc, chromium, login, screenshot, wait_until
+from webkit import CHROMIUM, WAIT_MS, NodeProc, chromium, login, wait_until
 
 from peerlab.wire.metainfo import Metainfo
 
@@ -19,8 +20,6 @@ pytest.importorskip("playwright", reason="pip install -e '.[test]' brings playwr
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"no {CHROMIUM} ('make test' installs Debian's chromium)")
 
-#: Page waits (Playwright's own timeout), milliseconds.
-WAIT_MS = 30_000
 NAME = "Night of the Living Dead (1968).avi"
 SIZE = 3 * 1024 * 1024
 #: The seed's upload limit: slow enough that progress is seen under way.
@@ -88,7 +87,7 @@ def _percent(row: Any) -> int:
 
 @pytest.mark.slow
 def test_add_a_magnet_link_and_watch_it_complete_with_peers_and_piece_map(
-    swarm: Swarm, page: Any
+    swarm: Swarm, page: Any, screenshot: Callable[[Any, str], Path]
 ) -> None:
     login(page, swarm.user)
     page.click(".tab[data-tab=library]")

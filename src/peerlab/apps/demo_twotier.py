@@ -170,6 +170,12 @@ def _messages(servents: list[Servent]) -> dict[str, int]:
     return out
 
 
+def _tables_in(ups: list[Servent]) -> bool:
+    """Does every ultrapeer hold a QRP table from each of its leaves?"""
+    return all(s.tier.leaf_tables.get(leaf.id) is not None
+               for s in ups for leaf in s.leaf_links())  # fmt: skip
+
+
 def _search(world: RealWorld, servents: list[Servent], ttl: int) -> tuple[Search, dict[str, int]]:
     before = _messages(servents)
     search = servents[-1].search(QUERY, ttl=ttl)
@@ -227,7 +233,10 @@ def twotier_story(console: Console) -> bool:
             return False
         console.print(f"{len(ups)} ultrapeers (cable and T1 lines), "
                       f"{len(servents) - len(ups)} leaves (modems and DSL)")
-        world.run_for(1.0)  # the leaves' QRP tables reach their ultrapeers
+        # Every leaf's QRP table reaches its ultrapeers before the search: a
+        # leaf whose table is still on its way is not asked (a fixed wait
+        # was too short on a loaded machine).
+        world.run_until(lambda: _tables_in(ups), SETTLE_TIMEOUT)
         me = names[servents[-1].address]
         console.print(f"\n[bold]{me}[/] ({SERVENT_CLASSES[-1]}, a leaf): search {QUERY!r}, "
                       f"artist {ARTIST!r}")

@@ -1529,6 +1529,7 @@ class Node:
         self.uploads.push_proxy = servent.push_proxies.handle_http
         self.uploads.our_push_proxies = servent.push_proxies.proxies
         self._push_book = ProxyBook()
+        self.downloads.push_proxies_heard = self._push_book.learn
         self.gnutella = servent
         self._stack.callback(servent.close)
         servent.start()

@@ -29,6 +29,7 @@ from peerlab.errors import NetworkError
 from peerlab.runtime.aio import AsyncioRuntime, new_event_loop
 from peerlab.runtime.base import Address, BaseStreamHandler, Observer, Runtime, Stream
 from peerlab.sim import SimHost, SimRuntime, Simulator
+from peerlab.sim.addresses import node_ip
 
 #: Loopback: the only address the real world ever binds or connects to.
 LOOPBACK = "127.0.0.1"
@@ -171,9 +172,8 @@ class SimWorld:
     ) -> Runtime:
         """A new host; ``up``/``down``/``latency``/``loss`` override the
         world's link figures for this host only."""
+        ip = node_ip(self._made)
         self._made += 1
-        n = self._made
-        ip = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
         host = self.sim.add_host(
             ip,
             up=self.up if up is None else up,

@@ -1,6 +1,7 @@
 """Build a Gnutella network of real servents inside one :class:`Simulator`.
 
-The scenario engine, the benchmarks and the tests all need the same thing:
+The scenario engine (:mod:`peerlab.simulate`), the benchmarks and the tests
+all need the same thing, and all take it from here:
 N :class:`~peerlab.overlays.gnutella.servent.Servent` objects (the very class
 the daemon runs), each on its own simulated host with an access link of some
 class, wired into a chosen overlay topology, with shares to answer queries::
@@ -22,6 +23,12 @@ divides by wall time.
 Topologies are edge lists ``[(a, b), ...]`` of node indices, ``a`` dialling
 ``b``; :func:`random_edges`, :func:`ring_edges`, :func:`line_edges` make the
 usual ones from an explicit :class:`random.Random` (same seed, same graph).
+
+Here too live the pieces every simulated network shares: the one table of
+access link classes (:data:`LINK_CLASSES`), the one address scheme
+(:func:`node_ip` for nodes, :func:`server_ip` for servers, from
+:mod:`peerlab.sim.addresses`) and the shares a
+simulated peer holds (:class:`SimFile`, :class:`MemoryShares`).
 """
 
 from __future__ import annotations
@@ -29,13 +36,14 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from peerlab.errors import ConfigError
 from peerlab.overlays.gnutella.servent import Servent, ServentConfig
 from peerlab.runtime.base import Address, Observer
+from peerlab.sim.addresses import MAX_NODE_INDEX, node_ip, server_ip
 from peerlab.sim.engine import Simulator
 from peerlab.sim.net import SimHost
 from peerlab.wire.urn import sha1_urn
@@ -61,7 +69,8 @@ DRAIN = 20.0
 @dataclass(frozen=True, slots=True)
 class LinkClass:
     """An access link: ``up``/``down`` in bytes/s, one-way ``latency`` in
-    seconds, per-direction packet ``loss``."""
+    seconds (the access link's share of a path), per-direction packet
+    ``loss`` (a probability)."""
 
     name: str
     up: float
@@ -70,17 +79,30 @@ class LinkClass:
     loss: float = 0.0
 
 
-#: The access links of the lecture's screenshots (14.4K and 56K modems, DSL,
-#: cable, T1) with typical figures of the Gnutella era, plus a LAN.
+def _kbit(k: float) -> float:
+    """``k`` kbit/s in bytes/s."""
+    return k * 1000 / 8
+
+
+#: The one table of link classes: the scenario engine's, the BitTorrent
+#: experiment's and the ``sim`` benchmark's.  The lecture's screenshots'
+#: link speeds (Napster's link speed column, gtk-gnutella's): modems V.32bis
+#: (14.4 kbit/s both ways) and V.90 (56 kbit/s down, V.34's 33.6 kbit/s up);
+#: ADSL and cable of the early 2000s, 1.5 and 3 Mbit/s down with 128 and 384
+#: kbit/s up; a T1, 1.544 Mbit/s both ways.  Latencies (one way, the access
+#: link's share): a modem's compression and framing ~100-150 ms, DSL
+#: interleaving ~25 ms.  These figures made the committed report: changing
+#: one changes its digests.
 LINK_CLASSES: dict[str, LinkClass] = {
     lc.name: lc
     for lc in (
-        LinkClass("modem14k", up=14_400 / 8, down=14_400 / 8, latency=0.150),
-        LinkClass("modem56k", up=33_600 / 8, down=56_000 / 8, latency=0.100),
-        LinkClass("dsl", up=128_000 / 8, down=768_000 / 8, latency=0.030),
-        LinkClass("cable", up=384_000 / 8, down=3_000_000 / 8, latency=0.020),
-        LinkClass("t1", up=1_544_000 / 8, down=1_544_000 / 8, latency=0.010),
-        LinkClass("lan", up=12_500_000.0, down=12_500_000.0, latency=0.001),
+        LinkClass("modem14k", up=_kbit(14.4), down=_kbit(14.4), latency=0.150),
+        LinkClass("modem56k", up=_kbit(33.6), down=_kbit(56.0), latency=0.100),
+        LinkClass("dsl", up=_kbit(128), down=_kbit(1500), latency=0.025),
+        LinkClass("cable", up=_kbit(384), down=_kbit(3000), latency=0.020),
+        LinkClass("t1", up=_kbit(1544), down=_kbit(1544), latency=0.010),
+        # An index server or tracker in a data centre: a T3 (45 Mbit/s).
+        LinkClass("server", up=_kbit(45_000), down=_kbit(45_000), latency=0.005),
     )
 }
 
@@ -136,15 +158,18 @@ class SimFile:
     name: str
     size: int
     sha1: bytes
+    #: The file's rank in a scenario's catalog (0: the most popular), or
+    #: None for a file of no catalog.
+    rank: int | None = None
 
     @property
     def urn(self) -> str:
         return sha1_urn(self.sha1)
 
 
-def sim_file(index: int, name: str, size: int = 1 << 20) -> SimFile:
+def sim_file(index: int, name: str, size: int = 1 << 20, rank: int | None = None) -> SimFile:
     """A file whose hash is derived from its name (equal names, equal URNs)."""
-    return SimFile(index, name, size, hashlib.sha1(name.encode()).digest())
+    return SimFile(index, name, size, hashlib.sha1(name.encode()).digest(), rank)
 
 
 class MemoryShares:
@@ -202,7 +227,8 @@ NO_SHARES = MemoryShares()
 
 @dataclass(slots=True)
 class SimServent:
-    """One node of a :class:`GnutellaNetwork`."""
+    """One node of a :class:`GnutellaNetwork`: its host, and the servent
+    running there now (a node that left and joined again runs a new one)."""
 
     index: int
     host: SimHost
@@ -215,39 +241,50 @@ class SimServent:
         return (self.host.ip, GNUTELLA_PORT)
 
 
-def node_ip(index: int) -> str:
-    """The IP of node ``index``: 10.x.y.z from index + 1 (up to 16 million nodes)."""
-    n = index + 1
-    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-
-
 @dataclass
 class GnutellaNetwork:
-    """``n`` started servents in ``sim``, not yet connected.
+    """``n`` started servents in ``sim``, not yet connected: node ``i`` on
+    host :func:`node_ip` ``(i)``, port :data:`GNUTELLA_PORT`.
 
     ``link_class``: one :class:`LinkClass` for all, or ``f(index)`` giving
     each node's.  ``config``: :class:`ServentConfig` fields common to every
-    servent (``target_degree`` defaults to 0 so that :meth:`connect` builds
-    exactly the topology asked for; one frozen config object is shared by all
-    nodes).  ``shares_of(index)``: a node's shares (default: nothing shared).
-    ``observer_of(index)``: a node's observer (default: none, the cheapest).
+    servent (``target_degree`` defaults to 0 so that the network is exactly
+    the topology asked for; each node's config is that one with its address);
+    ``config_of(index)``: fields of one node's own (a role, say), over those.
+    ``shares_of(index)``: a node's shares (default: nothing shared), asked
+    once per node, in index order.  ``observer_of(index)``: a node's
+    observer (default: none, the cheapest).
+
+    Every host exists before the first servent starts.  The overlay is built
+    with :meth:`connect` (every edge open before it returns) or :meth:`dial`
+    (nodes dial their edges one after the other, the network comes up while
+    the simulator runs).  A node goes with :meth:`leave` (its servent closes,
+    saying Bye; :meth:`join` starts a new one on the same host) or
+    :meth:`kill` (unplugged: gone for good).
     """
 
     sim: Simulator
     n: int
     link_class: LinkClass | Callable[[int], LinkClass] = LINK_CLASSES["cable"]
-    config: dict[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
     shares_of: Callable[[int], MemoryShares] | None = None
     observer_of: Callable[[int], Observer | None] | None = None
+    config_of: Callable[[int], Mapping[str, Any]] | None = None
     nodes: list[SimServent] = field(init=False, default_factory=list)
     #: Nodes taken off the network by :meth:`kill`.
     killed: set[int] = field(init=False, default_factory=set)
+    #: Nodes whose servent is closed (left or killed) and not joined again.
+    down: set[int] = field(init=False, default_factory=set)
+    #: Node index by servent address.
+    by_address: dict[Address, int] = field(init=False, default_factory=dict)
+    _base: ServentConfig = field(init=False)
 
     def __post_init__(self) -> None:
         fields: dict[str, Any] = {"listen_port": GNUTELLA_PORT, "target_degree": 0}
         fields.update(self.config)
         fields.pop("listen_host", None)
-        base = ServentConfig(**fields)
+        self._base = ServentConfig(**fields)
+        hosts = []
         for i in range(self.n):
             lc = self.link_class(i) if callable(self.link_class) else self.link_class
             obs = self.observer_of(i) if self.observer_of is not None else None
@@ -255,11 +292,70 @@ class GnutellaNetwork:
                 node_ip(i), up=lc.up, down=lc.down, latency=lc.latency, loss=lc.loss,
                 observer=obs,
             )  # fmt: skip
+            self.by_address[(host.ip, GNUTELLA_PORT)] = i
+            hosts.append((host, lc))
+        for i, (host, lc) in enumerate(hosts):
             shares = self.shares_of(i) if self.shares_of is not None else NO_SHARES
-            cfg = replace(base, listen_host=host.ip)
-            servent = Servent(host.runtime, cfg, shares)
-            servent.start()
-            self.nodes.append(SimServent(i, host, servent, shares, lc))
+            node = SimServent(i, host, self._servent(i, host, shares, ()), shares, lc)
+            self.nodes.append(node)
+            node.servent.start()
+
+    def _servent(self, index: int, host: SimHost, shares: MemoryShares,
+                 bootstrap: Sequence[Address]) -> Servent:  # fmt: skip
+        """A new servent (not started) for node ``index`` on ``host``."""
+        cfg = replace(self._base, listen_host=host.ip)
+        own = dict(self.config_of(index)) if self.config_of is not None else {}
+        if bootstrap:
+            own["bootstrap"] = tuple(bootstrap)
+        if own:
+            cfg = replace(cfg, **own)
+        return Servent(host.runtime, cfg, shares)
+
+    def servent(self, index: int) -> Servent | None:
+        """Node ``index``'s servent while it is up, else None."""
+        return None if index in self.down else self.nodes[index].servent
+
+    def join(self, index: int, bootstrap: Sequence[Address] = ()) -> Servent:
+        """Node ``index`` (which left) starts a new servent on its host, with
+        the same shares, told of the ``bootstrap`` hosts."""
+        if index in self.killed:
+            raise ConfigError(f"node {index} was killed: it cannot join again")
+        node = self.nodes[index]
+        if index not in self.down:
+            node.servent.close()
+        node.servent = self._servent(index, node.host, node.shares, bootstrap)
+        node.servent.start()
+        self.down.discard(index)
+        return node.servent
+
+    def leave(self, index: int) -> None:
+        """Node ``index``'s servent closes as a user quits it: it says Bye,
+        its connections close; :meth:`join` may bring it back."""
+        if index in self.down:
+            return
+        self.down.add(index)
+        self.nodes[index].servent.close()
+
+    def dial(self, edges: Iterable[tuple[int, int]], gap: float) -> None:
+        """Schedule every edge ``(a, b)``: node ``a`` dials ``b`` at ``a * gap``
+        virtual seconds from now (if ``a`` is up then), so the nodes join one
+        after the other and none sees more handshakes at once than it admits.
+        Returns at once; the links open as the simulator runs."""
+        now = self.sim.now
+        for a, b in edges:
+            if a == b or not (0 <= a < self.n and 0 <= b < self.n):
+                raise ConfigError(f"bad edge ({a}, {b}) for {self.n} nodes")
+            self.sim.schedule(now + a * gap, self._dial, (a, b))
+
+    def _dial(self, edge: tuple[int, int]) -> None:
+        s = self.servent(edge[0])
+        if s is not None:
+            s.connect(self.nodes[edge[1]].address)
+
+    def open_links(self) -> int:
+        """Open connections summed over the nodes that are up (each link
+        counts at both of its ends)."""
+        return sum(node.servent.open_count for node in self.nodes if node.index not in self.down)
 
     def connect(self, edges: Iterable[tuple[int, int]], timeout: float = CONNECT_TIMEOUT) -> None:
         """Open every edge ``(a, b)`` (``a`` dials ``b``), a few dials per
@@ -301,7 +397,8 @@ class GnutellaNetwork:
         return self.nodes[index].servent.search(text, ttl=ttl).guid
 
     def deliveries(self) -> int:
-        """Gnutella descriptors handed to servents so far (see the module doc)."""
+        """Gnutella descriptors handed to servents so far (see the module
+        doc; a node that joined again counts from its new servent)."""
         return sum(node.servent.counters.total("rx.") for node in self.nodes)
 
     def counter(self, name: str) -> int:
@@ -321,15 +418,16 @@ class GnutellaNetwork:
             conn.abort()
         self.sim.routes.pop(host.ip, None)
         self.killed.add(index)
+        self.down.add(index)
 
     def alive(self) -> list[int]:
-        """The indices of the nodes not killed."""
-        return [i for i in range(self.n) if i not in self.killed]
+        """The indices of the nodes up (neither killed nor left)."""
+        return [i for i in range(self.n) if i not in self.down]
 
     def close(self) -> None:
         """Close every servent that is still up (each says Bye 200)."""
         for node in self.nodes:
-            if node.index not in self.killed:
+            if node.index not in self.down:
                 node.servent.close()
 
 
@@ -420,6 +518,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "GNUTELLA_PORT",
     "LINK_CLASSES",
+    "MAX_NODE_INDEX",
     "NO_SHARES",
     "FloodResult",
     "GnutellaNetwork",
@@ -432,6 +531,7 @@ __all__ = [
     "node_ip",
     "random_edges",
     "ring_edges",
+    "server_ip",
     "sim_file",
     "zipf_weights",
 ]

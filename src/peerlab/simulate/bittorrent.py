@@ -98,6 +98,7 @@ from peerlab.overlays.bittorrent import (
 from peerlab.overlays.tracker.server import Tracker, TrackerConfig
 from peerlab.runtime.worlds import SimWorld
 from peerlab.sim import derive_seed
+from peerlab.sim.topology import LINK_CLASSES, LinkClass
 from peerlab.simulate.base import ExperimentReport, Progress
 from peerlab.wire.metainfo import Info, Metainfo
 
@@ -143,33 +144,8 @@ SIM_READ_CACHE_PIECES: Final = 4
 TRACKER_INTERVAL: Final = 1800
 
 
-@dataclass(frozen=True, slots=True)
-class LinkClass:
-    """An access link: bytes/s up and down, one-way latency in seconds."""
-
-    up: float
-    down: float
-    latency: float
-
-
-#: The lecture's screenshots' link classes, in bytes/s: modems V.32bis
-#: (14.4 kbit/s both ways) and V.90 (56 kbit/s down, V.34's 33.6 kbit/s up);
-#: ADSL and cable of the early 2000s, 1.5 and 3 Mbit/s down with 128 and 384
-#: kbit/s up; a T1, 1.544 Mbit/s both ways.  Latencies (one way, the access
-#: link's share): a modem's framing and compression ~100-150 ms, DSL
-#: interleaving ~25 ms.  The same figures as the scenario engine's classes
-#: (``peerlab.simulate.scenario``), whose table wins when the engine passes
-#: its scenario (``_scenario``), so a class means one thing in every experiment.
-LINK_CLASSES: Final[Mapping[str, LinkClass]] = {
-    "modem14k": LinkClass(up=1_800.0, down=1_800.0, latency=0.150),
-    "modem56k": LinkClass(up=4_200.0, down=7_000.0, latency=0.100),
-    "dsl": LinkClass(up=16_000.0, down=187_500.0, latency=0.025),
-    "cable": LinkClass(up=48_000.0, down=375_000.0, latency=0.020),
-    "t1": LinkClass(up=193_000.0, down=193_000.0, latency=0.010),
-}
-
 #: The tracker's host: fast, so announces never queue behind anything.
-_TRACKER_LINK: Final = LinkClass(up=10e6, down=10e6, latency=0.005)
+_TRACKER_LINK: Final = LinkClass("tracker", up=10e6, down=10e6, latency=0.005)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +196,14 @@ class BtConfig:
         classes = dict(LINK_CLASSES)
         engine = table.get("_scenario")
         for name, c in getattr(engine, "link_classes", {}).items():
-            classes[str(name)] = LinkClass(float(c.up), float(c.down), float(c.latency))
+            classes[str(name)] = LinkClass(str(name), float(c.up), float(c.down), float(c.latency))
         for name, spec in _table(t, "link_classes").items():
             if not isinstance(spec, Mapping):
                 raise ConfigError(f"bittorrent.link_classes.{name} must be a table")
             base = classes.get(name)
             try:
                 classes[name] = LinkClass(
+                    name=name,
                     up=float(spec.get("up", base.up if base else 0.0)),
                     down=float(spec.get("down", base.down if base else 0.0)),
                     latency=float(spec.get("latency", base.latency if base else 0.0)),

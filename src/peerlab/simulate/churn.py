@@ -33,14 +33,7 @@ from peerlab.errors import ConfigError
 from peerlab.sim import Simulator, derive_seed
 from peerlab.simulate.base import ExperimentReport, Figure, Progress
 from peerlab.simulate.measure import combine_digests, md_table, plot, write_csv
-from peerlab.simulate.nets import (
-    GNUTELLA_PORT,
-    GnutellaNet,
-    NapsterNet,
-    Probe,
-    build_net,
-    peer_ip,
-)
+from peerlab.simulate.nets import GnutellaNet, NapsterNet, Probe, build_net
 from peerlab.simulate.population import build_population, build_queries, largest_component
 from peerlab.simulate.resilience import Net, _nodes, _remove, _victims
 from peerlab.simulate.scenario import Churn, Event, config_scenario
@@ -100,7 +93,7 @@ class ChurnRun:
         if isinstance(net, GnutellaNet):
             online = sorted(net.alive)
             picks = self.rng.sample(online, min(BOOTSTRAP_HOSTS, len(online)))
-            net.join(i, [(peer_ip(j), GNUTELLA_PORT) for j in picks])
+            net.join(i, [net.network.nodes[j].address for j in picks])
         else:
             net.join(i)
         self.sim.schedule(self.sim.now + session_length(self.churn, self.rng), self._leave, i)

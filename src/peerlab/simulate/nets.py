@@ -1,7 +1,9 @@
 """The architectures as networks of peerlab's own nodes in one :class:`Simulator`.
 
 :class:`GnutellaNet` runs a :class:`~peerlab.overlays.gnutella.servent.Servent`
-per peer (the class the node daemon runs), wired as the population's overlay
+per peer (the class the node daemon runs) on
+:class:`~peerlab.sim.topology.GnutellaNetwork`, the builder the ``sim``
+benchmark uses too, wired as the population's overlay
 (static: ``target_degree`` 0) or left to keep its degree itself (``heal``:
 the servent's own maintenance dials hosts it learnt); with ``tiers`` it is
 two-tier: ultrapeers (``role = "ultrapeer"``) linked among themselves and
@@ -18,7 +20,9 @@ Both offer the same measuring surface: :meth:`query` returns a
 server closes every connection, so neighbours see them end at once;
 nothing listens there any more), :meth:`edges`
 gives the live overlay as it stands, :meth:`load` the per-node message and
-byte totals so far (for busiest-node rates).
+byte totals so far (for busiest-node rates).  Peers and servers are
+addressed as everywhere in the simulator (:mod:`peerlab.sim.addresses`),
+on the link classes of :data:`peerlab.sim.topology.LINK_CLASSES`.
 
 What counts as a message: a Gnutella descriptor a servent sent
 (``tx.*`` counters); a Napster frame of the search (the request 200, each
@@ -33,18 +37,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peerlab.overlays.gnutella.search import HitSource, SearchResult
-from peerlab.overlays.gnutella.servent import Servent, ServentConfig, neighbours_of
+from peerlab.overlays.gnutella.servent import Servent, neighbours_of
 from peerlab.overlays.napster.client import ClientConfig, NapsterClient, NapsterHit
 from peerlab.overlays.napster.server import NapsterServer, NapsterServerConfig
 from peerlab.runtime.base import NullObserver
 from peerlab.sim import SimHost, Simulator
-from peerlab.simulate.population import MemoryShares, Peer, Population, Query, Tiers, build_tiers
-from peerlab.simulate.scenario import LINK_CLASSES, LinkClass
+from peerlab.sim.topology import (
+    LINK_CLASSES,
+    GnutellaNetwork,
+    LinkClass,
+    MemoryShares,
+    node_ip,
+    server_ip,
+)
+from peerlab.simulate.population import Peer, Population, Query, Tiers, build_tiers
 from peerlab.storage.napster_index import ScryptCost, SqliteIndexStore
 from peerlab.wire.napster import LinkType, SearchQuery, ShareFile
 
-#: The Gnutella port every simulated servent listens on.
-GNUTELLA_PORT = 6346
 #: OpenNap's port.
 NAPSTER_PORT = 8888
 #: Napster peers' data port (they are reachable; transfers are not simulated).
@@ -87,18 +96,9 @@ def run_until(sim: Simulator, pred: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def peer_ip(i: int) -> str:
-    """Peer ``i``'s address (10.0.0.1 upwards)."""
-    n = i + 1
-    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-
-
-def server_ip(k: int) -> str:
-    return f"10.255.0.{k + 1}"
-
-
 def add_host(sim: Simulator, ip: str, link: LinkClass) -> SimHost:
-    return sim.add_host(ip, up=link.up, down=link.down, latency=link.latency,
+    """A host at ``ip`` with a ``link`` access link (a Napster peer's or server's)."""
+    return sim.add_host(ip, up=link.up, down=link.down, latency=link.latency, loss=link.loss,
                         observer=NullObserver())  # fmt: skip
 
 
@@ -142,7 +142,9 @@ class NetBase:
 
 
 class GnutellaNet(NetBase):
-    """A flat Gnutella network (see the module docstring)."""
+    """A Gnutella network, flat or two-tier (see the module docstring): the
+    population on a :class:`~peerlab.sim.topology.GnutellaNetwork`, the
+    builder the ``sim`` benchmark runs its servents on too."""
 
     def __init__(
         self,
@@ -159,62 +161,56 @@ class GnutellaNet(NetBase):
         #: Two-tier: who is an ultrapeer (the rest are leaves); None: flat.
         self.tiers = tiers
         edges = population.edges if tiers is None else tiers.edges
-        self.servents: list[Servent | None] = []
-        self.by_address: dict[tuple[str, int], int] = {}
-        for peer in population.peers:
-            host = add_host(sim, peer_ip(peer.index), peer.link)
-            self.hosts.append(host)
-            self.servents.append(None)
-            self.by_address[(host.ip, GNUTELLA_PORT)] = peer.index
-        for peer in population.peers:
-            self.join(peer.index, bootstrap=())
-        # Peers join one after the other (JOIN_GAP apart), each dialling
-        # its overlay links, so no servent sees more handshakes at once than
-        # it admits.
-        self.wired = len(edges)
-        for a, b in edges:
-            sim.schedule(a * JOIN_GAP, self._dial, (a, b))
-
-    def _dial(self, edge: tuple[int, int]) -> None:
-        s = self.servents[edge[0]]
-        if s is not None:
-            s.connect((peer_ip(edge[1]), GNUTELLA_PORT))
-
-    def config(self, i: int, bootstrap: Sequence[tuple[str, int]]) -> ServentConfig:
-        opts: dict[str, Any] = {
-            "listen_host": peer_ip(i),
-            "listen_port": GNUTELLA_PORT,
-            "target_degree": self.heal,
-            "bootstrap": tuple(bootstrap),
+        peers = population.peers
+        common: dict[str, Any] = {
+            "target_degree": heal,
             # Connections stay up for the whole run; a keep-alive Ping every
             # 30 s is noise in the message counts.
             "keepalive_interval": 600.0,
             "max_connections": 64,
         }
-        if self.tiers is not None:
-            opts["role"] = "ultrapeer" if i in self.tiers.ultrapeers else "leaf"
+        self.network = GnutellaNetwork(
+            sim, population.n, link_class=lambda i: peers[i].link,
+            config={**common, **self.extra}, config_of=self._own_config,
+            shares_of=lambda i: MemoryShares(peers[i].files),
+        )  # fmt: skip
+        self.hosts.extend(node.host for node in self.network.nodes)
+        self.alive.update(range(population.n))
+        # Peers join one after the other (JOIN_GAP apart), each dialling
+        # its overlay links, so no servent sees more handshakes at once than
+        # it admits.
+        self.wired = len(edges)
+        self.network.dial(edges, JOIN_GAP)
+
+    def _own_config(self, i: int) -> dict[str, Any]:
+        """Peer ``i``'s own servent settings: its role in a two-tier network
+        (where the common ``config`` does not set them)."""
+        if self.tiers is None:
+            return {}
+        own: dict[str, Any] = {
+            "role": "ultrapeer" if i in self.tiers.ultrapeers else "leaf",
             # Leaves send their QRP tables soon after connecting.
-            opts["qrp_interval"] = 1.0
-        opts.update(self.extra)
-        return ServentConfig(**opts)
+            "qrp_interval": 1.0,
+        }
+        return {k: v for k, v in own.items() if k not in self.extra}
+
+    @property
+    def servents(self) -> list[Servent | None]:
+        """Every peer's servent, None for a peer offline."""
+        return [self.network.servent(i) for i in range(self.population.n)]
 
     def join(self, i: int, bootstrap: Sequence[tuple[str, int]]) -> None:
-        """(Re)start peer ``i``'s servent."""
-        peer: Peer = self.population.peers[i]
-        s = Servent(self.hosts[i].runtime, self.config(i, bootstrap), MemoryShares(peer.files))
-        s.start()
-        self.servents[i] = s
+        """(Re)start peer ``i``'s servent, told of the ``bootstrap`` hosts."""
+        self.network.join(i, bootstrap)
         self.alive.add(i)
 
     def wait_connected(self) -> bool:
         want = 2 * self.wired
-        return run_until(
-            self.sim, lambda: sum(s.open_count for s in self.servents if s is not None) >= want,
-            SETUP_LIMIT)  # fmt: skip
+        return run_until(self.sim, lambda: self.network.open_links() >= want, SETUP_LIMIT)
 
     def query(self, q: Query, ttl: int) -> Probe:
         probe = Probe(q, self.sim.now)
-        s = self.servents[q.origin]
+        s = self.network.servent(q.origin)
         if s is None or q.origin not in self.alive:
             probe.done = True
             return probe
@@ -231,19 +227,17 @@ class GnutellaNet(NetBase):
         if i not in self.alive:
             return
         self.alive.discard(i)
-        s = self.servents[i]
-        if s is not None:
-            s.close()
-        self.servents[i] = None
+        self.network.leave(i)
 
     def edges(self) -> list[tuple[int, int]]:
         out = []
+        by_address = self.network.by_address
         for i in self.alive:
-            s = self.servents[i]
+            s = self.network.servent(i)
             if s is None:
                 continue
             for addr in neighbours_of(s):
-                j = self.by_address.get(addr)
+                j = by_address.get(addr)
                 if j is not None and j in self.alive:
                     out.append((i, j))
         return out
@@ -296,7 +290,7 @@ class NapsterNet(NetBase):
             self.servers_alive.add(k)
         self.clients: list[NapsterClient | None] = []
         for peer in population.peers:
-            self.hosts.append(add_host(sim, peer_ip(peer.index), peer.link))
+            self.hosts.append(add_host(sim, node_ip(peer.index), peer.link))
             self.clients.append(None)
         for peer in population.peers:
             self.join(peer.index)

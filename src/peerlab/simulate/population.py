@@ -5,7 +5,8 @@ seed and the purpose (:func:`peerlab.sim.derive_seed`), so every
 architecture of one experiment gets *the same* peers, files and queries:
 the comparison is between architectures, not between draws.
 
-* **Files**: ``catalog`` distinct files, file *k* (0-based rank) with
+* **Files**: ``catalog`` distinct files (:class:`~peerlab.sim.topology.SimFile`,
+  held in :class:`~peerlab.sim.topology.MemoryShares`), file *k* (0-based rank) with
   popularity proportional to ``1 / (k + 1) ** zipf``.  Each sharing peer
   holds ``per_sharer`` distinct files drawn by popularity; a free rider (a
   share ``free_riders`` of the peers, Adar and Huberman's ~70%) holds none.
@@ -23,15 +24,14 @@ the comparison is between architectures, not between draws.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 
 from peerlab.sim import derive_seed
-from peerlab.simulate.scenario import LinkClass, Scenario
-from peerlab.wire.urn import sha1_urn
+from peerlab.sim.topology import LinkClass, SimFile, sim_file
+from peerlab.simulate.scenario import Scenario
 
 #: Bytes of a simulated file (an MP3 of four minutes at 128 kbit/s); the
 #: search experiments never transfer it, hits only quote it.
@@ -46,57 +46,14 @@ MAX_DEGREE = 32
 MAX_DRAWS_PER_FILE = 50
 
 
-@dataclass(frozen=True, slots=True)
-class SimFile:
-    """A shared file as the servent and the Napster share list read one."""
-
-    index: int
-    name: str
-    size: int
-    sha1: bytes
-    #: The file's rank in the catalog (0: the most popular).
-    rank: int
-
-    @property
-    def urn(self) -> str:
-        return sha1_urn(self.sha1)
-
-
 def title_word(rank: int) -> str:
     """The word that names catalog file ``rank`` and nothing else."""
     return f"song{rank:05d}"
 
 
 def catalog_file(rank: int, index: int) -> SimFile:
-    name = f"{title_word(rank)} artist{rank % 97:02d}.mp3"
-    return SimFile(index, name, FILE_SIZE + rank, hashlib.sha1(name.encode()).digest(), rank)
-
-
-class MemoryShares:
-    """A peer's shares in memory, matched as the catalog does: every word of
-    the query is a word of the name."""
-
-    __slots__ = ("files", "_words")
-
-    def __init__(self, files: Sequence[SimFile]) -> None:
-        self.files = list(files)
-        self._words = [set(f.name.lower().replace(".", " ").split()) for f in self.files]
-
-    def search(self, text: str, *, limit: int = 100) -> list[SimFile]:
-        words = text.lower().split()
-        out = [
-            f for f, ws in zip(self.files, self._words, strict=True) if all(w in ws for w in words)
-        ]
-        return out[:limit]
-
-    def by_urn(self, urn: str) -> SimFile | None:
-        return next((f for f in self.files if f.urn == urn), None)
-
-    def count(self) -> int:
-        return len(self.files)
-
-    def total_size(self) -> int:
-        return sum(f.size for f in self.files)
+    """Catalog file ``rank`` as the ``index``-th file of a peer's shares."""
+    return sim_file(index, f"{title_word(rank)} artist{rank % 97:02d}.mp3", FILE_SIZE + rank, rank)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,8 +47,11 @@ own table.  Every mistake is a :class:`~peerlab.errors.ConfigError` naming
 the key.
 
 Link classes are the lecture's screenshots' (Napster's link speed column,
-gtk-gnutella's): each has a one-way latency and up/down bandwidth in bytes/s.
-A scenario may add its own under ``[link_classes.NAME]``.
+gtk-gnutella's): each has a one-way latency, up/down bandwidth in bytes/s and
+a packet loss rate; the table is :data:`peerlab.sim.topology.LINK_CLASSES`,
+the one every simulated network uses.  A scenario may add its own or
+override one under ``[link_classes.NAME]`` (``up``, ``down``, ``latency``,
+optional ``loss``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ from pathlib import Path
 from typing import Any
 
 from peerlab.errors import ConfigError
+from peerlab.sim.topology import LINK_CLASSES as LINK_CLASSES
+from peerlab.sim.topology import LinkClass as LinkClass
 
 #: The kill targets an event may name (issue 7, item 1).
 KILL_TARGETS = ("index-server", "top-degree", "random", "ultrapeers", "seed")
@@ -78,35 +83,6 @@ MAX_NODES = 20_000
 
 #: Most queries per measurement (each one is a flood in Gnutella).
 MAX_QUERIES = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class LinkClass:
-    """An access link: bandwidth in bytes/s each way, one-way latency in s."""
-
-    name: str
-    up: float
-    down: float
-    latency: float
-
-
-def _kbit(k: float) -> float:
-    return k * 1000 / 8
-
-
-#: The lecture's link speeds.  Modems are symmetric-ish (V.90: 56K down, 33.6K
-#: up); ADSL and cable of the early 2000s gave 1.5 and 3 Mbit/s down with 128
-#: and 384 kbit/s up; a T1 is 1.544 Mbit/s both ways.  Latencies: a modem's
-#: compression and framing add ~100 ms, DSL interleaving ~20 ms.
-LINK_CLASSES: dict[str, LinkClass] = {
-    "modem14k": LinkClass("modem14k", _kbit(14.4), _kbit(14.4), 0.150),
-    "modem56k": LinkClass("modem56k", _kbit(33.6), _kbit(56.0), 0.100),
-    "dsl": LinkClass("dsl", _kbit(128), _kbit(1500), 0.025),
-    "cable": LinkClass("cable", _kbit(384), _kbit(3000), 0.020),
-    "t1": LinkClass("t1", _kbit(1544), _kbit(1544), 0.010),
-    # An index server or tracker in a data centre: a T3 (45 Mbit/s).
-    "server": LinkClass("server", _kbit(45_000), _kbit(45_000), 0.005),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +226,10 @@ def _link_classes(raw: Mapping[str, Any]) -> dict[str, LinkClass]:
         up = _positive(_get(spec, "up", float, None, where), f"{where}.up")
         down = _positive(_get(spec, "down", float, None, where), f"{where}.down")
         lat = _positive(_get(spec, "latency", float, None, where), f"{where}.latency", zero=True)
-        classes[name] = LinkClass(name, up, down, lat)
+        loss = _get(spec, "loss", float, 0.0, where)
+        if not 0.0 <= loss < 1.0:
+            raise ConfigError(f"{where}.loss: must be in [0, 1) (got {loss!r})")
+        classes[name] = LinkClass(name, up, down, lat, loss)
     return classes
 
 

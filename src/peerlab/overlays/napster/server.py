@@ -344,7 +344,7 @@ class _Connection:
         self.stream = stream
         self.ip = _ip_of(stream)
         srv = self.server
-        srv.connections.add(self)
+        srv.connections[self] = None
         if len(srv.connections) > self.config.max_connections:
             srv.observer.count("napster.server.refused_full")
             self._fatal("server is full, try again later", login=True)
@@ -394,7 +394,7 @@ class _Connection:
         if self.login_timer is not None:
             self.login_timer.cancel()
             self.login_timer = None
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
         if self.state == _ONLINE:
             self.server._session_ended(self)
         self.state = _CLOSED
@@ -1057,7 +1057,11 @@ class NapsterServer:
         self.store = store
         self.config = config
         self.observer = runtime.observer
-        self.connections: set[_Connection] = set()
+        #: Open connections, oldest first: a dict, not a set, so closing them
+        #: all goes in the order they came (a set's order follows object
+        #: addresses, which differ from run to run and broke the simulator's
+        #: same-seed-same-trace promise).
+        self.connections: dict[_Connection, None] = {}
         self.sessions: dict[int, _Connection] = {}
         self.server_id = 0
         self.dead_servers: set[int] = set()

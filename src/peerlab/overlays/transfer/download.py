@@ -60,6 +60,16 @@ per download, deduplicated, banned ones and the node's own
 ``self_addresses`` ignored; ``transfer.alt_sources_learned``), and every
 request carries an ``X-Alt`` of up to ``alt_per_request`` sources that have
 sent us good data.
+
+Push proxies (gtk-gnutella ``doc/gnutella/push_proxy`` section 4.2): a
+firewalled servent names its current proxies in the ``X-Push-Proxies`` header
+(``IP:port`` entries, comma separated) of every response, and the downloader
+must replace what it knew for that servent with the list.  Each session
+reads the header of every response from a source whose servent GUID it knows
+(at most :data:`MAX_PUSH_PROXIES_READ` entries, unusable addresses dropped)
+and, when the list differs from the last one heard there, hands it to
+:attr:`DownloadManager.push_proxies_heard` (the node's proxy book, which
+the next Push to that servent goes through; ``transfer.push_proxies_heard``).
 """
 
 from __future__ import annotations
@@ -160,6 +170,10 @@ MAX_GIV_WAITERS = 256
 #: Incoming connections that said ``GIV`` and have not finished their line:
 #: a remote peer opens these, so beyond this many they are refused at once.
 MAX_PENDING_GIVS = 32
+#: Entries read from one ``X-Push-Proxies`` header: a firewalled servent lists
+#: at most 4 (gtk-gnutella and LimeWire, ``push_proxy`` section 4.1), and a
+#: downloader keeps 8 per servent; more is a peer trying to aim us elsewhere.
+MAX_PUSH_PROXIES_READ = 8
 
 _CONTENT_RANGE_RE = re.compile(r"\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)\s*", re.I)
 
@@ -490,6 +504,9 @@ class _Session:
         self.paused_for: set[str] = set()
         self.reading_paused = False
         self.gen = 0  # bumps on every new connection; stale callbacks compare it
+        #: The proxies this source's last ``X-Push-Proxies`` named (``None``:
+        #: none heard yet), so that only a change is passed on.
+        self.push_proxies: list[Address] | None = None
 
     # --- state
 
@@ -752,6 +769,8 @@ class _Session:
                 raise _SourceBanned(f"serves another file ({urn[:60]})")
         if ours and ("X-Alt" in h or "X-Gnutella-Alternate-Location" in h):
             d._learn_alts(h)
+        if "X-Push-Proxies" in h and self.source.servent_guid is not None:
+            self._heard_push_proxies(self.source.servent_guid, h)
         if resp.status == 503:
             retry = parse_retry_after(h.get("Retry-After"))
             queue = parse_x_queue(h.get("X-Queue"))
@@ -795,6 +814,28 @@ class _Session:
             self._check_length(resp, req.length)
         elif 200 <= resp.status < 300:
             raise _SourceBanned(f"unexpected status {resp.status} for a range request")
+
+    def _heard_push_proxies(self, servent_guid: bytes, headers: Headers) -> None:
+        """``X-Push-Proxies`` (``push_proxy`` section 4.2): the servent's
+        current proxies replace what we knew; passed on when they changed."""
+        value = ",".join(headers.get_all("X-Push-Proxies"))
+        proxies = parse_x_alt(value, limit=MAX_PUSH_PROXIES_READ)
+        if proxies == self.push_proxies:
+            return  # every response repeats the header: only a change is news
+        self.push_proxies = proxies
+        d = self.download
+        obs = self.runtime.observer
+        obs.count("transfer.push_proxies_heard")
+        obs.event(
+            "transfer.push_proxies", urn=d.urn, source=self.key, proxies=[_key(p) for p in proxies]
+        )
+        hook = d.manager.push_proxies_heard
+        if hook is None:
+            return
+        try:
+            hook(servent_guid, list(proxies))
+        except Exception as exc:  # the owner's callback: its failure costs only the news
+            obs.event("transfer.push_proxies_error", urn=d.urn, source=self.key, error=repr(exc))
 
     def _announced_size(self, resp: Response) -> int | None:
         cr = resp.headers.get("Content-Range")
@@ -1863,6 +1904,10 @@ class DownloadManager:
         #: Sends a Push for a firewalled source (the servent routes it, draft
         #: 2.2.8); returns ``False`` when it cannot (no route to that GUID).
         self.push_sender: Callable[[PushRequest], bool] | None = None
+        #: Told ``(servent GUID, proxies)`` when a source's ``X-Push-Proxies``
+        #: names other proxies than before (``push_proxy`` section 4.2: they
+        #: replace the servent's known list, e.g. ``ProxyBook.learn``).
+        self.push_proxies_heard: Callable[[bytes, list[Address]], None] | None = None
         #: This node's own listening addresses: never taken from X-Alt.
         self.self_addresses: set[Address] = set()
         self.bucket = TokenBucket(self.config.rate_limit)

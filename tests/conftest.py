@@ -1,19 +1,42 @@
-"""Helpers for the CLI tests: an isolated user environment and an in-process runner."""
+"""Fixtures every test directory may use: node processes (``home``,
+``start_node``) and the CLI run in this process (``isolated``, ``cli``).
+pytest runs with --import-mode=importlib, which puts no test folder on
+sys.path: the shared kits in tests/kits/ go there (``import prockit``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from peerlab.cli.main import main
+_KITS = str(Path(__file__).resolve().parent / "kits")
+if _KITS not in sys.path:
+    sys.path.insert(0, _KITS)
+
+from prockit import NodeProc, node_starter  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """The per-user folders (XDG) of the node processes a test starts."""
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def start_node(tmp_path: Path, home: Path) -> Iterator[Callable[..., NodeProc]]:
+    """``start_node(name, *args)`` starts a ``peerlab node`` process with data
+    dir ``tmp_path/name``; every one is stopped at the end."""
+    yield from node_starter(tmp_path, home)
 
 
 @dataclass
 class CliResult:
+    """What ``peerlab ARGS`` did in this process."""
+
     code: int
     out: str
     err: str
@@ -45,6 +68,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def cli(isolated: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     """Run ``peerlab ARGS`` in this process; returns exit code, stdout, stderr."""
+    from peerlab.cli.main import main  # here: most directories never run the CLI in-process
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()
