@@ -6,16 +6,25 @@
     peerlab simulate my.toml --seed 7 --out runs/my
     peerlab simulate --list                       # the shipped scenarios
     peerlab simulate --report                     # report/comparison.md, every experiment
+    peerlab simulate growth --nodes 10000 --resources --out report/growth/10000
+                                                  # one size of a scenario, timed
 
 A progress bar shows where the run is; at the end a line per experiment gives
-its trace digest and the files written.  A bad scenario is one line on stderr
-and exit status 1 (the main command turns the ConfigError into it).
+its trace digest and the files written, and a line the run's wall and CPU time
+and peak memory (``--resources`` also writes them to ``<out>/resources.csv``).
+A bad scenario is one line on stderr and exit status 1 (the main command turns
+the ConfigError into it).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import resource
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -25,6 +34,46 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from peerlab.simulate.base import Progress as ProgressFn
 
 console = Console(stderr=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a run cost this process: wall and CPU seconds, peak resident
+    memory (MiB)."""
+
+    wall_s: float
+    cpu_s: float
+    peak_mib: float
+
+
+def resources_since(wall0: float, cpu0: float) -> Resources:
+    """The process's cost since ``wall0`` (``time.perf_counter``) and
+    ``cpu0`` (``time.process_time``); the peak is the whole process's."""
+    # ru_maxrss is in KiB on Linux.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Resources(time.perf_counter() - wall0, time.process_time() - cpu0, peak)
+
+
+def resources_csv(nodes: tuple[int, ...], r: Resources) -> str:
+    """``resources.csv``: one row, the sizes the process ran and its cost."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["nodes", "wall_s", "cpu_s", "peak_mib"])
+    w.writerow([" ".join(str(n) for n in nodes), f"{r.wall_s:.1f}", f"{r.cpu_s:.1f}",
+                f"{r.peak_mib:.0f}"])  # fmt: skip
+    return buf.getvalue()
+
+
+def parse_nodes(ctx: click.Context, param: click.Parameter, value: str | None
+                ) -> tuple[int, ...] | None:  # fmt: skip
+    """``--nodes 1000,3000``: network sizes, comma-separated."""
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("a size or sizes separated by commas (1000,3000)") from None
+    return sizes
 
 
 @contextmanager
@@ -63,8 +112,21 @@ def progress_bar(label: str) -> Iterator[ProgressFn]:
     is_flag=True,
     help="Run the report's scenarios and write report/comparison.md.",
 )
+@click.option(
+    "--nodes",
+    callback=parse_nodes,
+    metavar="N[,N...]",
+    help="Network sizes instead of the scenario's (one size per process for big runs).",
+)
+@click.option(
+    "--resources",
+    "write_resources",
+    is_flag=True,
+    help="Also write the run's wall and CPU time and peak memory to <out>/resources.csv.",
+)
 @click.option("--list", "list_", is_flag=True, help="List the shipped scenarios.")
 def simulate(scenario: str | None, seed: int | None, out: Path | None, report: bool,
+             nodes: tuple[int, ...] | None, write_resources: bool,
              list_: bool) -> None:  # fmt: skip
     """Run SCENARIO (a .toml file or a shipped scenario's name) in the simulator."""
     from peerlab.simulate.scenario import load_scenario, shipped_scenarios
@@ -78,19 +140,31 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
     if report:
         from peerlab.simulate.report import write_report
 
-        if scenario is not None:
-            raise click.UsageError("--report runs the report's own scenarios; give no SCENARIO")
+        if scenario is not None or nodes is not None or write_resources:
+            raise click.UsageError("--report runs the report's own scenarios; give no SCENARIO, "
+                                   "--nodes or --resources")  # fmt: skip
         with progress_bar("report") as update:
             path = write_report(out or Path("report"), seed=seed, progress=update)
         click.echo(f"wrote {path}")
         return
     if scenario is None:
         raise click.UsageError("name a scenario (see --list), or give --report")
-    from peerlab.simulate.engine import run_scenario
+    from peerlab.simulate.engine import run_scenario, with_nodes
 
-    name = load_scenario(scenario).name  # a bad file fails before the bar is drawn
+    # A bad file or size fails before the bar is drawn.
+    sc = load_scenario(scenario)
+    name = (with_nodes(sc, nodes) if nodes is not None else sc).name
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     with progress_bar(name) as update:
-        run = run_scenario(scenario, seed=seed, out=out, progress=update)
+        run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes)
+    cost = resources_since(wall0, cpu0)
     for r in run.reports:
         files = [p.name for p in r.csv] + [f.path.name for f in r.figures]
         click.echo(f"{r.name}: trace {r.trace_digest}; {len(files)} files in {run.out}")
+    click.echo(f"wall {cost.wall_s:.1f} s, CPU {cost.cpu_s:.1f} s, "
+               f"peak memory {cost.peak_mib:.0f} MiB")  # fmt: skip
+    if write_resources:
+        from peerlab.simulate.report import RESOURCES_FILE
+
+        text = resources_csv(run.scenario.population.nodes, cost)
+        (run.out / RESOURCES_FILE).write_text(text, encoding="utf-8")

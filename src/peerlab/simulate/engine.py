@@ -14,15 +14,16 @@ with rich); the engine itself prints nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from peerlab.errors import ConfigError
 from peerlab.simulate.base import ExperimentReport, Progress
-from peerlab.simulate.scenario import Scenario, load_scenario
+from peerlab.simulate.scenario import MAX_NODES, Scenario, load_scenario
 
 #: Experiment name -> the module whose ``run`` implements it.  Architecture
 #: ``bittorrent`` is sim-bt's experiment module.
@@ -64,9 +65,26 @@ def experiment_available(name: str) -> bool:
     return True
 
 
-def command_line(spec: str, seed: int, out: Path) -> str:
-    """The command that reproduces a run."""
-    return f"peerlab simulate {spec} --seed {seed} --out {out}"
+def command_line(spec: str, seed: int, out: Path, nodes: Sequence[int] | None = None) -> str:
+    """The command that reproduces a run (``--nodes`` when the sizes were
+    not the scenario's)."""
+    sizes = f" --nodes {','.join(str(n) for n in nodes)}" if nodes else ""
+    return f"peerlab simulate {spec} --seed {seed}{sizes} --out {out}"
+
+
+def with_nodes(sc: Scenario, nodes: Sequence[int]) -> Scenario:
+    """``sc`` at the network sizes ``nodes`` instead of its own.  Every size
+    derives its peers, files, queries and hosts' seeds from the seed and the
+    size alone, so a size run on its own gives the rows it gives among
+    others (a big scenario can run one size per process)."""
+    if not nodes or not all(2 <= n <= MAX_NODES for n in nodes):
+        raise ConfigError(f"nodes: each size must be in 2..{MAX_NODES}")
+    raw = dict(sc.raw)
+    population = raw.get("population", {})
+    raw["population"] = {**(population if isinstance(population, Mapping) else {}),
+                         "nodes": list(nodes)}  # fmt: skip
+    pop = dataclasses.replace(sc.population, nodes=tuple(nodes))
+    return dataclasses.replace(sc, population=pop, raw=raw)
 
 
 def run_scenario(
@@ -76,17 +94,21 @@ def run_scenario(
     out: Path | None = None,
     progress: Progress | None = None,
     command_spec: str | None = None,
+    nodes: Sequence[int] | None = None,
 ) -> ScenarioRun:
     """Run every experiment of scenario ``spec`` (a file, or a shipped
-    scenario's name); ``seed`` overrides the file's; ``out`` defaults to
-    ``simulate-<name>``.  ``command_spec`` is how figures name the scenario
-    in their reproducing command (default: ``spec``)."""
+    scenario's name); ``seed`` overrides the file's; ``nodes`` its network
+    sizes (:func:`with_nodes`); ``out`` defaults to ``simulate-<name>``.
+    ``command_spec`` is how figures name the scenario in their reproducing
+    command (default: ``spec``)."""
     sc = load_scenario(spec)
+    if nodes is not None:
+        sc = with_nodes(sc, nodes)
     seed = sc.seed if seed is None else seed
     out = Path(f"simulate-{sc.name}") if out is None else out
     out.mkdir(parents=True, exist_ok=True)
     report: Progress = progress or _quiet
-    command = command_line(command_spec or spec, seed, out)
+    command = command_line(command_spec or spec, seed, out, nodes)
     reports: list[ExperimentReport] = []
     for k, name in enumerate(sc.experiments):
         module = experiment_module(name)

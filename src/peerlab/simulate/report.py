@@ -5,22 +5,36 @@ Runs the report's scenarios (:data:`REPORT_SCENARIOS`, the shipped ones,
 each into ``<out>/<name>/``; BitTorrent's too when its experiment is in the
 build), then writes ``<out>/comparison.md``: the lecture's table -- Napster,
 Gnutella, KaZaA on efficient searching and resilience to attacks, with the
-lecture's plus and minus signs beside the measured numbers -- BitTorrent's
-claims with the numbers of its experiment, then every experiment's own
-section with its plots, each with the exact command that reproduces it.
+lecture's plus and minus signs beside the measured numbers -- "how search
+grows" (below), BitTorrent's claims with the numbers of its experiment, then
+every experiment's own section with its plots, each with the exact command
+that reproduces it.
+
+How search grows (issue 7, item 2, at 1,000 / 3,000 / 10,000 peers) is the
+``growth`` scenario.  It takes far too long to run with every report, so
+``--report`` does not run it: each size runs on its own, as its own process
+(:func:`growth_command`, into ``<out>/growth/<nodes>/``), and the report
+reads whatever sizes are there (:func:`growth_report`), merges their rows
+into ``<out>/growth/growth.csv``, draws the growth plots, writes
+``<out>/growth/growth.md`` and puts the section into ``comparison.md``.
+Each size derives its peers, files, queries and seeds from the seed and the
+size alone, so a size run alone gives the rows it gives among the others.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from peerlab.simulate.base import ExperimentReport, Progress
-from peerlab.simulate.engine import experiment_available, run_scenario, section
-from peerlab.simulate.measure import md_table
-from peerlab.simulate.scenario import shipped_scenarios
-from peerlab.simulate.search import TARGET_ANSWERED
+from peerlab.simulate.engine import command_line, experiment_available, run_scenario, section
+from peerlab.simulate.measure import combine_digests, md_table, write_csv
+from peerlab.simulate.scenario import load_scenario, shipped_scenarios
+from peerlab.simulate.search import ARCHITECTURES, TARGET_ANSWERED
+from peerlab.simulate.search import _figures as search_figures
 
 #: The scenarios the report runs, in this order (shipped names).
 REPORT_SCENARIOS = ("search", "resilience", "churn")
@@ -28,6 +42,13 @@ REPORT_SCENARIOS = ("search", "resilience", "churn")
 BITTORRENT_SCENARIO = "bittorrent"
 #: Its run at the issue's large sizes, linked when committed under the report.
 BITTORRENT_LARGE = "bittorrent_large"
+
+#: The shipped scenario of "how search grows"; its results live in
+#: ``<out>/growth/<nodes>/``, one folder per size (see the module docstring).
+GROWTH_SCENARIO = "growth"
+#: What a growth size's folder holds besides the search experiment's files:
+#: the run's wall and CPU time and peak memory (``peerlab simulate --resources``).
+RESOURCES_FILE = "resources.csv"
 
 #: The lecture's signs (its closing comparison of the file-sharing systems).
 LECTURE = {
@@ -59,9 +80,211 @@ def write_report(out: Path, *, seed: int | None = None, progress: Progress | Non
         reports.extend(run.reports)
         for r in run.reports:
             commands[r.name] = f"peerlab simulate {name} --seed {run.seed} --out {out / name}"
+    growth = growth_report(out / GROWTH_SCENARIO, out)
     path = out / "comparison.md"
-    path.write_text(compose(reports, out, commands), encoding="utf-8")
+    path.write_text(compose(reports, out, commands, growth), encoding="utf-8")
     return path
+
+
+# ------------------------------------------------------------- growth
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthSize:
+    """One size of the growth scenario, as its run left it on disk."""
+
+    nodes: int
+    folder: Path
+    rows: list[dict[str, Any]]
+    #: The search experiment's trace digest of the run that made ``rows``.
+    digest: str
+    #: Wall and CPU seconds and peak memory (MiB) of that run, when recorded.
+    wall_s: float | None = None
+    cpu_s: float | None = None
+    peak_mib: float | None = None
+
+
+def growth_command(nodes: int, out: Path, seed: int | None = None) -> str:
+    """The command that runs one size of the growth scenario into
+    ``<out>/growth/<nodes>/`` (``out``: the report's folder)."""
+    seed = load_scenario(GROWTH_SCENARIO).seed if seed is None else seed
+    cmd = command_line(GROWTH_SCENARIO, seed, out / GROWTH_SCENARIO / str(nodes), [nodes])
+    return cmd.replace(" --out ", " --resources --out ")
+
+
+#: A size's folder may hold the scenario it ran (a part of ``growth``, say
+#: fewer architectures); its command then names that file.
+SIZE_SCENARIO_FILE = "scenario.toml"
+
+
+def size_command(size: GrowthSize, out: Path) -> str:
+    """The command that made ``size``'s folder: :func:`growth_command`, or
+    the run of the scenario file kept in the folder."""
+    own = size.folder / SIZE_SCENARIO_FILE
+    if not own.is_file():
+        return growth_command(size.nodes, out)
+    cmd = command_line(str(own), load_scenario(str(own)).seed, size.folder)
+    return cmd.replace(" --out ", " --resources --out ")
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_growth(folder: Path) -> list[GrowthSize]:
+    """Every size of the growth scenario found under ``folder``: each
+    sub-folder holding a ``search.csv`` (and ``digest.txt``, and
+    ``resources.csv`` when the run was timed), smallest size first."""
+    if not folder.is_dir():
+        return []
+    sizes: dict[int, GrowthSize] = {}
+    for sub in sorted(p for p in folder.iterdir() if (p / "search.csv").is_file()):
+        rows = _read_csv(sub / "search.csv")
+        digest = ""
+        if (sub / "digest.txt").is_file():
+            for line in (sub / "digest.txt").read_text(encoding="utf-8").splitlines():
+                name, _, value = line.partition(" ")
+                if name == "search":
+                    digest = value.strip()
+        cost: dict[str, Any] = {}
+        if (sub / RESOURCES_FILE).is_file():
+            timed = _read_csv(sub / RESOURCES_FILE)
+            cost = timed[0] if timed else {}
+        for n in sorted({r["nodes"] for r in rows if isinstance(r.get("nodes"), int)}):
+            alone = str(cost.get("nodes", "")) == str(n)
+            sizes[n] = GrowthSize(
+                n, sub, [r for r in rows if r.get("nodes") == n], digest,
+                *((_num(cost, "wall_s"), _num(cost, "cpu_s"), _num(cost, "peak_mib"))
+                  if alone else (None, None, None)))  # fmt: skip
+    return [sizes[n] for n in sorted(sizes)]
+
+
+def _growth_label(row: Mapping[str, Any]) -> str:
+    if row.get("architecture") in ("gnutella", "two-tier"):
+        return f"{row['architecture']} TTL {row['ttl']}"
+    return str(row.get("architecture", ""))
+
+
+def _metric_table(rows: Sequence[Mapping[str, Any]], sizes: Sequence[int], key: str,
+                  pct: bool = False) -> str:  # fmt: skip
+    """One row per architecture (and TTL), one column per size, and the
+    factor from the smallest size to the largest."""
+    labels: list[str] = []
+    for arch in ARCHITECTURES:
+        mine = sorted((r for r in rows if r.get("architecture") == arch),
+                      key=lambda r: int(r.get("ttl", 0)))  # fmt: skip
+        for r in mine:
+            if _growth_label(r) not in labels:
+                labels.append(_growth_label(r))
+    table: list[dict[str, str]] = []
+    for label in labels:
+        line: dict[str, str] = {"architecture": label}
+        values: list[float | None] = []
+        for n in sizes:
+            row = next((r for r in rows if r.get("nodes") == n and _growth_label(r) == label),
+                       None)  # fmt: skip
+            value = _num(row, key) if row is not None else None
+            line[f"{n:,} peers"] = _figure(value, pct)
+            values.append(value)
+        if len(sizes) > 1 and not pct:
+            first, last = values[0], values[-1]
+            line[f"x ({sizes[0]:,} -> {sizes[-1]:,})"] = (
+                f"x{last / first:.1f}" if first and last is not None else "-")  # fmt: skip
+        table.append(line)
+    return md_table(table)
+
+
+def _figure(value: float | None, pct: bool = False) -> str:
+    if value is None or value != value:
+        return "not measured"
+    if pct:
+        return f"{value:.0%}"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def growth_report(folder: Path, base: Path) -> ExperimentReport | None:
+    """The "how search grows" section from the sizes under ``folder`` (see
+    :func:`read_growth`); ``None`` when there are none.  Writes
+    ``growth.csv``, the growth plots, ``growth.md`` and ``digest.txt`` (a
+    line per size) into ``folder``; paths in the section are relative to
+    ``base`` (the report's folder)."""
+    found = read_growth(folder)
+    if not found:
+        return None
+    sizes = [g.nodes for g in found]
+    rows = [r for g in found for r in g.rows]
+    report_dir = folder.parent
+    commands = [size_command(g, report_dir) for g in found]
+    # The plots come from the sizes' CSV files: the report redraws them
+    # (after the size commands listed in the section).
+    command = f"peerlab simulate --report --out {report_dir}"
+    csv_path = write_csv(folder / "growth.csv", rows)
+    figures = search_figures(rows, folder, command)
+    (folder / "digest.txt").write_text(
+        "".join(f"search@{g.nodes} {g.digest}\n" for g in found), encoding="utf-8")  # fmt: skip
+    cost = [{"peers": f"{g.nodes:,}",
+             "architectures": ", ".join(a for a in ARCHITECTURES
+                                        if any(r.get("architecture") == a for r in g.rows)),
+             "wall s": "-" if g.wall_s is None else f"{g.wall_s:,.0f}",
+             "CPU s": "-" if g.cpu_s is None else f"{g.cpu_s:,.0f}",
+             "peak memory MiB": "-" if g.peak_mib is None else f"{g.peak_mib:,.0f}",
+             "trace digest": f"`{g.digest}`"} for g in found]  # fmt: skip
+    queries = max((int(r.get("queries", 0)) for r in rows), default=0)
+    parts = [
+        f"The `{GROWTH_SCENARIO}` scenario: the search experiment (the same workload on every "
+        f"architecture: {queries} queries, "
+        "70% free riders, a preferential-attachment overlay of degree 4 for flooding) at "
+        + ", ".join(f"{n:,}" for n in sizes)
+        + " peers. `answered` counts the queries whose file another peer shares; messages "
+        "are Query and Query Hit descriptors sent (Napster: the search frames); the busiest "
+        "node is the index server or the most loaded servent, over the whole query phase. "
+        "Bytes and the busiest node's load count everything the links carried then, Ping "
+        "and Pong upkeep included: where a flat network's pong caches keep refreshing one "
+        "another between queries, those figures are mostly upkeep (bytes per query against "
+        "messages per query in growth.csv shows where).\n",
+        "**Queries answered** (of those a peer could answer):\n",
+        _metric_table(rows, sizes, "answered_fraction", pct=True),
+        "**Messages per query:**\n",
+        _metric_table(rows, sizes, "messages_per_query"),
+        "**Busiest node, messages/s:**\n",
+        _metric_table(rows, sizes, "busiest_msgs_per_s"),
+        "**Busiest node, bytes/s:**\n",
+        _metric_table(rows, sizes, "busiest_bytes_per_s"),
+        "**What each size cost** (one process per size on the shared 2-core machine; "
+        "wall time includes waiting for the other processes, CPU time does not; peak "
+        "memory is the process's resident peak):\n",
+        md_table(cost),
+        "Not re-run by `peerlab simulate --report` (it reads the sizes it finds in "
+        f"`{report_dir / GROWTH_SCENARIO}/<nodes>/`). Reproduce a size with its command; "
+        "the report then picks it up:\n",
+        "\n".join(f"    {c}" for c in commands) + "\n",
+    ]
+    summary = [{"nodes": r["nodes"], "architecture": _growth_label(r),
+                "answered": r.get("answered_fraction"),
+                "messages/query": r.get("messages_per_query"),
+                "busiest node msgs/s": r.get("busiest_msgs_per_s"),
+                "busiest node bytes/s": r.get("busiest_bytes_per_s")} for r in rows]  # fmt: skip
+    report = ExperimentReport(
+        name=GROWTH_SCENARIO,
+        title="How search grows: " + " / ".join(f"{n:,}" for n in sizes) + " peers",
+        rows=summary,
+        markdown="\n".join(parts),
+        figures=figures,
+        csv=[csv_path],
+        trace_digest=combine_digests(g.digest for g in found),
+    )
+    (folder / "growth.md").write_text(section(report, folder), encoding="utf-8")
+    return report
 
 
 def _row(rows: Sequence[Mapping[str, Any]], arch: str) -> Mapping[str, Any] | None:
@@ -83,7 +306,10 @@ def _cell(row: Mapping[str, Any] | None, key: str, pct: bool = False) -> str:
     return str(v)
 
 
-def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, str]) -> str:
+def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, str],
+            growth: ExperimentReport | None = None) -> str:  # fmt: skip
+    """``comparison.md``: the table, how search grows (``growth``, when
+    measured), BitTorrent's claims, every experiment's section."""
     by = {r.name: r for r in reports}
     s, res, ch, bt = (by.get(k) for k in ("search", "resilience", "churn", "bittorrent"))
     cols = [("Napster (1 server)", "napster"), ("Napster farm (2)", "napster-farm"),
@@ -147,6 +373,8 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
         notes.append(' "not measured" in the two-tier column: the servent has no ultrapeer '
                      "roles in this build.")  # fmt: skip
     lines.append("".join(notes) + "\n")
+    if growth is not None:
+        lines.append(section(growth, out))
     lines.append("## BitTorrent's claims\n")
     if bt is None:
         lines.append("Efficient distribution, only slow in the beginning, enforces "

@@ -529,6 +529,10 @@ class QrpReceiver:
         if work is None:
             raise RemoteProtocolError("QRP PATCH before any RESET")
         if self._seq is None:
+            if work is self.table:
+                # A new sequence patches a copy; the published table stays
+                # as it was until the sequence completes.
+                work = self._work = work.copy()
             if msg.seq_no != 1 or msg.seq_size < 1:
                 raise RemoteProtocolError(f"QRP sequence starts at {msg.seq_no}/{msg.seq_size}")
             if msg.entry_bits not in ENTRY_BITS:
@@ -575,5 +579,9 @@ class QrpReceiver:
         self._seq = None
         self._inflater = None
         self.updates += 1
-        self.table = work.copy()
-        return self.table
+        # Published as it is, not copied: the next sequence copies it first
+        # (above), so between sequences a link holds one table, not two (an
+        # ultrapeer keeps one per leaf link: 64 KiB each, gigabytes in a
+        # simulated network of 10,000 peers).
+        self.table = work
+        return work
