@@ -107,6 +107,9 @@ class PongCache:
     def __init__(self, expiry: float = PONG_CACHE_EXPIRY) -> None:
         self.expiry = expiry
         self._by_distance: dict[int, list[CachedPong]] = {}
+        #: The addresses in each distance's list: a duplicate check per Pong
+        #: that costs one lookup, not a scan of up to MAX_CACHED_PER_DISTANCE.
+        self._addresses: dict[int, set[tuple[str, int]]] = {}
         #: ``NEXT_EXPIRE``: the cache is stale from then on.
         self.next_expire = 0.0
 
@@ -119,6 +122,7 @@ class PongCache:
     def refresh(self, now: float) -> None:
         """Empty the cache (a refill starts); stale again ``expiry`` from now."""
         self._by_distance.clear()
+        self._addresses.clear()
         self.next_expire = now + self.expiry
 
     def add(self, pong: CachedPong) -> bool:
@@ -126,12 +130,16 @@ class PongCache:
         dropped (duplicate, or that distance is full)."""
         if not 1 <= pong.distance <= MAX_TTL:
             return False
-        bucket = self._by_distance.setdefault(pong.distance, [])
-        if len(bucket) >= MAX_CACHED_PER_DISTANCE:
-            return False
-        if any(c.address == pong.address for c in bucket):
+        bucket = self._by_distance.get(pong.distance)
+        if bucket is None:
+            bucket = self._by_distance[pong.distance] = []
+            addresses = self._addresses[pong.distance] = set()
+        else:
+            addresses = self._addresses[pong.distance]
+        if len(bucket) >= MAX_CACHED_PER_DISTANCE or pong.address in addresses:
             return False
         bucket.append(pong)
+        addresses.add(pong.address)
         return True
 
     def pick(self, max_distance: int, exclude_link: int, limit: int) -> list[CachedPong]:
