@@ -65,7 +65,7 @@ def fire_timer(timer: SimTimer) -> None:
     timer.fn = None
     if timer._ip is not None:
         sim = timer._sim
-        sim.trace_line(f"{sim.now!r} {timer._ip} timer \n")  # trace(ip, "timer")
+        sim.trace_line(f"{sim.now_text()} {timer._ip} timer \n")  # trace(ip, "timer")
     fn()
 
 
@@ -108,6 +108,9 @@ class Simulator:
         #: Trace lines not yet hashed: hashed in batches of TRACE_BATCH (the
         #: digest of the joined lines is the digest of the lines one by one).
         self._unhashed: list[str] = []
+        #: ``repr(now)`` of the last trace line and the float it was made of.
+        self._now_at: float | None = None
+        self._now_text = ""
 
     # -- hosts
 
@@ -235,7 +238,18 @@ class Simulator:
 
     def trace(self, ip: str, kind: str, detail: str = "") -> None:
         """Record a delivered event in the trace digest."""
-        self.trace_line(f"{self.now!r} {ip} {kind} {detail}\n")
+        self.trace_line(f"{self.now_text()} {ip} {kind} {detail}\n")
+
+    def now_text(self) -> str:
+        """``repr(self.now)``, as trace lines begin.  Remembered for the
+        float object it was made of (shortest-repr formatting is the dearest
+        part of a trace line, and a delivery and the flush timer it arms for
+        the same instant share that object)."""
+        now = self.now
+        if now is not self._now_at:
+            self._now_at = now
+            self._now_text = repr(now)
+        return self._now_text
 
     def trace_line(self, line: str) -> None:
         """Record a whole trace line (``"<now!r> <ip> <kind> <detail>\\n"``,

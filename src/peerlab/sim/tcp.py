@@ -179,7 +179,7 @@ class SimStream:
         self._fin_acked = False
         self._paused_writing = False
         self._seg = SEGMENT_MIN
-        self._cwnd: float = CWND_MIN_SEGMENTS * SEGMENT_MIN
+        self._cwnd: float = float(CWND_MIN_SEGMENTS * SEGMENT_MIN)
         self._rto = SYN_RTO
         self._ack_delay = 0.0
         # receiving
@@ -638,7 +638,7 @@ class SimStream:
     def _deliver(self, chunk: bytes) -> None:
         # The line Simulator.trace(ip, "data", ...) would make, made in one go.
         sim = self.sim
-        sim.trace_line(f"{sim.now!r} {self._data_tag} {len(chunk)} {zlib.crc32(chunk)}\n")
+        sim.trace_line(f"{sim.now_text()} {self._data_tag} {len(chunk)} {zlib.crc32(chunk)}\n")
         assert self.handler is not None
         self.handler.data_received(chunk)
 

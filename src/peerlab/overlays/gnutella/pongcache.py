@@ -31,6 +31,7 @@ Public API: :class:`PongCache`, :class:`CachedPong`, :class:`PingDemand`,
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from peerlab.overlays.gnutella.router import MAX_TTL
@@ -146,20 +147,35 @@ class PongCache:
         """Up to ``limit`` Pongs of distances 1 .. ``max_distance``, spread
         over the distances ("distribute hops values equally"), none that came
         from ``exclude_link``, no address twice."""
-        lists = [
-            [c for c in self._by_distance.get(d, ()) if c.link_id != exclude_link]
+        # Round robin over the distances, each read lazily: round i takes
+        # the i-th eligible Pong of every distance that has one (skipping
+        # addresses already taken), so only the few Pongs picked are looked
+        # at, not up to MAX_CACHED_PER_DISTANCE per distance.
+        rows = [
+            _eligible(self._by_distance.get(d, ()), exclude_link)
             for d in range(1, max_distance + 1)
         ]
         out: list[CachedPong] = []
         seen: set[tuple[str, int]] = set()
-        i = 0
-        while len(out) < limit and any(i < len(x) for x in lists):
-            for x in lists:
-                if i < len(x) and x[i].address not in seen and len(out) < limit:
-                    seen.add(x[i].address)
-                    out.append(x[i])
-            i += 1
+        while len(out) < limit and rows:
+            going = []
+            for row in rows:
+                c = next(row, None)
+                if c is None:
+                    continue  # this distance has no more
+                going.append(row)
+                if c.address not in seen and len(out) < limit:
+                    seen.add(c.address)
+                    out.append(c)
+            rows = going
         return out
+
+
+def _eligible(pongs: Iterable[CachedPong], exclude_link: int) -> Iterator[CachedPong]:
+    """The Pongs of ``pongs`` that did not come from ``exclude_link``, lazily."""
+    for c in pongs:
+        if c.link_id != exclude_link:
+            yield c
 
 
 __all__ = [

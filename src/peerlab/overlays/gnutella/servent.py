@@ -1516,12 +1516,13 @@ class Servent:
             self._route_reply(route, h, payload)
             return
         address = (pong.ip, pong.port)
-        if address == self.address:
+        me = self.address
+        if address == me:
             return
         wall = self.runtime.wall_time()
         if self.host_cache.add(address, seen=wall, ultrapeer=pong.is_ultrapeer, source="pong"):
             self.counters.count("hosts.learned")
-        extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != self.address]
+        extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != me]
         if extra:
             self.host_cache.add_many(extra, seen=wall, source="pong")
         if not self.config.pong_caching or not usable_address(address):
