@@ -1194,22 +1194,23 @@ class LinkInflater:
     def decompress(self, data: bytes | bytearray | memoryview) -> bytes:
         if not data:
             return b""
-        if self._z.eof:
+        z = self._z
+        if z.eof:
             raise RemoteProtocolError("data after the end of the deflate stream")
-        self.bytes_in += len(data)
-        allowed = min(
-            self.slack + self.max_ratio * self.bytes_in - self.bytes_out,
-            self.slack + self.max_ratio * len(data),
-        )
+        n = len(data)
+        self.bytes_in += n
+        slack, ratio = self.slack, self.max_ratio
+        allowed = min(slack + ratio * self.bytes_in - self.bytes_out, slack + ratio * n)
         try:
-            out = self._z.decompress(data, allowed + 1)
+            out = z.decompress(data, allowed + 1)
         except zlib.error as exc:
             raise RemoteProtocolError(f"corrupt deflate stream: {exc}") from None
-        if len(out) > allowed or self._z.unconsumed_tail:
+        got = len(out)
+        if got > allowed or z.unconsumed_tail:
             raise RemoteProtocolError("deflate stream inflates beyond its bound")
-        if self._z.eof and self._z.unused_data:
+        if z.eof and z.unused_data:
             raise RemoteProtocolError("data after the end of the deflate stream")
-        self.bytes_out += len(out)
+        self.bytes_out += got
         return out
 
 
