@@ -220,6 +220,9 @@ BYE_QUEUE_FULL = 502
 
 #: ``rx.<type>`` counter names by payload type, made once (one per message otherwise).
 _RX_NAMES: dict[int, str] = {ptype: "rx." + name for ptype, name in TYPE_NAMES.items()}
+#: The same for ``tx.<type>`` and ``routed.<type>`` (counted per batch sent).
+_TX_NAMES: dict[int, str] = {ptype: "tx." + name for ptype, name in TYPE_NAMES.items()}
+_ROUTED_NAMES: dict[int, str] = {ptype: "routed." + name for ptype, name in TYPE_NAMES.items()}
 
 
 # ------------------------------------------------------------------ config
@@ -530,9 +533,9 @@ class Link:
                 counters = self.servent.counters
                 for ptype, n in sent.items():
                     self.messages_out += n
-                    counters.count("tx." + type_name(ptype), n)
+                    counters.count(_TX_NAMES.get(ptype) or "tx." + type_name(ptype), n)
                 for ptype, n in routed.items():
-                    counters.count("routed." + type_name(ptype), n)
+                    counters.count(_ROUTED_NAMES.get(ptype) or "routed." + type_name(ptype), n)
         self.driver.flush()
 
     def close(self, code: int | None = None, reason: str = "") -> None:
@@ -1264,14 +1267,13 @@ class Servent:
     def _admit(self, link: Link, h: Header) -> int | None:
         """The TTL a flooded descriptor keeps here, or ``None`` (dropped)."""
         admitted = admit_ttl(h.ttl, h.hops, self.config.max_ttl)
-        name = type_name(h.payload_type)
         if admitted is None:
             link.dropped += 1
-            self.counters.count("dropped_ttl." + name)
+            self.counters.count("dropped_ttl." + type_name(h.payload_type))
             return None
         ttl, trimmed = admitted
         if trimmed:
-            self.counters.count("ttl_trimmed." + name)
+            self.counters.count("ttl_trimmed." + type_name(h.payload_type))
         return ttl
 
     def _flood(
