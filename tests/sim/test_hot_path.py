@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import deque
 
 from peerlab.overlays.gnutella.pongcache import MAX_CACHED_PER_DISTANCE, CachedPong, PongCache
 from peerlab.overlays.gnutella.router import MAX_TTL
 from peerlab.sim import Simulator
 from peerlab.sim.engine import TRACE_BATCH
 from peerlab.sim.topology import flood_scenario
+from peerlab.wire import gnutella as wire
+from peerlab.wire.gnutella import DECODE_MEMO_ENTRIES, QUERY, Query
 
 #: Digests, deliveries and hits of two small floods, measured on the code
 #: before the speed work (commit 0bcdce6): the work must not move them.
@@ -109,3 +112,27 @@ def test_pong_cache_pick_and_add_agree_with_the_plain_way() -> None:
                     kept, max_distance, exclude, limit
                 )
         assert len(cache) == sum(len(v) for v in kept.values())
+
+
+def test_the_decode_memo_forgets_its_oldest_entries_first() -> None:
+    memo, order = wire._decode_memo, wire._memo_order
+    saved_memo, saved_order = dict(memo), deque(order)
+    memo.clear()
+    order.clear()
+    try:
+        payloads = [
+            b"\x00\x00" + f"word{i}".encode() + b"\x00" for i in range(DECODE_MEMO_ENTRIES + 5)
+        ]
+        for p in payloads:
+            assert isinstance(wire.decode_payload(QUERY, p), Query)
+        assert len(memo) == len(order) == DECODE_MEMO_ENTRIES
+        assert list(memo) == list(order)
+        assert [(QUERY, p) in memo for p in payloads[:6]] == [False] * 5 + [True]
+        again = wire.decode_payload(QUERY, payloads[-1])
+        assert again is memo[(QUERY, payloads[-1])]  # a hit: the same object
+        assert len(memo) == DECODE_MEMO_ENTRIES
+    finally:
+        memo.clear()
+        order.clear()
+        memo.update(saved_memo)
+        order.extend(saved_order)
