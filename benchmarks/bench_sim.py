@@ -21,7 +21,8 @@ Figures:
   ``FLOOD_NODES``-node (2,000) network with ``FLOOD_QUERIES`` (300) queries,
   divided by that phase's wall time (``sim.deliveries_per_cpu_s`` beside it:
   the same over this process's CPU time, which other load on the machine
-  does not inflate);
+  does not inflate; ``sim.delivery_cpu_us``: its inverse, CPU microseconds
+  per delivery);
 * ``sim.flood10k_wall_s``, ``sim.flood10k_peak_mib``: a whole
   ``BIG_NODES``-node (10,000) scenario with ``BIG_QUERIES`` (1,000) queries
   -- hosts, servents, every handshake, then the queries -- run in a child
@@ -103,6 +104,7 @@ def run(bench: Any) -> None:
         f"{r.query_wall_s:.1f} s wall, {r.deliveries} deliveries, {r.events} events, "
         f"{r.hits} hits"
     )
+    bench.figure("sim.delivery_cpu_us", 1e6 * r.query_cpu_s / max(r.deliveries, 1), "us")
     bench.figure("sim.deliveries_per_cpu_s", r.deliveries / max(r.query_cpu_s, 1e-9), "msgs/s")
     bench.figure("sim.deliveries_per_s", r.deliveries / r.query_wall_s, "msgs/s",
                  beside=["sim.deliveries_per_cpu_s", "sim.heap_events_per_s"])  # fmt: skip

@@ -577,10 +577,12 @@ class GnutellaConnection:
     # -- timers
 
     def next_deadline(self) -> float | None:
-        if self.state in _HANDSHAKING:
+        state = self.state
+        if state is State.OPEN:  # first: asked after every read and write
+            idle = self.config.idle_timeout
+            return None if idle is None else self._last_rx + idle
+        if state in _HANDSHAKING:
             return self._deadline
-        if self.state is State.OPEN and self.config.idle_timeout is not None:
-            return self._last_rx + self.config.idle_timeout
         return None
 
     def handle_timeout(self, now: float) -> list[Event]:

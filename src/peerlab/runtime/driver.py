@@ -98,7 +98,11 @@ class StreamDriver:
         out = self.machine.data_to_send()
         if out and not stream.closing:
             stream.write(out)
-        self._rearm()
+        # _rearm() inlined for its common case (no deadline, no timer): a
+        # flush follows every read and every batch of writes.
+        deadline = self._next_deadline() if self._next_deadline is not None else None
+        if deadline is not None or self._timer is not None:
+            self._rearm(deadline)
 
     def close(self) -> None:
         """Flush, then close the stream (``on_closed(None)`` follows)."""
@@ -196,8 +200,8 @@ class StreamDriver:
         self._dispatch(events)
         self.flush()
 
-    def _rearm(self) -> None:
-        deadline = self._next_deadline() if self._next_deadline is not None else None
+    def _rearm(self, deadline: float | None) -> None:
+        """Keep one timer armed at ``deadline`` (none when it is None)."""
         timer = self._timer
         if deadline is None:
             if timer is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,10 @@ DEFAULT_EPOCH = 1_704_067_200.0
 #: when they are at least half of it): re-armed timers must not grow it.
 COMPACT_THRESHOLD = 10_000
 
+#: Trace lines hashed at once: one digest update per batch instead of per
+#: line (a few hundred KiB of text at most).
+TRACE_BATCH = 4096
+
 
 class SimTimer(QueuedTimer):
     """A scheduled callback on the virtual clock.  Cancelled timers are
@@ -42,7 +47,12 @@ class SimTimer(QueuedTimer):
     __slots__ = ("_sim", "_ip")
 
     def __init__(self, sim: Simulator, when: float, fn: Callable[[], None], ip: str | None) -> None:
-        super().__init__(sim, when, fn)
+        # QueuedTimer's fields set here directly: one timer per flush of a
+        # servent's links, so the super() call was a cost per message.
+        self._owner = sim
+        self._when = when
+        self.fn = fn
+        self._cancelled = False
         self._sim = sim
         self._ip = ip
 
@@ -54,7 +64,8 @@ def fire_timer(timer: SimTimer) -> None:
         return
     timer.fn = None
     if timer._ip is not None:
-        timer._sim.trace(timer._ip, "timer")
+        sim = timer._sim
+        sim.trace_line(f"{sim.now_text()} {timer._ip} timer \n")  # trace(ip, "timer")
     fn()
 
 
@@ -88,9 +99,18 @@ class Simulator:
         self.events_run = 0
         self.trace_lines: list[str] | None = [] if trace else None
         self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
-        self._seq = 0
+        #: The next sequence number of an event (ties at one virtual time
+        #: run in scheduling order).  The network's hot paths push onto
+        #: ``_heap`` with it directly, a method call less per packet.
+        self._next_seq: Callable[[], int] = itertools.count(1).__next__
         self._cancelled = 0
         self._digest = hashlib.blake2b(digest_size=16)
+        #: Trace lines not yet hashed: hashed in batches of TRACE_BATCH (the
+        #: digest of the joined lines is the digest of the lines one by one).
+        self._unhashed: list[str] = []
+        #: ``repr(now)`` of the last trace line and the float it was made of.
+        self._now_at: float | None = None
+        self._now_text = ""
 
     # -- hosts
 
@@ -125,15 +145,15 @@ class Simulator:
 
     def schedule(self, when: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Run ``fn(arg)`` at virtual time ``when`` (never earlier than now)."""
-        self._seq += 1
-        heapq.heappush(self._heap, (when if when > self.now else self.now, self._seq, fn, arg))
+        heapq.heappush(
+            self._heap, (when if when > self.now else self.now, self._next_seq(), fn, arg)
+        )
 
     def call_at(self, when: float, fn: Callable[[], None], ip: str | None = None) -> SimTimer:
         """A cancellable timer; ``ip`` names the host in the trace (internal
         timers of the network stack pass None and are not traced)."""
         timer = SimTimer(self, when if when > self.now else self.now, fn, ip)
-        self._seq += 1
-        heapq.heappush(self._heap, (timer._when, self._seq, fire_timer, timer))
+        heapq.heappush(self._heap, (timer._when, self._next_seq(), fire_timer, timer))
         return timer
 
     def _timer_cancelled(self) -> None:
@@ -218,13 +238,37 @@ class Simulator:
 
     def trace(self, ip: str, kind: str, detail: str = "") -> None:
         """Record a delivered event in the trace digest."""
-        line = f"{self.now!r} {ip} {kind} {detail}\n"
-        self._digest.update(line.encode())
+        self.trace_line(f"{self.now_text()} {ip} {kind} {detail}\n")
+
+    def now_text(self) -> str:
+        """``repr(self.now)``, as trace lines begin.  Remembered for the
+        float object it was made of (shortest-repr formatting is the dearest
+        part of a trace line, and a delivery and the flush timer it arms for
+        the same instant share that object)."""
+        now = self.now
+        if now is not self._now_at:
+            self._now_at = now
+            self._now_text = repr(now)
+        return self._now_text
+
+    def trace_line(self, line: str) -> None:
+        """Record a whole trace line (``"<now!r> <ip> <kind> <detail>\\n"``,
+        what :meth:`trace` makes), for callers that build it in one go."""
+        unhashed = self._unhashed
+        unhashed.append(line)
+        if len(unhashed) >= TRACE_BATCH:
+            self._hash_lines()
         if self.trace_lines is not None:
             self.trace_lines.append(line)
 
+    def _hash_lines(self) -> None:
+        self._digest.update("".join(self._unhashed).encode())
+        self._unhashed.clear()
+
     def trace_digest(self) -> str:
         """Hex digest over every delivered event so far."""
+        if self._unhashed:
+            self._hash_lines()
         return self._digest.hexdigest()
 
     def __repr__(self) -> str:

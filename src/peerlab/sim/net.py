@@ -35,6 +35,7 @@ import random
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
+from heapq import heappush
 from typing import TYPE_CHECKING, Protocol
 
 from peerlab.errors import AddressInUse, NetworkError
@@ -355,9 +356,11 @@ class SimHost:
                 source.queued = True
                 ready.append(source)
             self._up_busy = True
-            pkt.sent_at = self.sim.now
+            sim = self.sim
+            pkt.sent_at = now = sim.now
             pkt.tries += 1
-            self.sim.schedule(self.sim.now + pkt.size / self.up, self._transmitted, pkt)
+            # Simulator.schedule inlined (a packet's events are never in the past).
+            heappush(sim._heap, (now + pkt.size / self.up, sim._next_seq(), self._transmitted, pkt))
             return
         self._up_busy = False
 
@@ -377,11 +380,13 @@ class SimHost:
 
     def route(self, pkt: Packet) -> None:
         """Send a packet that left this host towards its destination."""
-        sink = self.sim.routes.get(pkt.dst[0])
+        sim = self.sim
+        sink = sim.routes.get(pkt.dst[0])
         if sink is None:
             self.lose(pkt, "no-route")
             return
-        self.sim.schedule(self.sim.now + self.latency + sink.latency, sink.packet_arrived, pkt)
+        when = sim.now + self.latency + sink.latency
+        heappush(sim._heap, (when, sim._next_seq(), sink.packet_arrived, pkt))
 
     def lose(self, pkt: Packet, where: str) -> None:
         """A packet is gone: streams retransmit, everything else stays lost."""
@@ -397,9 +402,11 @@ class SimHost:
         if self.loss and self.net_rng.random() < self.loss:
             self.lose(pkt, "downlink")
             return
-        start = self._down_free if self._down_free > self.sim.now else self.sim.now
-        self._down_free = start + pkt.size / self.down
-        self.sim.schedule(self._down_free, self._received, pkt)
+        sim = self.sim
+        now = sim.now
+        start = self._down_free if self._down_free > now else now
+        self._down_free = done = start + pkt.size / self.down
+        heappush(sim._heap, (done, sim._next_seq(), self._received, pkt))
 
     def _received(self, pkt: Packet) -> None:
         self.bytes_down += pkt.size

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
+from heapq import heappush
 from typing import TYPE_CHECKING
 
 from peerlab.errors import ConnectionRefused, LocalProtocolError, NetworkError
@@ -143,6 +144,7 @@ class SimStream:
         "sim",
         "state",
         "_tag",
+        "_data_tag",
     )
 
     def __init__(
@@ -155,6 +157,8 @@ class SimStream:
         self._key = (local[1], remote[0], remote[1])
         #: How the trace names this end (its addresses never change).
         self._tag = f"{local[1]} {remote}"
+        #: The start of this end's ``data`` trace lines, after the time.
+        self._data_tag = f"{host.ip} data {self._tag}"
         self.handler = handler
         self.state = CONNECTING
         self.peer: SimStream | None = None
@@ -175,7 +179,7 @@ class SimStream:
         self._fin_acked = False
         self._paused_writing = False
         self._seg = SEGMENT_MIN
-        self._cwnd: float = CWND_MIN_SEGMENTS * SEGMENT_MIN
+        self._cwnd: float = float(CWND_MIN_SEGMENTS * SEGMENT_MIN)
         self._rto = SYN_RTO
         self._ack_delay = 0.0
         # receiving
@@ -302,7 +306,7 @@ class SimStream:
         return self._closing or self._lost or self.state == DEAD
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.closing:
+        if self._closing or self._lost or self.state == DEAD:  # self.closing, inlined
             return
         if self._eof_wanted:
             raise LocalProtocolError("write() after write_eof()")
@@ -554,7 +558,13 @@ class SimStream:
         if pkt.fin:
             self._fin_acked = True
             self._maybe_forget()
-        if self.state == OPEN and self.wants_to_send():
+        # The first three: what wants_to_send() needs to be True at all (most
+        # acknowledgements find nothing more to send: a call saved).
+        if (
+            (self._buf_size or self._retx or self._eof_wanted)
+            and self.state == OPEN
+            and self.wants_to_send()
+        ):
             self.host.mark_ready(self)
 
     def window_update(self, end: int) -> None:
@@ -598,7 +608,11 @@ class SimStream:
         peer = pkt.conn
         if peer is not None:
             pkt.window = self._consumed + RECEIVE_WINDOW
-            self.sim.schedule(self.sim.now + self._ack_delay, peer.segment_acked, pkt)
+            sim = self.sim
+            # Simulator.schedule inlined: one acknowledgement per segment.
+            heappush(
+                sim._heap, (sim.now + self._ack_delay, sim._next_seq(), peer.segment_acked, pkt)
+            )
 
     def _accept(self, pkt: Packet) -> None:
         data = pkt.payload
@@ -622,7 +636,9 @@ class SimStream:
             self._maybe_forget()
 
     def _deliver(self, chunk: bytes) -> None:
-        self.sim.trace(self.host.ip, "data", f"{self._tag} {len(chunk)} {zlib.crc32(chunk)}")
+        # The line Simulator.trace(ip, "data", ...) would make, made in one go.
+        sim = self.sim
+        sim.trace_line(f"{sim.now_text()} {self._data_tag} {len(chunk)} {zlib.crc32(chunk)}\n")
         assert self.handler is not None
         self.handler.data_received(chunk)
 

@@ -31,6 +31,7 @@ Public API: :class:`PongCache`, :class:`CachedPong`, :class:`PingDemand`,
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from peerlab.overlays.gnutella.router import MAX_TTL
@@ -107,6 +108,9 @@ class PongCache:
     def __init__(self, expiry: float = PONG_CACHE_EXPIRY) -> None:
         self.expiry = expiry
         self._by_distance: dict[int, list[CachedPong]] = {}
+        #: The addresses in each distance's list: a duplicate check per Pong
+        #: that costs one lookup, not a scan of up to MAX_CACHED_PER_DISTANCE.
+        self._addresses: dict[int, set[tuple[str, int]]] = {}
         #: ``NEXT_EXPIRE``: the cache is stale from then on.
         self.next_expire = 0.0
 
@@ -119,6 +123,7 @@ class PongCache:
     def refresh(self, now: float) -> None:
         """Empty the cache (a refill starts); stale again ``expiry`` from now."""
         self._by_distance.clear()
+        self._addresses.clear()
         self.next_expire = now + self.expiry
 
     def add(self, pong: CachedPong) -> bool:
@@ -126,32 +131,51 @@ class PongCache:
         dropped (duplicate, or that distance is full)."""
         if not 1 <= pong.distance <= MAX_TTL:
             return False
-        bucket = self._by_distance.setdefault(pong.distance, [])
-        if len(bucket) >= MAX_CACHED_PER_DISTANCE:
-            return False
-        if any(c.address == pong.address for c in bucket):
+        bucket = self._by_distance.get(pong.distance)
+        if bucket is None:
+            bucket = self._by_distance[pong.distance] = []
+            addresses = self._addresses[pong.distance] = set()
+        else:
+            addresses = self._addresses[pong.distance]
+        if len(bucket) >= MAX_CACHED_PER_DISTANCE or pong.address in addresses:
             return False
         bucket.append(pong)
+        addresses.add(pong.address)
         return True
 
     def pick(self, max_distance: int, exclude_link: int, limit: int) -> list[CachedPong]:
         """Up to ``limit`` Pongs of distances 1 .. ``max_distance``, spread
         over the distances ("distribute hops values equally"), none that came
         from ``exclude_link``, no address twice."""
-        lists = [
-            [c for c in self._by_distance.get(d, ()) if c.link_id != exclude_link]
+        # Round robin over the distances, each read lazily: round i takes
+        # the i-th eligible Pong of every distance that has one (skipping
+        # addresses already taken), so only the few Pongs picked are looked
+        # at, not up to MAX_CACHED_PER_DISTANCE per distance.
+        rows = [
+            _eligible(self._by_distance.get(d, ()), exclude_link)
             for d in range(1, max_distance + 1)
         ]
         out: list[CachedPong] = []
         seen: set[tuple[str, int]] = set()
-        i = 0
-        while len(out) < limit and any(i < len(x) for x in lists):
-            for x in lists:
-                if i < len(x) and x[i].address not in seen and len(out) < limit:
-                    seen.add(x[i].address)
-                    out.append(x[i])
-            i += 1
+        while len(out) < limit and rows:
+            going = []
+            for row in rows:
+                c = next(row, None)
+                if c is None:
+                    continue  # this distance has no more
+                going.append(row)
+                if c.address not in seen and len(out) < limit:
+                    seen.add(c.address)
+                    out.append(c)
+            rows = going
         return out
+
+
+def _eligible(pongs: Iterable[CachedPong], exclude_link: int) -> Iterator[CachedPong]:
+    """The Pongs of ``pongs`` that did not come from ``exclude_link``, lazily."""
+    for c in pongs:
+        if c.link_id != exclude_link:
+            yield c
 
 
 __all__ = [

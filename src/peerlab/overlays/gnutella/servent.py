@@ -65,6 +65,7 @@ Public API for the node: :class:`Servent` (``start``, ``close``,
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,12 +121,14 @@ from peerlab.proto.gnutella import (
     HandshakeRejected,
     HandshakeResponse,
     Negotiation,
+    State,
 )
 from peerlab.runtime.base import (
     Address,
     BaseStreamHandler,
     Connecting,
     Listener,
+    NullObserver,
     Runtime,
     Stream,
     StreamHandler,
@@ -217,6 +220,9 @@ BYE_QUEUE_FULL = 502
 
 #: ``rx.<type>`` counter names by payload type, made once (one per message otherwise).
 _RX_NAMES: dict[int, str] = {ptype: "rx." + name for ptype, name in TYPE_NAMES.items()}
+#: The same for ``tx.<type>`` and ``routed.<type>`` (counted per batch sent).
+_TX_NAMES: dict[int, str] = {ptype: "tx." + name for ptype, name in TYPE_NAMES.items()}
+_ROUTED_NAMES: dict[int, str] = {ptype: "routed." + name for ptype, name in TYPE_NAMES.items()}
 
 
 # ------------------------------------------------------------------ config
@@ -437,7 +443,9 @@ class Link:
         self.driver: StreamDriver = (StreamDriver if outgoing else _IncomingDriver)(
             rt,
             self.machine,
-            self._on_event,
+            # The servent's handler itself, bound to this link: a Python
+            # frame less for every descriptor than a method forwarding it.
+            functools.partial(servent._on_link_event, self),
             on_connected=self._on_connected,
             on_closed=self._on_closed,
             on_writable=self._on_writable,
@@ -473,9 +481,6 @@ class Link:
             self.address = stream.remote_address
             self.servent.tier.reached()
 
-    def _on_event(self, ev: Any) -> None:
-        self.servent._on_link_event(self, ev)
-
     def _on_closed(self, exc: Exception | None) -> None:
         self.servent._on_link_closed(self, exc)
 
@@ -490,7 +495,10 @@ class Link:
 
     @property
     def is_open(self) -> bool:
-        return self.state is LinkState.OPEN and self.machine.is_open and not self.closing
+        # machine.state, not machine.is_open: asked per neighbour per message.
+        return (
+            self.state is LinkState.OPEN and self.machine.state is State.OPEN and not self.closing
+        )
 
     def enqueue(self, item: Queued) -> None:
         """Queue a descriptor; what flow control drops is counted."""
@@ -511,23 +519,23 @@ class Link:
             send = self.machine.send_descriptor
             sent: dict[int, int] = {}
             routed: dict[int, int] = {}
+            pop = queue.pop
             try:
-                while queue:
-                    item = queue.pop()
-                    if item is None:
-                        break
+                item = pop()
+                while item is not None:
                     ptype = item.payload_type
                     send(item.guid, ptype, item.ttl, item.hops, item.payload)
                     sent[ptype] = sent.get(ptype, 0) + 1
                     if item.routed:
                         routed[ptype] = routed.get(ptype, 0) + 1
+                    item = pop()
             finally:
                 counters = self.servent.counters
                 for ptype, n in sent.items():
                     self.messages_out += n
-                    counters.count("tx." + type_name(ptype), n)
+                    counters.count(_TX_NAMES.get(ptype) or "tx." + type_name(ptype), n)
                 for ptype, n in routed.items():
-                    counters.count("routed." + type_name(ptype), n)
+                    counters.count(_ROUTED_NAMES.get(ptype) or "routed." + type_name(ptype), n)
         self.driver.flush()
 
     def close(self, code: int | None = None, reason: str = "") -> None:
@@ -589,7 +597,7 @@ class _IncomingDriver(StreamDriver):
                     RemoteProtocolError(f"not a Gnutella handshake ({kind})", 400)
                 )
                 return
-        super().data_received(data)
+        StreamDriver.data_received(self, data)
 
 
 class _Refused(BaseStreamHandler):
@@ -617,6 +625,9 @@ class Servent:
         self.config = config
         self.shares = shares
         self.counters = Counters(runtime.observer)
+        #: Whether per-message events are worth building (a NullObserver
+        #: drops them; the simulator's servents mostly have one).
+        self._observed = type(runtime.observer) is not NullObserver
         self.guid = self._new_guid()
         self.host_cache = HostCache(config.host_cache_path)
         self.pong_cache = PongCache(config.pong_cache_expiry)
@@ -1232,14 +1243,16 @@ class Servent:
             except RemoteProtocolError as exc:
                 self._bad(link, str(exc), ptype)
                 return
-        if isinstance(msg, Query):
+        # Most common first (the types are unrelated, so the order only
+        # changes how many checks a descriptor takes): Pongs, then Queries.
+        if isinstance(msg, Pong):
+            self._on_pong(link, h, ev.payload, msg)
+        elif isinstance(msg, Query):
             self._on_query(link, h, ev.payload, msg)
         elif isinstance(msg, QueryHit):
             self._on_query_hit(link, h, ev.payload, msg)
         elif isinstance(msg, Ping):
             self._on_ping(link, h, ev.payload)
-        elif isinstance(msg, Pong):
-            self._on_pong(link, h, ev.payload, msg)
         elif isinstance(msg, Push):
             self._on_push(link, h, ev.payload, msg)
         elif isinstance(msg, VendorMessage):
@@ -1254,14 +1267,13 @@ class Servent:
     def _admit(self, link: Link, h: Header) -> int | None:
         """The TTL a flooded descriptor keeps here, or ``None`` (dropped)."""
         admitted = admit_ttl(h.ttl, h.hops, self.config.max_ttl)
-        name = type_name(h.payload_type)
         if admitted is None:
             link.dropped += 1
-            self.counters.count("dropped_ttl." + name)
+            self.counters.count("dropped_ttl." + type_name(h.payload_type))
             return None
         ttl, trimmed = admitted
         if trimmed:
-            self.counters.count("ttl_trimmed." + name)
+            self.counters.count("ttl_trimmed." + type_name(h.payload_type))
         return ttl
 
     def _flood(
@@ -1272,12 +1284,13 @@ class Servent:
             return
         ttl2, hops2 = fwd
         tier = self.tier
-        if tier.tiered and tier.role == "leaf":
+        tiered = tier.tiered
+        if tiered and tier.role == "leaf":
             return  # a leaf is shielded: it forwards nothing
         for link in self._links.values():
             if link is source or not link.is_open:
                 continue
-            if tier.tiered and tier.is_leaf_link(link):
+            if tiered and tier.is_leaf_link(link):
                 continue  # leaves get queries by QRP (tier.route_query), pings never
             if ptype == QUERY and hops2 >= link.hops_flow:
                 self._drop(link, "hops_flow")
@@ -1286,14 +1299,13 @@ class Servent:
 
     def _route_reply(self, route: int, h: Header, payload: bytes) -> bool:
         """Send a reply one step back along its path; ``False`` if it cannot go."""
-        name = type_name(h.payload_type)
         link = self._links.get(route)
         if link is None or not link.is_open:
             self.counters.count("dropped.route_lost")
             return False
         fields = reply_fields(h.ttl, h.hops)
         if fields is None:
-            self.counters.count("dropped_ttl." + name)
+            self.counters.count("dropped_ttl." + type_name(h.payload_type))
             return False
         ttl, hops = fields
         link.enqueue(Queued(h.guid, h.payload_type, ttl, hops, payload, routed=True))
@@ -1314,10 +1326,11 @@ class Servent:
             link.dropped += 1
             self.counters.count("dup.query")
             return
-        self.runtime.observer.event(
-            "gnutella.query_seen", text=query.criteria, urns=list(query.urns),
-            hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
-        )  # fmt: skip
+        if self._observed:
+            self.runtime.observer.event(
+                "gnutella.query_seen", text=query.criteria, urns=list(query.urns),
+                hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
+            )  # fmt: skip
         self._answer(link, h, query)
         if self.dq.launch_for_leaf(link, h.guid, query, payload, h.hops):
             return
@@ -1507,12 +1520,13 @@ class Servent:
             self._route_reply(route, h, payload)
             return
         address = (pong.ip, pong.port)
-        if address == self.address:
+        me = self.address
+        if address == me:
             return
         wall = self.runtime.wall_time()
         if self.host_cache.add(address, seen=wall, ultrapeer=pong.is_ultrapeer, source="pong"):
             self.counters.count("hosts.learned")
-        extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != self.address]
+        extra = [a for a in pong.packed_hosts[:TRY_HOSTS_SENT] if a != me]
         if extra:
             self.host_cache.add_many(extra, seen=wall, source="pong")
         if not self.config.pong_caching or not usable_address(address):
@@ -1521,14 +1535,19 @@ class Servent:
         self.pong_cache.add(CachedPong(payload, address, distance, link.id))
         # Demultiplex: "forward the pong along all connections still needing more pongs".
         for other in self._links.values():
-            # wants() first: it is False for most links and cheaper than is_open.
-            if other is link or not other.ping.wants(distance, now) or not other.is_open:
+            # PingDemand.wants() inlined and first: it is False for most links
+            # (and cheaper than is_open); one call less per link per Pong.
+            demand = other.ping
+            if (
+                demand.guid is None
+                or now >= demand.until
+                or demand.needed.get(distance, 0) <= 0
+                or other is link
+                or not other.is_open
+            ):
                 continue
-            assert other.ping.guid is not None
-            other.ping.took(distance)
-            other.enqueue(
-                Queued(other.ping.guid, PONG, min(other.ping.hops + 1, 255), distance, payload)
-            )
+            demand.took(distance)
+            other.enqueue(Queued(demand.guid, PONG, min(demand.hops + 1, 255), distance, payload))
 
     # -- vendor messages
 
