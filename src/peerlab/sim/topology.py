@@ -44,6 +44,7 @@ from peerlab.errors import ConfigError
 from peerlab.overlays.gnutella.servent import Servent, ServentConfig
 from peerlab.runtime.base import Address, Observer
 from peerlab.sim.addresses import MAX_NODE_INDEX, node_ip, server_ip
+from peerlab.sim.collector import frozen
 from peerlab.sim.engine import Simulator
 from peerlab.sim.net import SimHost
 from peerlab.wire.urn import sha1_urn
@@ -496,10 +497,11 @@ def flood_scenario(
     t1, c1 = tick(), cpu()
     d0, e0, v0 = net.deliveries(), sim.events_run, sim.now
     gap = 1.0 / rate
-    for _ in range(queries):
-        net.search(rng.randrange(n), f"w{rng.randrange(words)}", ttl=ttl)
-        sim.run(sim.now + gap)
-    sim.run(sim.now + DRAIN)
+    with frozen():  # the built network, out of the garbage collector's scans
+        for _ in range(queries):
+            net.search(rng.randrange(n), f"w{rng.randrange(words)}", ttl=ttl)
+            sim.run(sim.now + gap)
+        sim.run(sim.now + DRAIN)
     t2, c2 = tick(), cpu()
     return FloodResult(
         nodes=n, queries=queries, deliveries=net.deliveries() - d0,

@@ -74,7 +74,6 @@ equal digests and equal CSV files).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import math
 import random
@@ -99,6 +98,7 @@ from peerlab.overlays.bittorrent import (
 from peerlab.overlays.tracker.server import Tracker, TrackerConfig
 from peerlab.runtime.worlds import SimWorld
 from peerlab.sim import derive_seed
+from peerlab.sim.collector import frozen
 from peerlab.sim.topology import LINK_CLASSES, LinkClass
 from peerlab.simulate.base import ExperimentReport, Progress
 from peerlab.wire.metainfo import Info, Metainfo
@@ -491,10 +491,8 @@ def run_swarm(
     last_pieces = -1
     next_sample = 0.0
     sim = world.sim
-    thresholds = gc.get_threshold()
-    gc.freeze()  # the setup's objects (the file's copies, the sessions) stay
-    gc.set_threshold(*SWARM_GC_THRESHOLD)
-    try:
+    # The setup's objects (the file's copies, the sessions) stay.
+    with frozen(SWARM_GC_THRESHOLD):
         while sim.now < cfg.time_limit:
             leaving = quota is not None and out.seed_left_at is None
             world.run_for(FINE_STEP if leaving or out.spread_at is None else cfg.sample_interval)
@@ -541,9 +539,6 @@ def run_swarm(
                 last_pieces, last_progress_at = pieces, now
             elif out.seed_left_at is not None and now - last_progress_at >= cfg.stall_timeout:
                 break
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
     if out.seed_left_at is None:
         out.seed_uploaded = seed_t.uploaded
     for p, t in zip(peers, torrents, strict=True):
