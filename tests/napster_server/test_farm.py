@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from napserverkit import WAIT, Closed, NapClient, free_port, share_file
+from prockit import stop_process
 
 from peerlab.overlays.napster.server import NapsterServer, NapsterServerConfig
 from peerlab.runtime.aio import AsyncioRuntime
@@ -256,13 +257,7 @@ async def test_farm_survives_sigkill(pg_url: str) -> None:
         if orphan is not None:
             await orphan.close()
         for proc in (server_a, server_b):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=WAIT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=WAIT)
+            stop_process(proc)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
