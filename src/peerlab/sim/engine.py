@@ -47,12 +47,7 @@ class SimTimer(QueuedTimer):
     __slots__ = ("_sim", "_ip")
 
     def __init__(self, sim: Simulator, when: float, fn: Callable[[], None], ip: str | None) -> None:
-        # QueuedTimer's fields set here directly: one timer per flush of a
-        # servent's links, so the super() call was a cost per message.
-        self._owner = sim
-        self._when = when
-        self.fn = fn
-        self._cancelled = False
+        super().__init__(sim, when, fn)
         self._sim = sim
         self._ip = ip
 
@@ -64,8 +59,7 @@ def fire_timer(timer: SimTimer) -> None:
         return
     timer.fn = None
     if timer._ip is not None:
-        sim = timer._sim
-        sim.trace_line(f"{sim.now_text()} {timer._ip} timer \n")  # trace(ip, "timer")
+        timer._sim.trace(timer._ip, "timer")
     fn()
 
 
@@ -100,8 +94,7 @@ class Simulator:
         self.trace_lines: list[str] | None = [] if trace else None
         self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
         #: The next sequence number of an event (ties at one virtual time
-        #: run in scheduling order).  The network's hot paths push onto
-        #: ``_heap`` with it directly, a method call less per packet.
+        #: run in scheduling order).
         self._next_seq: Callable[[], int] = itertools.count(1).__next__
         self._cancelled = 0
         self._digest = hashlib.blake2b(digest_size=16)
@@ -238,7 +231,13 @@ class Simulator:
 
     def trace(self, ip: str, kind: str, detail: str = "") -> None:
         """Record a delivered event in the trace digest."""
-        self.trace_line(f"{self.now_text()} {ip} {kind} {detail}\n")
+        line = f"{self.now_text()} {ip} {kind} {detail}\n"
+        unhashed = self._unhashed
+        unhashed.append(line)
+        if len(unhashed) >= TRACE_BATCH:
+            self._hash_lines()
+        if self.trace_lines is not None:
+            self.trace_lines.append(line)
 
     def now_text(self) -> str:
         """``repr(self.now)``, as trace lines begin.  Remembered for the
@@ -250,16 +249,6 @@ class Simulator:
             self._now_at = now
             self._now_text = repr(now)
         return self._now_text
-
-    def trace_line(self, line: str) -> None:
-        """Record a whole trace line (``"<now!r> <ip> <kind> <detail>\\n"``,
-        what :meth:`trace` makes), for callers that build it in one go."""
-        unhashed = self._unhashed
-        unhashed.append(line)
-        if len(unhashed) >= TRACE_BATCH:
-            self._hash_lines()
-        if self.trace_lines is not None:
-            self.trace_lines.append(line)
 
     def _hash_lines(self) -> None:
         self._digest.update("".join(self._unhashed).encode())

@@ -35,7 +35,6 @@ import random
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from heapq import heappush
 from typing import TYPE_CHECKING, Protocol
 
 from peerlab.errors import AddressInUse, NetworkError
@@ -356,11 +355,9 @@ class SimHost:
                 source.queued = True
                 ready.append(source)
             self._up_busy = True
-            sim = self.sim
-            pkt.sent_at = now = sim.now
+            pkt.sent_at = now = self.sim.now
             pkt.tries += 1
-            # Simulator.schedule inlined (a packet's events are never in the past).
-            heappush(sim._heap, (now + pkt.size / self.up, sim._next_seq(), self._transmitted, pkt))
+            self.sim.schedule(now + pkt.size / self.up, self._transmitted, pkt)
             return
         self._up_busy = False
 
@@ -385,8 +382,7 @@ class SimHost:
         if sink is None:
             self.lose(pkt, "no-route")
             return
-        when = sim.now + self.latency + sink.latency
-        heappush(sim._heap, (when, sim._next_seq(), sink.packet_arrived, pkt))
+        sim.schedule(sim.now + self.latency + sink.latency, sink.packet_arrived, pkt)
 
     def lose(self, pkt: Packet, where: str) -> None:
         """A packet is gone: streams retransmit, everything else stays lost."""
@@ -402,11 +398,10 @@ class SimHost:
         if self.loss and self.net_rng.random() < self.loss:
             self.lose(pkt, "downlink")
             return
-        sim = self.sim
-        now = sim.now
+        now = self.sim.now
         start = self._down_free if self._down_free > now else now
         self._down_free = done = start + pkt.size / self.down
-        heappush(sim._heap, (done, sim._next_seq(), self._received, pkt))
+        self.sim.schedule(done, self._received, pkt)
 
     def _received(self, pkt: Packet) -> None:
         self.bytes_down += pkt.size

@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
-from heapq import heappush
 from typing import TYPE_CHECKING
 
 from peerlab.errors import ConnectionRefused, LocalProtocolError, NetworkError
@@ -144,7 +143,6 @@ class SimStream:
         "sim",
         "state",
         "_tag",
-        "_data_tag",
     )
 
     def __init__(
@@ -157,8 +155,6 @@ class SimStream:
         self._key = (local[1], remote[0], remote[1])
         #: How the trace names this end (its addresses never change).
         self._tag = f"{local[1]} {remote}"
-        #: The start of this end's ``data`` trace lines, after the time.
-        self._data_tag = f"{host.ip} data {self._tag}"
         self.handler = handler
         self.state = CONNECTING
         self.peer: SimStream | None = None
@@ -608,11 +604,7 @@ class SimStream:
         peer = pkt.conn
         if peer is not None:
             pkt.window = self._consumed + RECEIVE_WINDOW
-            sim = self.sim
-            # Simulator.schedule inlined: one acknowledgement per segment.
-            heappush(
-                sim._heap, (sim.now + self._ack_delay, sim._next_seq(), peer.segment_acked, pkt)
-            )
+            self.sim.schedule(self.sim.now + self._ack_delay, peer.segment_acked, pkt)
 
     def _accept(self, pkt: Packet) -> None:
         data = pkt.payload
@@ -636,9 +628,7 @@ class SimStream:
             self._maybe_forget()
 
     def _deliver(self, chunk: bytes) -> None:
-        # The line Simulator.trace(ip, "data", ...) would make, made in one go.
-        sim = self.sim
-        sim.trace_line(f"{sim.now_text()} {self._data_tag} {len(chunk)} {zlib.crc32(chunk)}\n")
+        self.sim.trace(self.host.ip, "data", f"{self._tag} {len(chunk)} {zlib.crc32(chunk)}")
         assert self.handler is not None
         self.handler.data_received(chunk)
 
