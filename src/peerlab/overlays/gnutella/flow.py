@@ -112,7 +112,7 @@ class OutgoingQueue:
         """Queue ``item``; returns what was dropped to make room (``[item]``
         itself when everything queued is worth at least as much)."""
         prio = priority(item.payload_type, item.hops)
-        size = HEADER_LENGTH + len(item.payload)  # item.size, a call less per message
+        size = item.size
         need_bytes = self._bytes + size - self.max_bytes
         need_count = self._count + 1 - self.max_messages
         if need_bytes > 0 or need_count > 0:
@@ -162,7 +162,7 @@ class OutgoingQueue:
         item = level.popleft()
         if not level:
             del self._levels[best]
-        self._bytes -= HEADER_LENGTH + len(item.payload)
+        self._bytes -= item.size
         self._count -= 1
         return item
 

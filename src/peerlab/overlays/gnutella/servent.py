@@ -128,7 +128,6 @@ from peerlab.runtime.base import (
     BaseStreamHandler,
     Connecting,
     Listener,
-    NullObserver,
     Runtime,
     Stream,
     StreamHandler,
@@ -597,7 +596,7 @@ class _IncomingDriver(StreamDriver):
                     RemoteProtocolError(f"not a Gnutella handshake ({kind})", 400)
                 )
                 return
-        StreamDriver.data_received(self, data)
+        super().data_received(data)
 
 
 class _Refused(BaseStreamHandler):
@@ -625,9 +624,6 @@ class Servent:
         self.config = config
         self.shares = shares
         self.counters = Counters(runtime.observer)
-        #: Whether per-message events are worth building (a NullObserver
-        #: drops them; the simulator's servents mostly have one).
-        self._observed = type(runtime.observer) is not NullObserver
         self.guid = self._new_guid()
         self.host_cache = HostCache(config.host_cache_path)
         self.pong_cache = PongCache(config.pong_cache_expiry)
@@ -1326,11 +1322,10 @@ class Servent:
             link.dropped += 1
             self.counters.count("dup.query")
             return
-        if self._observed:
-            self.runtime.observer.event(
-                "gnutella.query_seen", text=query.criteria, urns=list(query.urns),
-                hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
-            )  # fmt: skip
+        self.runtime.observer.event(
+            "gnutella.query_seen", text=query.criteria, urns=list(query.urns),
+            hops=h.hops, ttl=h.ttl, peer=f"{link.address[0]}:{link.address[1]}",
+        )  # fmt: skip
         self._answer(link, h, query)
         if self.dq.launch_for_leaf(link, h.guid, query, payload, h.hops):
             return
@@ -1535,17 +1530,11 @@ class Servent:
         self.pong_cache.add(CachedPong(payload, address, distance, link.id))
         # Demultiplex: "forward the pong along all connections still needing more pongs".
         for other in self._links.values():
-            # PingDemand.wants() inlined and first: it is False for most links
-            # (and cheaper than is_open); one call less per link per Pong.
+            # wants() first: it is False for most links and cheaper than is_open.
             demand = other.ping
-            if (
-                demand.guid is None
-                or now >= demand.until
-                or demand.needed.get(distance, 0) <= 0
-                or other is link
-                or not other.is_open
-            ):
+            if other is link or not demand.wants(distance, now) or not other.is_open:
                 continue
+            assert demand.guid is not None
             demand.took(distance)
             other.enqueue(Queued(demand.guid, PONG, min(demand.hops + 1, 255), distance, payload))
 
