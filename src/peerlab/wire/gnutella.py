@@ -1060,12 +1060,7 @@ def encode_payload(msg: Message) -> bytes:
 
 def frame(guid: bytes, payload_type: int, ttl: int, hops: int, payload: bytes) -> bytes:
     """A whole descriptor: header and payload (used to forward a payload as received)."""
-    # The checks of _check_header_fields inline (a call per descriptor sent);
-    # it is called only to raise its error.
-    if len(guid) != GUID_LENGTH or not (
-        0 <= payload_type <= 255 and 0 <= ttl <= 255 and 0 <= hops <= 255
-    ):
-        _check_header_fields(guid, payload_type, ttl, hops)
+    _check_header_fields(guid, payload_type, ttl, hops)
     return _HEADER.pack(guid, payload_type, ttl, hops, len(payload)) + payload
 
 
