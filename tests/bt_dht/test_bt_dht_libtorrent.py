@@ -98,23 +98,28 @@ def check_port_exchange(us: Peer, lt_peer: LtDhtPeer) -> None:
                for line in lt_peer.peer_log), lt_peer.peer_log[:40]  # fmt: skip
 
 
+def lt_seed_in_dht(world: RealWorld, rs: list[DhtNode], lt_peer: LtDhtPeer,
+                   meta: Metainfo, data: bytes, seed_dir: Path) -> None:  # fmt: skip
+    """libtorrent seeds ``meta`` from ``seed_dir`` and its announce_peer
+    reaches our DHT routers, under its TCP port."""
+    write_files(seed_dir, meta.info, data)
+    lt_peer.add(meta.to_bytes(), seed_dir, seed=True)
+    assert world.run_until(lt_peer.seeding, STEP_S)
+    address = ("127.0.0.1", lt_peer.port)
+    assert until_reannounced(world, lt_peer,
+                             lambda: stored_by(rs, meta.info.info_hash, address) >= 2)  # fmt: skip
+
+
 def test_peerlab_finds_a_trackerless_libtorrent_seed_through_the_dht(
     dht_world: tuple[RealWorld, list[DhtNode]], tmp_path: Path
 ) -> None:
     world, rs = dht_world
     boot = rs[0].address
     meta, data = trackerless(b"lt-seed", 600_000, 32768)
-    ih = meta.info.info_hash
-    seed_dir = tmp_path / "seed"
-    write_files(seed_dir, meta.info, data)
     lt_peer = LtDhtPeer(boot)
     us: Peer | None = None
     try:
-        lt_peer.add(meta.to_bytes(), seed_dir, seed=True)
-        assert world.run_until(lt_peer.seeding, STEP_S)
-        # libtorrent's announce_peer reached our DHT, under its TCP port
-        assert until_reannounced(world, lt_peer,
-                                 lambda: stored_by(rs, ih, ("127.0.0.1", lt_peer.port)) >= 2)
+        lt_seed_in_dht(world, rs, lt_peer, meta, data, tmp_path / "seed")
 
         us = Peer(world, "us", bootstrap=(boot,), state_dir=tmp_path / "state")
         joined(world, us, ROUTERS)
@@ -172,15 +177,10 @@ def test_a_trackerless_magnet_is_resolved_from_libtorrent_through_the_dht(
     boot = rs[0].address
     meta, data = trackerless(b"lt-magnet", 400_000, 16384)
     ih = meta.info.info_hash
-    seed_dir = tmp_path / "seed"
-    write_files(seed_dir, meta.info, data)
     lt_peer = LtDhtPeer(boot)
     us: Peer | None = None
     try:
-        lt_peer.add(meta.to_bytes(), seed_dir, seed=True)
-        assert world.run_until(lt_peer.seeding, STEP_S)
-        assert until_reannounced(world, lt_peer,
-                                 lambda: stored_by(rs, ih, ("127.0.0.1", lt_peer.port)) >= 2)
+        lt_seed_in_dht(world, rs, lt_peer, meta, data, tmp_path / "seed")
 
         us = Peer(world, "us", bootstrap=(boot,), state_dir=tmp_path / "state")
         joined(world, us, ROUTERS)
