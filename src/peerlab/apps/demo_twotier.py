@@ -233,9 +233,10 @@ def twotier_story(console: Console) -> bool:
             return False
         console.print(f"{len(ups)} ultrapeers (cable and T1 lines), "
                       f"{len(servents) - len(ups)} leaves (modems and DSL)")
-        # Every leaf's QRP table reaches its ultrapeers before the search: a
-        # leaf whose table is still on its way is not asked (a fixed wait
-        # was too short on a loaded machine).
+        # The leaves' links and QRP tables settle (a second, as before), and
+        # every leaf's table has reached its ultrapeers before the search: a
+        # leaf whose table is still on its way is not asked.
+        world.run_for(1.0)
         world.run_until(lambda: _tables_in(ups), SETTLE_TIMEOUT)
         me = names[servents[-1].address]
         console.print(f"\n[bold]{me}[/] ({SERVENT_CLASSES[-1]}, a leaf): search {QUERY!r}, "
