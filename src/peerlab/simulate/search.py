@@ -22,6 +22,7 @@ server, or the most loaded servent).
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,11 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
                     rows.append({"nodes": n, "architecture": arch, "ttl": ttl,
                                  **measurement_row(m)})  # fmt: skip
             digests.append(sim.trace_digest())
+            # Let this network go before the next one is built: held by
+            # ``net``/``sim`` until reassigned, the last one would still be
+            # alive while the next was built (and it is full of cycles).
+            del net, sim
+            gc.collect()
     progress("search: writing", 1.0)
     csv_path = write_csv(out / "search.csv", rows)
     command = str(config.get("_command", f"peerlab simulate {sc.source or sc.name} --seed {seed}"))
