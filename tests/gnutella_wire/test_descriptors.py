@@ -10,6 +10,7 @@ messages, and QHD trailers laid out as gtk-gnutella and LimeWire write them.
 from __future__ import annotations
 
 import random
+import tracemalloc
 import zlib
 
 import pytest
@@ -502,6 +503,37 @@ def test_deflated_link_round_trip_bytewise() -> None:
     bytewise = b"".join(rx.decompress(wire[i : i + 1]) for i in range(len(wire)))
     assert whole == bytewise == b"".join(sent)
     assert tx.bytes_in == len(whole) and tx.bytes_out == len(wire) < len(whole)
+
+
+def test_deflated_link_uses_a_4k_window_and_reads_any_window() -> None:
+    # Our stream's zlib header: CMF 0x48, deflate with CINFO 4 (a window of
+    # 2 ** (4 + 8) = 4 KiB), and an FLG that makes CMF * 256 + FLG a
+    # multiple of 31 (RFC 1950).
+    tx = LinkDeflater()
+    head = tx.compress(b"GNUTELLA") + tx.flush()
+    assert head[0] == 0x48 and (head[0] * 256 + head[1]) % 31 == 0
+    # A peer's 32 KiB-window stream (LimeWire's java.util.zip default), with
+    # a repeat 20,000 bytes back that only the large window can reach.
+    text = random.Random(2).randbytes(20_000)
+    big = zlib.compressobj(6, zlib.DEFLATED, 15)
+    wire = big.compress(text + text) + big.flush(zlib.Z_SYNC_FLUSH)
+    assert wire[0] == 0x78 and len(wire) < 30_000
+    assert LinkInflater().decompress(wire) == text + text
+
+
+def test_an_inflater_of_a_peerlab_stream_holds_a_4k_window() -> None:
+    # The inflater allocates the window the header announces, not 32 KiB:
+    # thousands of links in the simulator (zlib's state is about 7 KiB).
+    tx = LinkDeflater()
+    wire = tx.compress(random.Random(3).randbytes(10_000)) + tx.flush()
+    tracemalloc.start()
+    try:
+        rx = LinkInflater()
+        assert len(rx.decompress(wire)) == 10_000
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 16 * 1024
 
 
 def test_deflated_link_refuses_a_bomb() -> None:

@@ -23,6 +23,7 @@ from peerlab.wire.qrp import (
     MAX_TABLE_LENGTH,
     ROUTE_TABLE_UPDATE,
     PatchTable,
+    PresenceTable,
     QrpReceiver,
     QueryRouteTable,
     ResetTable,
@@ -444,3 +445,75 @@ def test_patch_arithmetic_matches_the_spec_model(inf: int, bits: int, data: st.D
     assert rx.table == QueryRouteTable(length, inf, start)
     got = rx.receive(PatchTable(1, 1, COMPRESSOR_NONE, bits, patch))
     assert got is not None and bytes(got.entries) == reference_patch(start, patch, bits, inf)
+
+
+def reference_presence(present: bytes, patch: bytes, bits: int) -> bytes:
+    """LimeWire's rule, one entry at a time: a negative patch entry makes the
+    entry present, a positive one absent, zero leaves it."""
+    if bits == 8:
+        deltas = [b - 256 if b > 127 else b for b in patch]
+    else:
+        deltas = [n - 16 if n > 7 else n for b in patch for n in (b >> 4, b & 0xF)]
+    return bytes(1 if d < 0 else 0 if d > 0 else p for p, d in zip(present, deltas, strict=True))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from([2, 7, 15]), st.sampled_from([4, 8]), st.integers(1, 40), st.data())
+def test_presence_receiver_follows_the_signs_of_the_patch(
+    inf: int, bits: int, chunk: int, data: st.DataObject
+) -> None:
+    # Patches cut at arbitrary entries (odd chunk sizes, uncompressed) so the
+    # bit packing meets runs that start and end inside a bitmap byte.
+    length = 128
+    start = data.draw(st.binary(min_size=length, max_size=length).map(
+        lambda b: bytes(v & 1 for v in b)))  # fmt: skip
+    patch = data.draw(st.binary(min_size=length * bits // 8, max_size=length * bits // 8))
+    rx = QrpReceiver(presence_only=True)
+    rx.receive(ResetTable(length, inf))
+    table = QueryRouteTable(length, inf, bytes(1 if p else inf for p in start))
+    for m in make_update(table, entry_bits=8)[1:]:
+        rx.receive(m)
+    assert isinstance(rx.table, PresenceTable) and rx.table.presence() == start
+    pieces = [patch[i : i + chunk] for i in range(0, len(patch), chunk)]
+    got = None
+    for n, piece in enumerate(pieces, 1):
+        got = rx.receive(PatchTable(n, len(pieces), COMPRESSOR_NONE, bits, piece))
+    assert got is not None and got.presence() == reference_presence(start, patch, bits)
+    assert got.present == sum(got.presence())
+
+
+@settings(max_examples=40, deadline=None)
+@given(tables(), st.sampled_from([4, 8]), st.data())
+def test_presence_receiver_agrees_with_distances_on_what_servents_send(
+    table: QueryRouteTable, bits: int, data: st.DataObject
+) -> None:
+    # make_update's tables, and any next table of distances 1 / infinity
+    # (what a leaf sends): the bitmap claims exactly the keywords the
+    # distance table does, and looks up the same.
+    bits = 8 if table.infinity > 8 else bits
+    chunk = table.length // 250 + 1
+    exact, presence = QrpReceiver(), QrpReceiver(presence_only=True)
+    nxt = QueryRouteTable(table.length, table.infinity, table.presence().translate(
+        bytes((table.infinity, 1)) + bytes(254)))  # fmt: skip
+    for slot in data.draw(st.lists(st.integers(0, table.length - 1), max_size=10)):
+        nxt.entries[slot] = nxt.infinity if nxt.entries[slot] < nxt.infinity else 1
+    for target, prev in ((table, None), (nxt, table)):
+        for msg in make_update(target, prev, entry_bits=bits, chunk_size=chunk):
+            wire = decode_route_table_update(encode_route_table_update(msg))
+            a, b = exact.receive(wire), presence.receive(wire)
+        assert a is not None and b is not None
+        assert b.presence() == a.presence() == target.presence()
+        assert b.present == target.present
+    words = [f"w{i}" for i in range(50)]
+    assert [b.contains(w) for w in words] == [nxt.contains(w) for w in words]
+
+
+def test_presence_table_round_trips_to_distances_and_merges() -> None:
+    t = PresenceTable(1 << 6)
+    t.apply_patch(0, bytes([0xA0, 0x0A, 0x00, 0x60]), 4)  # entries 0 and 3 set, 6 cleared
+    assert t.presence()[:8] == bytes([1, 0, 0, 1, 0, 0, 0, 0]) and t.present == 2
+    assert t.to_table().entries[:4] == bytes([1, 7, 7, 1])
+    assert t.scaled(1 << 5).entries[:2] == bytes([1, 1])  # min over each pair
+    assert t.copy() == t and t.copy() is not t
+    with pytest.raises(LocalProtocolError):
+        t.apply_patch(63, bytes([0xAA]), 4)  # two entries from 63: past the end

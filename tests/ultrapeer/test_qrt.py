@@ -22,6 +22,8 @@ from peerlab.wire.qrp import (
     COMPRESSOR_NONE,
     COMPRESSOR_ZLIB,
     PatchTable,
+    PresenceTable,
+    QrpReceiver,
     QueryRouteTable,
     ResetTable,
     qrp_hash,
@@ -67,7 +69,10 @@ def test_sender_sends_reset_and_patches_then_only_changes() -> None:
     inbound = QrpInbound()
     for m in first + again:
         inbound.receive(m)
-    assert inbound.table == shares_table(bigger)
+    # The ultrapeer keeps presence only, a bit per entry.
+    assert isinstance(inbound.table, PresenceTable)
+    assert inbound.table.presence() == shares_table(bigger).presence()
+    assert inbound.table.contains("third") and not shares_table(SHARES).contains("third")
 
 
 def test_inbound_refuses_a_table_too_large() -> None:
@@ -140,10 +145,10 @@ def test_the_fast_4bit_patch_equals_the_per_entry_definition() -> None:
             base = bytes((inf,)) * length if prev is None else bytes(prev.entries)
             want = _pack_patch([n - o for n, o in zip(b.entries, base, strict=True)], 4)
             assert b"".join(m.data for m in msgs if isinstance(m, PatchTable)) == want
-            inbound = QrpInbound(max_fill=1.0)  # random tables are nearly full
+            rx = QrpReceiver()  # distances kept: the exact arithmetic
             if prev is not None:
                 for m in make_update(a):
-                    inbound.receive(m)
+                    rx.receive(m)
             for m in msgs:
-                inbound.receive(m)
-            assert inbound.table == b
+                rx.receive(m)
+            assert rx.table == b

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import re
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -49,9 +50,11 @@ __all__ = [
     "MIN_TABLE_LENGTH",
     "ROUTE_TABLE_UPDATE",
     "PatchTable",
+    "PresenceTable",
     "QrpReceiver",
     "QueryRouteTable",
     "ResetTable",
+    "QrpTable",
     "decode_route_table_update",
     "encode_route_table_update",
     "make_update",
@@ -213,7 +216,38 @@ def _check_shape(length: int, infinity: int, exc: type[Exception]) -> None:
         raise exc(f"QRP infinity {infinity} out of range")
 
 
-class QueryRouteTable:
+class _Lookup(ABC):
+    """What a query asks of any table: is each keyword present?"""
+
+    __slots__ = ()
+
+    length: int
+
+    @abstractmethod
+    def contains(self, keyword: str | bytes) -> bool:
+        """Does the table claim ``keyword``?"""
+
+    def matches(self, keywords: Iterable[str | bytes]) -> bool:
+        """Do all ``keywords`` hit the table ("Queries are interpreted as
+        logical AND's of keywords")?  No keywords match nothing."""
+        seen = False
+        for word in keywords:
+            seen = True
+            if not self.contains(word):
+                return False
+        return seen
+
+    @property
+    @abstractmethod
+    def present(self) -> int:
+        """How many entries are present."""
+
+    def fill_ratio(self) -> float:
+        """Fraction of entries present: a table claiming every keyword has 1.0."""
+        return self.present / self.length
+
+
+class QueryRouteTable(_Lookup):
     """One query route table: ``length`` one-byte entries, each the distance
     to a matching file or ``infinity`` (no file).  An entry below infinity is
     present.  Mutable; :meth:`copy` before sharing."""
@@ -262,28 +296,21 @@ class QueryRouteTable:
             self.entries[slot] = distance
 
     def contains(self, keyword: str | bytes) -> bool:
-        """Does the table claim ``keyword``?"""
         return self.entries[qrp_hash(keyword, self.bits)] < self.infinity
-
-    def matches(self, keywords: Iterable[str | bytes]) -> bool:
-        """Do all ``keywords`` hit the table ("Queries are interpreted as
-        logical AND's of keywords")?  No keywords match nothing."""
-        seen = False
-        for word in keywords:
-            seen = True
-            if not self.contains(word):
-                return False
-        return seen
 
     @property
     def present(self) -> int:
-        """How many entries are present (below infinity)."""
         # Delete the present values; what is left is absent (one C pass).
         return self.length - len(self.entries.translate(None, _PRESENT_VALUES[self.infinity]))
 
-    def fill_ratio(self) -> float:
-        """Fraction of entries present: a table claiming every keyword has 1.0."""
-        return self.present / self.length
+    def presence(self) -> bytes:
+        """One byte per entry: 1 present, 0 absent."""
+        return bytes(self.entries).translate(_PRESENT_FLAGS[self.infinity])
+
+    def apply_patch(self, start: int, delta: bytes, entry_bits: int) -> None:
+        """Add the signed patch entries in ``delta`` (``entry_bits`` each) to
+        the entries from ``start`` on, each clamped to ``[0, infinity]``."""
+        _apply(self.entries, start, delta, entry_bits, self.infinity)
 
     def scaled(self, length: int) -> QueryRouteTable:
         """This table interpolated to ``length`` entries ("Hashing Details": an
@@ -328,11 +355,138 @@ class QueryRouteTable:
         )
 
 
+class PresenceTable(_Lookup):
+    """A peer's table as LimeWire and gtk-gnutella keep one: a bit per entry,
+    present or not, 8 KiB for LimeWire's 65,536 entries where the distances
+    take 64 KiB.  An ultrapeer holds one per leaf and needs no more: last-hop
+    routing asks only whether a keyword is present.
+
+    A patch entry sets presence, it does not add distance: below zero makes
+    the entry present, above zero absent, zero leaves it (LimeWire's
+    ``QueryRouteTable.patch``, gtk-gnutella's compacted tables).  For a table
+    of distances 1 and infinity, which is what leaves send, that is exactly
+    the spec's arithmetic (``QueryRouteTable.apply_patch``).  Entry ``k`` is
+    bit ``7 - k % 8`` of byte ``k // 8``."""
+
+    __slots__ = ("length", "infinity", "bits", "_bitmap")
+
+    def __init__(
+        self, length: int = DEFAULT_TABLE_LENGTH, infinity: int = DEFAULT_INFINITY,
+        bitmap: bytes | bytearray | None = None,
+    ) -> None:  # fmt: skip
+        _check_shape(length, infinity, LocalProtocolError)
+        self.length = length
+        self.infinity = infinity
+        self.bits = _bits_of(length)
+        if bitmap is None:
+            self._bitmap = bytearray(length // 8)
+        elif len(bitmap) * 8 != length:
+            raise LocalProtocolError("bitmap does not match the table length")
+        else:
+            self._bitmap = bytearray(bitmap)
+
+    def copy(self) -> PresenceTable:
+        return PresenceTable(self.length, self.infinity, self._bitmap)
+
+    def contains(self, keyword: str | bytes) -> bool:
+        slot = qrp_hash(keyword, self.bits)
+        return bool(self._bitmap[slot >> 3] & (0x80 >> (slot & 7)))
+
+    @property
+    def present(self) -> int:
+        return int.from_bytes(self._bitmap, "big").bit_count()
+
+    def presence(self) -> bytes:
+        """One byte per entry: 1 present, 0 absent."""
+        out = bytearray(self.length)
+        for i, bit in enumerate(_BIT_FLAGS):
+            out[i::8] = self._bitmap.translate(bit)
+        return bytes(out)
+
+    def to_table(self) -> QueryRouteTable:
+        """The same presence as a table of distances (1 or infinity)."""
+        to_entry = bytes((1,)) + bytes((self.infinity,)) * 255
+        absent = self.presence().translate(_FLIP)
+        return QueryRouteTable(self.length, self.infinity, absent.translate(to_entry))
+
+    def scaled(self, length: int) -> QueryRouteTable:
+        """:meth:`QueryRouteTable.scaled` of :meth:`to_table`."""
+        return self.to_table().scaled(length)
+
+    def apply_patch(self, start: int, delta: bytes, entry_bits: int) -> None:
+        """Set the entries from ``start`` present or absent by the signs of
+        the patch entries in ``delta`` (``entry_bits`` each)."""
+        if entry_bits == 4:
+            n = 2 * len(delta)
+            sets, clears = bytearray(n), bytearray(n)
+            sets[0::2], sets[1::2] = delta.translate(_NEG_HIGH), delta.translate(_NEG_LOW)
+            clears[0::2], clears[1::2] = delta.translate(_POS_HIGH), delta.translate(_POS_LOW)
+        else:
+            n = len(delta)
+            sets, clears = bytearray(delta.translate(_NEG8)), bytearray(delta.translate(_POS8))
+        if not n:
+            return
+        end = start + n
+        if end > self.length:
+            raise LocalProtocolError("patch runs past the end of the table")
+        # Pad both flag runs out to whole bytes of the bitmap, then one
+        # big-integer OR and AND-NOT over the bytes they cover.
+        a, b = start >> 3, (end + 7) >> 3
+        front, back = bytes(start - 8 * a), bytes(8 * b - end)
+        on = int.from_bytes(_pack_flags(front + sets + back), "big")
+        off = int.from_bytes(_pack_flags(front + clears + back), "big")
+        old = int.from_bytes(self._bitmap[a:b], "big")
+        self._bitmap[a:b] = ((old | on) & ~off).to_bytes(b - a, "big")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PresenceTable):
+            return NotImplemented
+        return (self.length, self.infinity, self._bitmap) == (
+            other.length,
+            other.infinity,
+            other._bitmap,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PresenceTable(length={self.length}, infinity={self.infinity}, "
+            f"present={self.present})"
+        )
+
+
+#: A table as a receiver keeps it: with distances, or presence only.
+QrpTable = QueryRouteTable | PresenceTable
+
+# Translate tables of :class:`PresenceTable`: a bitmap byte -> its bit ``i``
+# (most significant first) as 0/1; a flag flipped; a patch byte -> 1 where
+# its entry is negative (sets) or positive (clears), 4-bit entries high
+# nibble first.
+_BIT_FLAGS = [bytes((b >> (7 - i)) & 1 for b in range(256)) for i in range(8)]
+_FLIP = bytes((1,)) + bytes(255)
+_NEG_HIGH = bytes(int(b >> 4 > 7) for b in range(256))
+_NEG_LOW = bytes(int(b & 0xF > 7) for b in range(256))
+_POS_HIGH = bytes(int(0 < b >> 4 <= 7) for b in range(256))
+_POS_LOW = bytes(int(0 < b & 0xF <= 7) for b in range(256))
+_NEG8 = bytes(int(b > 127) for b in range(256))
+_POS8 = bytes(int(0 < b <= 127) for b in range(256))
+
+
+def _pack_flags(flags: bytes | bytearray) -> bytes:
+    """Bytes of 0/1 (a multiple of 8 of them) packed 8 to a byte, first
+    flag in the most significant bit: eight strided slices, no loop per flag."""
+    acc = 0
+    for i in range(8):
+        acc |= int.from_bytes(flags[i::8], "big") << (7 - i)
+    return acc.to_bytes(len(flags) // 8, "big")
+
+
 # ------------------------------------------------------------------ patches
 
 
 #: ``_PRESENT_VALUES[inf]``: the entry values below ``inf`` (present).
 _PRESENT_VALUES = [bytes(range(inf)) for inf in range(MAX_INFINITY + 1)]
+#: ``_PRESENT_FLAGS[inf]``: a translate table, entry value -> 1 if below ``inf``.
+_PRESENT_FLAGS = [bytes(int(v < inf) for v in range(256)) for inf in range(MAX_INFINITY + 1)]
 
 
 #: Key ``old << 4 | new`` (both at most 15) -> the 4-bit ``new - old``.
@@ -493,20 +647,25 @@ class QrpReceiver:
     from a missing message", so the connection is closed.
     """
 
-    __slots__ = ("max_table_length", "table", "updates", "_work", "_seq", "_inflater", "_fed")
+    __slots__ = ("max_table_length", "presence_only", "table", "updates", "_work", "_seq",
+                 "_inflater", "_fed")  # fmt: skip
 
-    def __init__(self, *, max_table_length: int = MAX_TABLE_LENGTH) -> None:
+    def __init__(
+        self, *, max_table_length: int = MAX_TABLE_LENGTH, presence_only: bool = False
+    ) -> None:
         self.max_table_length = max_table_length
-        self.table: QueryRouteTable | None = None
+        #: Keep a :class:`PresenceTable` (a bit per entry) instead of distances.
+        self.presence_only = presence_only
+        self.table: QrpTable | None = None
         #: Completed sequences so far.
         self.updates = 0
-        self._work: QueryRouteTable | None = None
+        self._work: QrpTable | None = None
         # (seq_size, compressor, entry_bits, next seq_no) of the sequence in progress.
         self._seq: tuple[int, int, int, int] | None = None
         self._inflater: zlib._Decompress | None = None
         self._fed = 0  # patch bytes (uncompressed) received in this sequence
 
-    def receive(self, msg: RouteTableUpdate) -> QueryRouteTable | None:
+    def receive(self, msg: RouteTableUpdate) -> QrpTable | None:
         if isinstance(msg, ResetTable):
             self._reset(msg)
             return None
@@ -518,13 +677,14 @@ class QrpReceiver:
             raise RemoteProtocolError(
                 f"QRP table of {msg.table_length} entries exceeds {self.max_table_length}"
             )
-        self._work = QueryRouteTable(msg.table_length, msg.infinity)
+        kind = PresenceTable if self.presence_only else QueryRouteTable
+        self._work = kind(msg.table_length, msg.infinity)
         self.table = None
         self._seq = None
         self._inflater = None
         self._fed = 0
 
-    def _patch(self, msg: PatchTable) -> QueryRouteTable | None:
+    def _patch(self, msg: PatchTable) -> QrpTable | None:
         work = self._work
         if work is None:
             raise RemoteProtocolError("QRP PATCH before any RESET")
@@ -565,7 +725,7 @@ class QrpReceiver:
             delta = msg.data
         if len(delta) > remaining:
             raise RemoteProtocolError("QRP patch larger than the table")
-        _apply(work.entries, self._fed * 8 // bits, delta, bits, work.infinity)
+        work.apply_patch(self._fed * 8 // bits, delta, bits)
         self._fed += len(delta)
         if expected < size:
             self._seq = (size, compressor, bits, expected + 1)

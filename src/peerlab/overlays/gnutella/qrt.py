@@ -40,6 +40,7 @@ from peerlab.wire.qrp import (
     DEFAULT_TABLE_LENGTH,
     PatchTable,
     QrpReceiver,
+    QrpTable,
     QueryRouteTable,
     ResetTable,
     make_update,
@@ -62,8 +63,9 @@ __all__ = [
 
 #: Largest table a leaf may make us keep.  LimeWire sends 2**16 entries,
 #: gtk-gnutella 2**16 to 2**21 (its MAX_TABLE_BITS); we take gtk-gnutella's
-#: largest so its leaves can sit under us: at most 2 MiB per leaf, twice that
-#: while a patch is applied (30 leaves: 120 MiB at the very worst).
+#: largest so its leaves can sit under us: at most 256 KiB per leaf (a bit
+#: per entry), twice that while a patch is applied (30 leaves: 15 MiB at the
+#: very worst).
 MAX_LEAF_TABLE_LENGTH = 1 << 21
 #: A table with more than this share of its entries present claims nearly
 #: every keyword: a leaf sharing 90,000 distinct keywords fills 75% of
@@ -138,7 +140,7 @@ def query_keywords(query: Query) -> tuple[list[str], list[str]]:
     return words, [u.lower() for u in query.urns]
 
 
-def table_matches(table: QueryRouteTable, query: Query) -> bool:
+def table_matches(table: QrpTable, query: Query) -> bool:
     """Does ``table`` match ``query``?  Any URN present, or every keyword.
     A query with nothing to route by matches (we cannot tell, so we do not
     withhold it)."""
@@ -150,11 +152,8 @@ def table_matches(table: QueryRouteTable, query: Query) -> bool:
     return table.matches(words)
 
 
-_PRESENT = {inf: bytes(1 if v < inf else 0 for v in range(256)) for inf in range(1, 128)}
-
-
 def merge_presence(
-    tables: Iterable[QueryRouteTable],
+    tables: Iterable[QrpTable],
     length: int = DEFAULT_TABLE_LENGTH,
     infinity: int = DEFAULT_INFINITY,
 ) -> QueryRouteTable:
@@ -165,7 +164,7 @@ def merge_presence(
     acc = 0
     for table in tables:
         src = table if table.length == length else table.scaled(length)
-        acc |= int.from_bytes(bytes(src.entries).translate(_PRESENT[src.infinity]), "big")
+        acc |= int.from_bytes(src.presence(), "big")
     present = acc.to_bytes(length, "big")
     to_entry = bytes(1 if v else infinity for v in range(256))
     return QueryRouteTable(length, infinity, present.translate(to_entry))
@@ -191,17 +190,22 @@ class QrpSender:
 
 class QrpInbound:
     """The tables one peer sends us, under our limits (see the module doc).
-    :attr:`table` is the last complete, accepted table or ``None``."""
+    :attr:`table` is the last complete, accepted table or ``None``, kept as a
+    :class:`~peerlab.wire.qrp.PresenceTable` (a bit per entry): an ultrapeer
+    holds one per leaf, and routing asks only what is present."""
 
     __slots__ = ("max_length", "max_fill", "table", "_receiver")
 
     def __init__(self, max_length: int = MAX_LEAF_TABLE_LENGTH, max_fill: float = MAX_FILL) -> None:
         self.max_length = max_length
         self.max_fill = max_fill
-        self.table: QueryRouteTable | None = None
-        self._receiver = QrpReceiver(max_table_length=max_length)
+        self.table: QrpTable | None = None
+        self._receiver = self._new_receiver()
 
-    def receive(self, msg: ResetTable | PatchTable) -> QueryRouteTable | None:
+    def _new_receiver(self) -> QrpReceiver:
+        return QrpReceiver(max_table_length=self.max_length, presence_only=True)
+
+    def receive(self, msg: ResetTable | PatchTable) -> QrpTable | None:
         """Feed one message; the new table when a sequence completed.
 
         Raises :class:`QrpRefused`; the link then has no table (it is sent
@@ -236,4 +240,4 @@ class QrpInbound:
 
     def _fail(self) -> None:
         self.table = None
-        self._receiver = QrpReceiver(max_table_length=self.max_length)
+        self._receiver = self._new_receiver()

@@ -101,6 +101,7 @@ from peerlab.wire.qrp import (
     DEFAULT_INFINITY,
     DEFAULT_TABLE_LENGTH,
     PatchTable,
+    QrpTable,
     QueryRouteTable,
     ResetTable,
 )
@@ -151,8 +152,8 @@ class Tier:
         #: ``X-Dynamic-Querying``); ``None``: not announced.
         self.dynamic_querying: str | None = None
         self.inbound: dict[int, QrpInbound] = {}
-        self.leaf_tables: dict[int, QueryRouteTable] = {}
-        self.up_tables: dict[int, QueryRouteTable] = {}
+        self.leaf_tables: dict[int, QrpTable] = {}
+        self.up_tables: dict[int, QrpTable] = {}
         self.senders: dict[int, QrpSender] = {}
         self._own: QueryRouteTable | None = None
         self._own_stat: tuple[int, int] | None = None
