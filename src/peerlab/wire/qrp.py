@@ -36,7 +36,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from peerlab.errors import LocalProtocolError, RemoteProtocolError
 
@@ -224,6 +224,27 @@ class _Lookup(ABC):
     length: int
 
     @abstractmethod
+    def __init__(self, length: int, infinity: int) -> None:
+        """An empty table of ``length`` entries: nothing present."""
+
+    @classmethod
+    def from_keywords(
+        cls,
+        keywords: Iterable[str],
+        length: int = DEFAULT_TABLE_LENGTH,
+        infinity: int = DEFAULT_INFINITY,
+    ) -> Self:
+        """A leaf's table: every keyword present (at distance 1)."""
+        table = cls(length, infinity)
+        for word in keywords:
+            table.add(word)
+        return table
+
+    @abstractmethod
+    def add(self, keyword: str | bytes) -> None:
+        """Make ``keyword`` present (at distance 1)."""
+
+    @abstractmethod
     def contains(self, keyword: str | bytes) -> bool:
         """Does the table claim ``keyword``?"""
 
@@ -270,19 +291,6 @@ class QueryRouteTable(_Lookup):
             if len(entries) != length:
                 raise LocalProtocolError("entries do not match the table length")
             self.entries = bytearray(entries)
-
-    @classmethod
-    def from_keywords(
-        cls,
-        keywords: Iterable[str],
-        length: int = DEFAULT_TABLE_LENGTH,
-        infinity: int = DEFAULT_INFINITY,
-    ) -> QueryRouteTable:
-        """A leaf's table: every keyword at distance 1."""
-        table = cls(length, infinity)
-        for word in keywords:
-            table.add(word)
-        return table
 
     def copy(self) -> QueryRouteTable:
         return QueryRouteTable(self.length, self.infinity, self.entries)
@@ -384,20 +392,6 @@ class PresenceTable(_Lookup):
             raise LocalProtocolError("bitmap does not match the table length")
         else:
             self._bitmap = bytearray(bitmap)
-
-    @classmethod
-    def from_keywords(
-        cls,
-        keywords: Iterable[str],
-        length: int = DEFAULT_TABLE_LENGTH,
-        infinity: int = DEFAULT_INFINITY,
-    ) -> PresenceTable:
-        """A leaf's table, every keyword present: what
-        :meth:`QueryRouteTable.from_keywords` holds, in an eighth of it."""
-        table = cls(length, infinity)
-        for word in keywords:
-            table.add(word)
-        return table
 
     @classmethod
     def union(
