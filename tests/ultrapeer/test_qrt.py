@@ -26,6 +26,7 @@ from peerlab.wire.qrp import (
     QrpReceiver,
     QueryRouteTable,
     ResetTable,
+    make_update,
     qrp_hash,
 )
 
@@ -44,7 +45,7 @@ def test_share_keywords_hold_names_tags_and_urns() -> None:
 
 def test_the_table_matches_queries_by_every_keyword_or_any_urn() -> None:
     table = shares_table(SHARES)
-    assert table.contains("numb") and table.entries[qrp_hash("numb", 16)] == 1
+    assert table.contains("numb") and table.to_table().entries[qrp_hash("numb", 16)] == 1
     assert table_matches(table, Query("linkin park"))
     assert table_matches(table, Query("LITTLE Toot"))
     assert not table_matches(table, Query("linkin zeppelin"))
@@ -119,13 +120,29 @@ def test_merge_presence_is_the_union_at_distance_one() -> None:
     b = QueryRouteTable.from_keywords(["beta"], 1 << 12)  # scaled up
     c = QueryRouteTable(1 << 17)
     c.add("gamma", 3)  # scaled down, distance kept as presence
+    d = PresenceTable.from_keywords(["delta"], 1 << 16)
     merged = merge_presence([a, b, c])
     assert merged.length == 1 << 16
     for word in ("alpha", "beta", "gamma"):
         assert merged.contains(word)
-        assert merged.entries[qrp_hash(word, 16)] == 1
+        assert merged.to_table().entries[qrp_hash(word, 16)] == 1
     assert not merged.contains("delta")
     assert merged.present <= 1 + 16 + 1
+    # A presence table joins by its bitmap; the union is the same either way.
+    both = merge_presence([a, b, c, d])
+    assert both.contains("delta") and both.present == merged.present + 1
+    assert both == merge_presence([a, b, c, d.to_table()])
+
+
+def test_own_tables_are_kept_as_bits_and_sent_as_distances() -> None:
+    """A leaf keeps its table as a bit per entry; what it sends is byte for
+    byte what the table of distances would send, first and as a patch."""
+    table = shares_table(SHARES)
+    assert isinstance(table, PresenceTable) and len(table._bitmap) == 65536 // 8
+    bigger = shares_table(Shares([*SHARES.files, make_file(3, "third song.mp3")]))
+    assert make_update(table) == make_update(table.to_table())
+    assert make_update(bigger, table) == make_update(bigger.to_table(), table.to_table())
+    assert make_update(bigger, table) and make_update(bigger, bigger.copy()) == []
 
 
 def test_the_fast_4bit_patch_equals_the_per_entry_definition() -> None:

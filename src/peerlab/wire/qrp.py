@@ -36,7 +36,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from peerlab.errors import LocalProtocolError, RemoteProtocolError
 
@@ -224,6 +224,27 @@ class _Lookup(ABC):
     length: int
 
     @abstractmethod
+    def __init__(self, length: int, infinity: int) -> None:
+        """An empty table of ``length`` entries: nothing present."""
+
+    @classmethod
+    def from_keywords(
+        cls,
+        keywords: Iterable[str],
+        length: int = DEFAULT_TABLE_LENGTH,
+        infinity: int = DEFAULT_INFINITY,
+    ) -> Self:
+        """A leaf's table: every keyword present (at distance 1)."""
+        table = cls(length, infinity)
+        for word in keywords:
+            table.add(word)
+        return table
+
+    @abstractmethod
+    def add(self, keyword: str | bytes) -> None:
+        """Make ``keyword`` present (at distance 1)."""
+
+    @abstractmethod
     def contains(self, keyword: str | bytes) -> bool:
         """Does the table claim ``keyword``?"""
 
@@ -270,19 +291,6 @@ class QueryRouteTable(_Lookup):
             if len(entries) != length:
                 raise LocalProtocolError("entries do not match the table length")
             self.entries = bytearray(entries)
-
-    @classmethod
-    def from_keywords(
-        cls,
-        keywords: Iterable[str],
-        length: int = DEFAULT_TABLE_LENGTH,
-        infinity: int = DEFAULT_INFINITY,
-    ) -> QueryRouteTable:
-        """A leaf's table: every keyword at distance 1."""
-        table = cls(length, infinity)
-        for word in keywords:
-            table.add(word)
-        return table
 
     def copy(self) -> QueryRouteTable:
         return QueryRouteTable(self.length, self.infinity, self.entries)
@@ -385,8 +393,31 @@ class PresenceTable(_Lookup):
         else:
             self._bitmap = bytearray(bitmap)
 
+    @classmethod
+    def union(
+        cls,
+        tables: Iterable[QrpTable],
+        length: int = DEFAULT_TABLE_LENGTH,
+        infinity: int = DEFAULT_INFINITY,
+    ) -> PresenceTable:
+        """Every entry present in any of ``tables``, each scaled to
+        ``length`` first: one big-integer OR of the bitmaps."""
+        acc = 0
+        for table in tables:
+            if isinstance(table, PresenceTable) and table.length == length:
+                acc |= int.from_bytes(table._bitmap, "big")
+            else:
+                src = table if table.length == length else table.scaled(length)
+                acc |= int.from_bytes(_pack_flags(src.presence()), "big")
+        return cls(length, infinity, acc.to_bytes(length // 8, "big"))
+
     def copy(self) -> PresenceTable:
         return PresenceTable(self.length, self.infinity, self._bitmap)
+
+    def add(self, keyword: str | bytes) -> None:
+        """Make ``keyword``'s entry present."""
+        slot = qrp_hash(keyword, self.bits)
+        self._bitmap[slot >> 3] |= 0x80 >> (slot & 7)
 
     def contains(self, keyword: str | bytes) -> bool:
         slot = qrp_hash(keyword, self.bits)
@@ -519,8 +550,8 @@ def _pack_patch(deltas: list[int], entry_bits: int) -> bytes:
 
 
 def make_update(
-    table: QueryRouteTable,
-    previous: QueryRouteTable | None = None,
+    table: QrpTable,
+    previous: QrpTable | None = None,
     *,
     entry_bits: int = 4,
     compressor: int = COMPRESSOR_ZLIB,
@@ -541,17 +572,20 @@ def make_update(
     if chunk_size < 1:
         raise LocalProtocolError("chunk size must be positive")
     out: list[RouteTableUpdate] = []
+    if previous is not None and previous == table:
+        return []
+    entries = _distances(table)
     if previous is None or previous.length != table.length or previous.infinity != table.infinity:
         out.append(ResetTable(table.length, table.infinity))
         base = bytes((table.infinity,)) * table.length
     else:
-        base = bytes(previous.entries)
-        if base == table.entries:
+        base = _distances(previous)
+        if base == entries:
             return []
     if entry_bits == 4 and table.infinity <= 7 and table.length % 2 == 0:
-        data = _nibble_patch(bytes(table.entries), base)
+        data = _nibble_patch(entries, base)
     else:
-        deltas = [new - old for new, old in zip(table.entries, base, strict=True)]
+        deltas = [new - old for new, old in zip(entries, base, strict=True)]
         data = _pack_patch(deltas, entry_bits)
     if compressor == COMPRESSOR_ZLIB:
         data = zlib.compress(data)
@@ -563,6 +597,13 @@ def make_update(
         PatchTable(n, size, compressor, entry_bits, chunk) for n, chunk in enumerate(chunks, 1)
     )
     return out
+
+
+def _distances(table: QrpTable) -> bytes:
+    """``table``'s entries as distances (a presence table's are 1 or infinity)."""
+    if isinstance(table, PresenceTable):
+        return bytes(table.to_table().entries)
+    return bytes(table.entries)
 
 
 _NONZERO_RUNS = re.compile(rb"[^\x00]+")

@@ -12,6 +12,9 @@ matches).
 * :func:`share_keywords`, :func:`shares_table` -- a servent's table: the
   keywords of its shared files' names and audio tags, and their
   ``urn:sha1`` (LimeWire hashes URNs as keywords so queries by hash route).
+  Our own and merged tables say only "present" (distance 1) or not, so we
+  keep them as :class:`~peerlab.wire.qrp.PresenceTable`, a bit per entry,
+  and write distances only into the patches we send.
 * :func:`query_keywords`, :func:`table_matches` -- does a table match a
   query ("Queries are interpreted as logical AND's of keywords"; a query by
   URN matches when any URN is present).
@@ -39,9 +42,9 @@ from peerlab.wire.qrp import (
     DEFAULT_INFINITY,
     DEFAULT_TABLE_LENGTH,
     PatchTable,
+    PresenceTable,
     QrpReceiver,
     QrpTable,
-    QueryRouteTable,
     ResetTable,
     make_update,
     split_keywords,
@@ -125,9 +128,11 @@ def share_keywords(shares: Any) -> list[str]:
 
 def shares_table(
     shares: Any, length: int = DEFAULT_TABLE_LENGTH, infinity: int = DEFAULT_INFINITY
-) -> QueryRouteTable:
-    """The table a leaf sends: every keyword of :func:`share_keywords` at distance 1."""
-    return QueryRouteTable.from_keywords(share_keywords(shares), length, infinity)
+) -> PresenceTable:
+    """The table a leaf sends: every keyword of :func:`share_keywords` at
+    distance 1, kept as presence (a bit per entry: distance 1 is all it
+    says); :func:`~peerlab.wire.qrp.make_update` sends it as distances."""
+    return PresenceTable.from_keywords(share_keywords(shares), length, infinity)
 
 
 def query_keywords(query: Query) -> tuple[list[str], list[str]]:
@@ -156,18 +161,11 @@ def merge_presence(
     tables: Iterable[QrpTable],
     length: int = DEFAULT_TABLE_LENGTH,
     infinity: int = DEFAULT_INFINITY,
-) -> QueryRouteTable:
+) -> PresenceTable:
     """One table of ``length`` entries where every keyword present in any of
-    ``tables`` is at distance 1 (each scaled to ``length`` first): the
-    merged table of ``ultrapeer_qrp``.  Done with bytes operations, not a
-    loop per entry."""
-    acc = 0
-    for table in tables:
-        src = table if table.length == length else table.scaled(length)
-        acc |= int.from_bytes(src.presence(), "big")
-    present = acc.to_bytes(length, "big")
-    to_entry = bytes(1 if v else infinity for v in range(256))
-    return QueryRouteTable(length, infinity, present.translate(to_entry))
+    ``tables`` is present, that is at distance 1 (each scaled to ``length``
+    first): the merged table of ``ultrapeer_qrp``."""
+    return PresenceTable.union(tables, length, infinity)
 
 
 # ------------------------------------------------------------------ links
@@ -180,9 +178,9 @@ class QrpSender:
     __slots__ = ("sent",)
 
     def __init__(self) -> None:
-        self.sent: QueryRouteTable | None = None
+        self.sent: QrpTable | None = None
 
-    def update(self, table: QueryRouteTable) -> list[ResetTable | PatchTable]:
+    def update(self, table: QrpTable) -> list[ResetTable | PatchTable]:
         msgs = make_update(table, self.sent)
         self.sent = table
         return msgs

@@ -101,8 +101,8 @@ from peerlab.wire.qrp import (
     DEFAULT_INFINITY,
     DEFAULT_TABLE_LENGTH,
     PatchTable,
+    PresenceTable,
     QrpTable,
-    QueryRouteTable,
     ResetTable,
 )
 
@@ -155,9 +155,9 @@ class Tier:
         self.leaf_tables: dict[int, QrpTable] = {}
         self.up_tables: dict[int, QrpTable] = {}
         self.senders: dict[int, QrpSender] = {}
-        self._own: QueryRouteTable | None = None
+        self._own: PresenceTable | None = None
         self._own_stat: tuple[int, int] | None = None
-        self._merged: QueryRouteTable | None = None
+        self._merged: PresenceTable | None = None
         self._merged_dirty = True
         self._next_qrp = 0.0
         self._connect_backs: dict[int, int] = {}
@@ -431,7 +431,7 @@ class Tier:
         table = self.leaf_tables.get(link_id)
         return table is not None and table_matches(table, query)
 
-    def _send_table(self, link: Link, table: QueryRouteTable) -> None:
+    def _send_table(self, link: Link, table: QrpTable) -> None:
         s = self.servent
         sender = self.senders.setdefault(link.id, QrpSender())
         msgs = sender.update(table)
@@ -443,7 +443,7 @@ class Tier:
         s.counters.count("qrp.messages_sent", len(msgs))
         s.counters.count("qrp.tables_sent")
 
-    def _own_table(self) -> QueryRouteTable:
+    def _own_table(self) -> PresenceTable:
         s = self.servent
         stat = s._share_stat()
         if self._own is None or stat != self._own_stat:
@@ -451,13 +451,13 @@ class Tier:
                 self._own = shares_table(s.shares)
             except Exception as exc:  # the node's shares: route as sharing nothing
                 s.runtime.observer.event("gnutella.qrp_table_failed", error=repr(exc))
-                self._own = QueryRouteTable()
+                self._own = PresenceTable()
             self._own_stat = stat
             self._merged_dirty = True
             s.counters.count("qrp.own_rebuilds")
         return self._own
 
-    def _merged_table(self) -> QueryRouteTable:
+    def _merged_table(self) -> PresenceTable:
         own = self._own_table()
         if self._merged is None or self._merged_dirty:
             self._merged = merge_presence([own, *self.leaf_tables.values()])
