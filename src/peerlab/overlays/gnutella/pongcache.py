@@ -19,6 +19,26 @@ forwarded.  The pieces, with the scheme's names:
   connections that still need them, with each one's GUID.
 * Throttling: a connection's Pings are accepted at most once every T
   ("any pings exceeding that rate are dropped").
+* Refill TTL (:func:`refresh_ttl`): a refill that a neighbour's Ping of TTL
+  ``t`` set off pings our neighbours with TTL ``t - 1``, the Ping's own
+  reach (the scheme's earlier, demand-driven rule, without its "TTL
+  upgrade"); only our own want of hosts pings with the full TTL M.  The
+  final pseudocode pings with M on every refill; with refills set off by
+  Pings, our refill Ping then finds our neighbours' caches expired too, each
+  refills and pings its own neighbours with M, and so on: a Ping becomes a
+  broadcast of refills over the whole network.  Where a cycle of the
+  overlay takes that wave longer than T to go round (slow links, 3,000
+  peers in the growth scenario), it comes back to caches that have expired
+  again and never dies: every peer refilled every T with nobody wanting
+  hosts.  With ``t - 1`` every chain of refills loses a hop of TTL at each
+  step and ends within M steps.  The final rule (and gtk-gnutella's
+  ``pcache.c``, which pings with its own ``my_ttl`` whenever its cache
+  expires, on its one-second timer or on a Ping) has every servent refill
+  every T for as long as it runs: the steady cost the scheme accepts (at
+  most one Ping and N Pongs per connection per T).  The scheme's authors
+  call the earlier rule the cheaper one "if there is little demand for
+  pongs", which is the quiet network; we keep it, the final rule only for
+  our own want of hosts.
 
 Distances: a Pong that arrives with hops ``h`` names a host ``h + 1`` hops
 from us.  We send it on with hops ``h + 1`` (so the neighbour sees the host
@@ -26,7 +46,7 @@ one hop farther), our own Pong with hops 0.  A Ping with TTL ``t`` asks for
 hosts up to ``t`` hops from its sender, hence up to ``t - 1`` from us.
 
 Public API: :class:`PongCache`, :class:`CachedPong`, :class:`PingDemand`,
-:data:`PONG_CACHE_EXPIRY`, :data:`PONGS_PER_PING`.
+:func:`refresh_ttl`, :data:`PONG_CACHE_EXPIRY`, :data:`PONGS_PER_PING`.
 """
 
 from __future__ import annotations
@@ -45,6 +65,18 @@ PONGS_PER_PING = 10
 #: Pongs kept per distance: enough to answer every neighbour with different
 #: ones (N each for a few neighbours), bounded whatever a peer sends.
 MAX_CACHED_PER_DISTANCE = 4 * PONGS_PER_PING
+
+
+def refresh_ttl(ping_ttl: int) -> int:
+    """TTL of the refill Ping that a Ping of ``ping_ttl`` (> 1) sets off.
+
+    The Ping wants hosts up to ``ping_ttl - 1`` hops from us, those are up to
+    ``ping_ttl - 2`` hops from our neighbours: a Ping of ``ping_ttl - 1``
+    asks them for exactly that.  Strictly below ``ping_ttl``, so a chain of
+    refills (each set off by the refill Ping of the one before) is at most
+    ``MAX_TTL`` long; at 1 it is an "alive" Ping that sets off none.
+    """
+    return max(1, min(ping_ttl, MAX_TTL) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,4 +217,5 @@ __all__ = [
     "CachedPong",
     "PingDemand",
     "PongCache",
+    "refresh_ttl",
 ]

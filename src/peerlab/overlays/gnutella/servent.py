@@ -84,6 +84,7 @@ from peerlab.overlays.gnutella.pongcache import (
     CachedPong,
     PingDemand,
     PongCache,
+    refresh_ttl,
 )
 from peerlab.overlays.gnutella.pushproxy import PushProxies
 from peerlab.overlays.gnutella.qrt import MAX_FILL, MAX_LEAF_TABLE_LENGTH
@@ -1485,7 +1486,12 @@ class Servent:
             return
         ttl = min(max(h.ttl, 1), self.config.max_ttl)
         if ttl > 1 and self.pong_cache.expired(now):
-            self._refresh_pong_cache(now)
+            # The Ping asks for hosts up to ttl-1 hops from us: our refill
+            # asks our neighbours for hosts up to ttl-2 from them, so the
+            # demand it passes on shrinks by one hop at each refill and dies
+            # out: the earlier, demand-driven rule of Rohrs's ping/pong
+            # scheme (gtk-gnutella doc/gnutella/ping-pong; see refresh_ttl).
+            self._refresh_pong_cache(now, refresh_ttl(ttl))
         link.ping.set(h.guid, ttl, h.hops, now, expiry=self.pong_cache.expiry)
         back_ttl = min(h.hops + 1, 255)
         own = self._own_pong()
@@ -1495,14 +1501,14 @@ class Servent:
             link.ping.took(cached.distance)
             link.enqueue(Queued(h.guid, PONG, back_ttl, cached.distance, cached.payload))
 
-    def _refresh_pong_cache(self, now: float) -> None:
-        """Empty the cache and ping every neighbour with the full TTL."""
+    def _refresh_pong_cache(self, now: float, ttl: int) -> None:
+        """Empty the cache and ping every neighbour with ``ttl``."""
         self.pong_cache.refresh(now)
         guid = self._new_guid()
         self.pings.put(guid, LOCAL, now)
         payload = encode_payload(Ping())
         for link in self._open_links():
-            link.enqueue(Queued(guid, PING, self.config.max_ttl, 0, payload))
+            link.enqueue(Queued(guid, PING, ttl, 0, payload))
         self.counters.count("pong_cache.refreshes")
 
     def _on_pong(self, link: Link, h: Header, payload: bytes, pong: Pong) -> None:
@@ -1609,7 +1615,8 @@ class Servent:
         ):
             self._last_host_ping = now
             if self.pong_cache.expired(now):
-                self._refresh_pong_cache(now)
+                # Our own want of hosts: the full TTL.
+                self._refresh_pong_cache(now, cfg.max_ttl)
         if self._gwc_urls and not cfg.firewalled and now >= self._gwc_update_at:
             self._gwc_update_at = now + cfg.gwebcache_update_interval
             self._gwebcache_update()
