@@ -519,3 +519,17 @@ def test_garbage_after_a_valid_head_raises_only_remote_protocol_error(
     pieces = _split(prefix + tail, cuts)
     conn: Conn = ServerConnection() if not prefix.startswith(b"HTTP") else client_waiting()
     _only_remote_errors(conn, pieces, eof)
+
+
+def test_headers_share_their_strings_across_blocks() -> None:
+    """Two handshakes with the same fields keep one copy of each string
+    (interned: a link keeps both ends' headers as long as it lives)."""
+    # Strings built at run time, so they start as distinct objects.
+    a = Headers([("".join(["X-Ultra", "peer"]), "".join(["Tr", "ue"])), ("X-Try", "a,b")])
+    b = Headers([("".join(["X-Ultr", "apeer"]), "".join(["T", "rue"])), ("x-try", "c")])
+    (name_a, value_a), (name_b, value_b) = a.pairs[0], b.pairs[0]
+    assert name_a is name_b and value_a is value_b
+    assert a.get("x-ultrapeer") == "True" and b.get("X-TRY") == "c"
+    dup = Headers([("Via", "1"), ("via", "2")])
+    assert dup.get_all("VIA") == ["1", "2"] and dup.get("via") == "1"
+    assert dup.tokens("via") == ["1", "2"] and "Via" in dup and "X" not in dup

@@ -1123,21 +1123,25 @@ class DescriptorDecoder:
 
 
 #: zlib ``memLevel`` of a link's compressor: its hash table and pending
-#: buffer, 1 KiB each at 2 where zlib's default (8) takes 64 KiB each.  A
-#: servent keeps one stream per neighbour (thousands in the simulator); the
-#: growth scenario's networks carried the same bytes per query (to 0.01%)
-#: at 2 as at 4.
-DEFLATE_MEM_LEVEL = 2
-#: zlib window bits of a link's compressor: a 4 KiB window.  The compressor
+#: buffer, 512 bytes each at 1 where zlib's default (8) takes 64 KiB each.
+#: A servent keeps one stream per neighbour (some 60,000 in a simulated
+#: network of 10,000 peers); the growth scenario's networks carried the
+#: same bytes per query (to 0.01%) at 2 as at 4, and below 1% more at 1
+#: with the window below.
+DEFLATE_MEM_LEVEL = 1
+#: zlib window bits of a link's compressor: a 1 KiB window.  The compressor
 #: keeps four times its window (the window twice, and as many chain links),
-#: 16 KiB here against 128 KiB at zlib's default 15, and the peer's inflater
-#: allocates the window our stream's header announces (4 KiB, not 32).
+#: 4 KiB here against 128 KiB at zlib's default 15, and the peer's inflater
+#: allocates the window our stream's header announces (1 KiB, not 32).
 #: Gnutella's descriptors are small and each is flushed at once, so what
-#: they repeat is near: the growth scenario's flooding and two-tier networks
-#: carried within 0.1% of the same bytes per query at 12 as at 15, in 60% of
-#: the memory.  It is still an ordinary zlib stream (RFC 1950, CINFO 4),
-#: which every inflater set for 32 KiB windows accepts.
-DEFLATE_WBITS = 12
+#: they repeat is near: at 1,000 peers the growth scenario's flooding and
+#: two-tier networks carried 0.1% more bytes per query at 12 bits than at
+#: 15, 1.2% and 1.0% more at 10 (with memLevel 1; 3.6% and 4.3% at 9), and
+#: the whole run took 372 MiB against 469 at 12 bits (memLevel 2), which
+#: keeps the 10,000-peer networks under the simulator's 4 GiB.  It is still
+#: an ordinary zlib stream (RFC 1950, CINFO 2), which every inflater set for
+#: 32 KiB windows accepts.
+DEFLATE_WBITS = 10
 
 
 class LinkDeflater:
