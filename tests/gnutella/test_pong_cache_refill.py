@@ -65,3 +65,34 @@ def test_a_quiet_network_of_slow_links_stops_refilling_its_pong_caches() -> None
     assert pongs <= net.open_links()
     assert net.counter("internal_errors") == 0
     net.close()
+
+
+def test_a_peer_that_cannot_learn_more_hosts_pings_for_them_less_and_less() -> None:
+    """In the search scenario's 300-peer network one servent (degree 3)
+    hears of the same 18 hosts from every Ping it sends for more (its
+    neighbours' pong caches answer in the same order each time).  Every
+    such Ping sets off pong-cache refills over the whole network, so a
+    fruitless round doubles the wait before the next (10, 20, 40 ... 320 s)
+    instead of pinging every 10 s for ever."""
+    from peerlab.sim.engine import derive_seed
+    from peerlab.simulate.nets import build_net
+    from peerlab.simulate.population import build_population
+    from peerlab.simulate.scenario import load_scenario
+
+    pop = build_population(load_scenario("search"), 300, 1)
+    sim = Simulator(derive_seed(1, "search", "gnutella", "300"))
+    net = build_net("gnutella", sim, pop, seed=1)
+    assert net.wait_connected()
+    nodes, network = net.network.nodes, net.network
+    sim.run(95.0)
+    short = [i for i, n in enumerate(nodes) if len(n.servent.host_cache) < HOSTS_WANTED]
+    assert short, "the case under test: a servent short of hosts"
+    refills = network.counter("pong_cache.refreshes")
+    sim.run(395.0)
+    refills = network.counter("pong_cache.refreshes") - refills
+    # 300 s at one Ping every 10 s: 30 rounds of about 300 refills each
+    # (9,000); with the doubling wait, three rounds (at 100, 180 and 340 s).
+    assert refills <= 4 * len(nodes)
+    assert all(len(nodes[i].servent.host_cache) < HOSTS_WANTED for i in short)
+    assert network.counter("hosts.ping_backoffs") >= 3
+    assert network.counter("internal_errors") == 0

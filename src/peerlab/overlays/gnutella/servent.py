@@ -191,6 +191,13 @@ TRY_HOSTS_SENT = 10
 HOSTS_WANTED = 20
 #: Seconds between two Pings we send for more hosts.
 HOST_PING_INTERVAL = 10.0
+#: The longest wait between Pings for hosts.  A round that taught us no new
+#: host doubles the wait up to this (10, 20, 40 ... 320 s), one that did
+#: brings it back to HOST_PING_INTERVAL: where every host our Pings reach
+#: is known already (a small network, or one whose pong caches answer us
+#: the same hosts each time) we stop setting off refills all over it every
+#: 10 s for nothing.
+HOST_PING_MAX_INTERVAL = 320.0
 #: Query rate measurement window: a neighbour whose queries over the rate
 #: are dropped more than ``flood_bye_drops`` times in this window is cut.
 FLOOD_WINDOW = 10.0
@@ -651,6 +658,8 @@ class Servent:
         self._next_save = 0.0
         self._saving = False
         self._last_host_ping = -HOST_PING_INTERVAL
+        self._host_ping_wait = HOST_PING_INTERVAL
+        self._hosts_at_host_ping = -1  # hosts we knew when we last pinged for more
         self._shares_stat: tuple[float, int, int] | None = None
         self._gwc = GWebCacheClient(runtime, vendor=VENDOR_CODE, version=__version__)
         self._gwc_urls: list[str] = list(dict.fromkeys(config.gwebcaches))
@@ -1610,10 +1619,17 @@ class Servent:
         if (
             cfg.pong_caching
             and len(self.host_cache) < HOSTS_WANTED
-            and now - self._last_host_ping >= HOST_PING_INTERVAL
+            and now - self._last_host_ping >= self._host_ping_wait
             and self._open_links()
         ):
             self._last_host_ping = now
+            known = len(self.host_cache)
+            if known <= self._hosts_at_host_ping:
+                self._host_ping_wait = min(2 * self._host_ping_wait, HOST_PING_MAX_INTERVAL)
+                self.counters.count("hosts.ping_backoffs")
+            else:
+                self._host_ping_wait = HOST_PING_INTERVAL
+            self._hosts_at_host_ping = known
             if self.pong_cache.expired(now):
                 # Our own want of hosts: the full TTL.
                 self._refresh_pong_cache(now, cfg.max_ttl)
