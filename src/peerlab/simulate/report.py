@@ -249,9 +249,10 @@ def growth_report(folder: Path, base: Path) -> ExperimentReport | None:
         "are Query and Query Hit descriptors sent (Napster: the search frames); the busiest "
         "node is the index server or the most loaded servent, over the whole query phase. "
         "Bytes and the busiest node's load count everything the links carried then, Ping "
-        "and Pong upkeep included (a servent that knows too few hosts pings for more every "
-        "10 s, and its Ping refills the pong caches it reaches): bytes per query against "
-        "messages per query in growth.csv shows where upkeep weighs.\n",
+        "and Pong upkeep included (a servent that knows too few hosts pings for more, every "
+        "10 s and less often while its Pings teach it nothing new, and each such Ping refills "
+        "the pong caches it reaches): bytes per query against messages per query in "
+        "growth.csv shows where upkeep weighs.\n",
         "**Queries answered** (of those a peer could answer):\n",
         _metric_table(rows, sizes, "answered_fraction", pct=True),
         "**Messages per query:**\n",
