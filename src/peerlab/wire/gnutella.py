@@ -1201,7 +1201,7 @@ class LinkInflater:
         self.max_ratio = max_ratio
         self.slack = slack
         # wbits 0: the window the stream's header announces (at most 32 KiB),
-        # allocated at that size: 4 KiB for a peerlab peer's stream.
+        # allocated at that size: 1 KiB for a peerlab peer's stream.
         self._z = zlib.decompressobj(0)
         self.bytes_in = 0
         self.bytes_out = 0

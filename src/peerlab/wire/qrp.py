@@ -222,6 +222,7 @@ class _Lookup(ABC):
     __slots__ = ()
 
     length: int
+    infinity: int
 
     @abstractmethod
     def __init__(self, length: int, infinity: int) -> None:
@@ -266,6 +267,25 @@ class _Lookup(ABC):
     def fill_ratio(self) -> float:
         """Fraction of entries present: a table claiming every keyword has 1.0."""
         return self.present / self.length
+
+    @abstractmethod
+    def _content(self) -> bytearray:
+        """What two equal tables of the same kind and shape hold alike."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Lookup) or type(other) is not type(self):
+            return NotImplemented
+        return (self.length, self.infinity, self._content()) == (
+            other.length,
+            other.infinity,
+            other._content(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(length={self.length}, infinity={self.infinity}, "
+            f"present={self.present})"
+        )
 
 
 class QueryRouteTable(_Lookup):
@@ -347,20 +367,8 @@ class QueryRouteTable(_Lookup):
             if v < oinf and v < mine[i]:
                 mine[i] = v if v < inf else inf
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, QueryRouteTable):
-            return NotImplemented
-        return (self.length, self.infinity, self.entries) == (
-            other.length,
-            other.infinity,
-            other.entries,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"QueryRouteTable(length={self.length}, infinity={self.infinity}, "
-            f"present={self.present})"
-        )
+    def _content(self) -> bytearray:
+        return self.entries
 
 
 class PresenceTable(_Lookup):
@@ -469,20 +477,8 @@ class PresenceTable(_Lookup):
         old = int.from_bytes(self._bitmap[a:b], "big")
         self._bitmap[a:b] = ((old | on) & ~off).to_bytes(b - a, "big")
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PresenceTable):
-            return NotImplemented
-        return (self.length, self.infinity, self._bitmap) == (
-            other.length,
-            other.infinity,
-            other._bitmap,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"PresenceTable(length={self.length}, infinity={self.infinity}, "
-            f"present={self.present})"
-        )
+    def _content(self) -> bytearray:
+        return self._bitmap
 
 
 #: A table as a receiver keeps it: with distances, or presence only.
