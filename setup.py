@@ -1,0 +1,63 @@
+"""peerlab's optional compiled build (``make fast``), the way black ships mypyc wheels.
+
+Everything about the package lives in ``pyproject.toml``; this file only adds
+C extensions, and only when the environment says ``PEERLAB_MYPYC=1``: then
+mypyc (it comes with mypy) compiles the simulator's flood path -- the
+simulated network and TCP model, the driver that runs a node's core in it,
+Gnutella's framing and its servent -- into extension modules that stand in
+for those ``.py`` files in the installed package.  Without the variable this
+is a plain setuptools build: ``.venv``'s editable install and the tests run
+pure Python.
+
+Compiled and pure builds behave the same, trace digest for trace digest
+(``tests/sim/test_compiled_build.py`` checks it).  Build it non-editable
+(``pip install --no-build-isolation .``): an in-place build would put the
+``.so`` files beside the sources, where they would shadow the ``.py`` files
+in the editable venv.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+#: The modules mypyc compiles, relative to this file: the query phase's hot
+#: path, measured with ``make bench ONLY=sim`` (README, "The simulator at
+#: scale").  Left out, and why: ``sim/engine.py`` and ``runtime/driver.py``
+#: (compiled, no gain above the noise; and ``SimTimer`` subclasses a slotted
+#: class of an uncompiled module, ``SansIOMachine`` is ``@runtime_checkable``,
+#: neither of which a native class can be); ``wire/gnutella.py`` (mypyc makes
+#: a dataclass's ``ClassVar`` a field, mypyc issue 1122, and its messages
+#: carry ``TYPE`` that way); ``overlays/gnutella/search.py`` (no gain).
+COMPILED = [
+    "src/peerlab/sim/net.py",
+    "src/peerlab/sim/tcp.py",
+    "src/peerlab/sim/runtime.py",
+    "src/peerlab/proto/gnutella.py",
+    "src/peerlab/wire/ggep.py",
+    "src/peerlab/overlays/gnutella/servent.py",
+    "src/peerlab/overlays/gnutella/flow.py",
+    "src/peerlab/overlays/gnutella/router.py",
+    "src/peerlab/overlays/gnutella/pongcache.py",
+    "src/peerlab/overlays/gnutella/hostcache.py",
+    "src/peerlab/overlays/gnutella/counters.py",
+]
+
+
+def ext_modules() -> list[object]:
+    """mypyc's extension modules when ``PEERLAB_MYPYC=1``, else none."""
+    if os.environ.get("PEERLAB_MYPYC") != "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError as exc:
+        raise SystemExit(
+            "PEERLAB_MYPYC=1 needs mypyc (pip install mypy) in the building environment: "
+            "build with `make fast`, or pip install --no-build-isolation"
+        ) from exc
+
+    return list(mypycify(COMPILED, opt_level="3"))
+
+
+setup(ext_modules=ext_modules())
