@@ -3,24 +3,28 @@
 Everything about the package lives in ``pyproject.toml``; this file only adds
 C extensions, and only when the environment says ``PEERLAB_MYPYC=1``: then
 mypyc (it comes with mypy) compiles the simulator's flood path -- the
-simulated network and TCP model, the driver that runs a node's core in it,
-Gnutella's framing and its servent -- into extension modules that stand in
+simulated network and TCP model, Gnutella's connection machine and GGEP
+codec, the servent and its parts -- into extension modules that stand in
 for those ``.py`` files in the installed package.  Without the variable this
 is a plain setuptools build: ``.venv``'s editable install and the tests run
 pure Python.
 
 Compiled and pure builds behave the same, trace digest for trace digest
 (``tests/sim/test_compiled_build.py`` checks it).  Build it non-editable
-(``pip install --no-build-isolation .``): an in-place build would put the
-``.so`` files beside the sources, where they would shadow the ``.py`` files
-in the editable venv.
+(``pip install --no-build-isolation .``): an in-place or editable build
+would put the ``.so`` files beside the sources, where they would shadow the
+``.py`` files in the editable venv, so this file refuses those.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from setuptools import setup
+
+#: setuptools commands that build extensions into the source tree.
+IN_PLACE = {"develop", "editable_wheel", "--inplace", "-i"}
 
 #: The modules mypyc compiles, relative to this file: the query phase's hot
 #: path, measured with ``make bench ONLY=sim`` (README, "The simulator at
@@ -49,6 +53,11 @@ def ext_modules() -> list[object]:
     """mypyc's extension modules when ``PEERLAB_MYPYC=1``, else none."""
     if os.environ.get("PEERLAB_MYPYC") != "1":
         return []
+    if IN_PLACE & set(sys.argv[1:]):
+        raise SystemExit(
+            "PEERLAB_MYPYC=1 builds only non-editable installs (`make fast`): compiled "
+            "modules in src/ would shadow the sources"
+        )
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
