@@ -3,8 +3,8 @@
 Everything about the package lives in ``pyproject.toml``; this file only adds
 C extensions, and only when the environment says ``PEERLAB_MYPYC=1``: then
 mypyc (it comes with mypy) compiles the simulator's flood path -- the
-simulated network and TCP model, Gnutella's connection machine and GGEP
-codec, the servent and its parts -- into extension modules that stand in
+simulated network and TCP model, Gnutella's connection machine, the
+servent with its flow control and routing table -- into extension modules that stand in
 for those ``.py`` files in the installed package.  Without the variable this
 is a plain setuptools build: ``.venv``'s editable install and the tests run
 pure Python.
@@ -27,25 +27,23 @@ from setuptools import setup
 IN_PLACE = {"develop", "editable_wheel", "--inplace", "-i"}
 
 #: The modules mypyc compiles, relative to this file: the query phase's hot
-#: path, measured with ``make bench ONLY=sim`` (README, "The simulator at
-#: scale").  Left out, and why: ``sim/engine.py`` and ``runtime/driver.py``
-#: (compiled, no gain above the noise; and ``SimTimer`` subclasses a slotted
-#: class of an uncompiled module, ``SansIOMachine`` is ``@runtime_checkable``,
-#: neither of which a native class can be); ``wire/gnutella.py`` (mypyc makes
-#: a dataclass's ``ClassVar`` a field, mypyc issue 1122, and its messages
-#: carry ``TYPE`` that way); ``overlays/gnutella/search.py`` (no gain).
+#: path.  Chosen by measurement (README, "The simulator at scale"): these
+#: seven take 23% of the instructions off a delivery (callgrind) and 40-45% of
+#: its CPU time.  Left out, and why: ``wire/ggep.py`` and the servent's pong
+#: cache, host cache, counters and search (compiled, no gain); ``sim/engine.py``
+#: and ``runtime/driver.py`` (5% and 3% fewer instructions, but ``SimTimer``
+#: subclasses a slotted class of an uncompiled module and ``SansIOMachine`` is
+#: ``@runtime_checkable``, neither of which mypyc can compile as they are);
+#: ``wire/gnutella.py`` (mypyc makes a dataclass's ``ClassVar`` a field,
+#: mypyc issue 1122, and its messages carry ``TYPE`` that way).
 COMPILED = [
     "src/peerlab/sim/net.py",
     "src/peerlab/sim/tcp.py",
     "src/peerlab/sim/runtime.py",
     "src/peerlab/proto/gnutella.py",
-    "src/peerlab/wire/ggep.py",
     "src/peerlab/overlays/gnutella/servent.py",
     "src/peerlab/overlays/gnutella/flow.py",
     "src/peerlab/overlays/gnutella/router.py",
-    "src/peerlab/overlays/gnutella/pongcache.py",
-    "src/peerlab/overlays/gnutella/hostcache.py",
-    "src/peerlab/overlays/gnutella/counters.py",
 ]
 
 
