@@ -434,6 +434,12 @@ class Tier:
     def _send_table(self, link: Link, table: QrpTable) -> None:
         s = self.servent
         sender = self.senders.setdefault(link.id, QrpSender())
+        if sender.sent is table:
+            # The very table sent last: ours and the merged one are built
+            # anew when they change, never changed in place, so this one
+            # needs no message (and no comparison of 64K entries, per link
+            # every qrp_interval).
+            return
         msgs = sender.update(table)
         if not msgs:
             return
@@ -465,15 +471,22 @@ class Tier:
             self.servent.counters.count("qrp.merged_rebuilds")
         return self._merged
 
-    def _send_merged(self, link: Link) -> None:
+    def _unrouted_leaf(self) -> bool:
+        """Does a leaf that speaks no QRP hang off us?"""
+        return any(
+            self.is_leaf_link(lk) and not self._routes_by_qrp(lk)
+            for lk in self.servent._open_links()
+        )
+
+    def _send_merged(self, link: Link, unrouted_leaf: bool | None = None) -> None:
         """Our merged table to ultrapeer ``link``; none while a leaf that
         speaks no QRP hangs off us (it answers queries no table can show:
         a RESET alone leaves the neighbour with no table, so it withholds
-        nothing from us on the last hop)."""
-        if any(
-            self.is_leaf_link(lk) and not self._routes_by_qrp(lk)
-            for lk in self.servent._open_links()
-        ):
+        nothing from us on the last hop).  ``unrouted_leaf``: whether one
+        does, when the caller knows."""
+        if unrouted_leaf is None:
+            unrouted_leaf = self._unrouted_leaf()
+        if unrouted_leaf:
             sender = self.senders.setdefault(link.id, QrpSender())
             if sender.sent is not None:
                 sender.sent = None
@@ -492,7 +505,11 @@ class Tier:
         if not self.tiered or now < self._next_qrp:
             return
         self._next_qrp = now + s.config.qrp_interval
-        for link in s._open_links():
+        links = s._open_links()
+        # Asked once a round, not once per ultrapeer link (an ultrapeer has
+        # tens of leaves to look through).
+        unrouted_leaf = self.role == ULTRAPEER and self._unrouted_leaf()
+        for link in links:
             neg = link.negotiation
             if neg is None:
                 continue
@@ -503,7 +520,7 @@ class Tier:
                 and not self.is_leaf_link(link)
                 and ultrapeer_query_routing(neg.remote_headers)
             ):
-                self._send_merged(link)
+                self._send_merged(link, unrouted_leaf)
 
     # ------------------------------------------------------------ queries
 
