@@ -3,9 +3,9 @@
 Everything about the package lives in ``pyproject.toml``; this file only adds
 C extensions, and only when the environment says ``PEERLAB_MYPYC=1``: then
 mypyc (it comes with mypy) compiles the simulator's flood path -- the
-simulated network and TCP model, Gnutella's connection machine, the
-servent with its flow control and routing table -- into extension modules that stand in
-for those ``.py`` files in the installed package.  Without the variable this
+simulated network and TCP model, Gnutella's connection machine, the servent
+with its flow control and routing table -- into extension modules that
+stand in for those ``.py`` files in the installed package.  Without the variable this
 is a plain setuptools build: ``.venv``'s editable install and the tests run
 pure Python.
 
@@ -28,9 +28,10 @@ IN_PLACE = {"develop", "editable_wheel", "--inplace", "-i"}
 
 #: The modules mypyc compiles, relative to this file: the query phase's hot
 #: path.  Chosen by measurement (README, "The simulator at scale"): these
-#: seven take 23% of the instructions off a delivery (callgrind) and 40-45% of
-#: its CPU time.  Left out, and why: ``wire/ggep.py`` and the servent's pong
-#: cache, host cache, counters and search (compiled, no gain); ``sim/engine.py``
+#: seven take 23% of the instructions off a delivery (callgrind) and 25-40%
+#: of its CPU time (the more, the smaller the network).  Left out, and why:
+#: ``wire/ggep.py`` and the servent's pong cache, host cache, counters and
+#: search (compiled, no gain); ``sim/engine.py``
 #: and ``runtime/driver.py`` (5% and 3% fewer instructions, but ``SimTimer``
 #: subclasses a slotted class of an uncompiled module and ``SansIOMachine`` is
 #: ``@runtime_checkable``, neither of which mypyc can compile as they are);
