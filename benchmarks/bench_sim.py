@@ -173,7 +173,11 @@ def run_compiled(bench: Any, pure_digest: str) -> None:
     if not FAST_PYTHON.exists():
         bench.note(f"no compiled build ({FAST_PYTHON} is missing: `make fast`); pure figures only")
         return
-    fast = child(str(FAST_PYTHON), "--flood")
+    try:
+        fast = child(str(FAST_PYTHON), "--flood")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        bench.note(f"the compiled build failed to run ({exc}; rebuild: `make fast`); skipped")
+        return
     if not fast["compiled"]:
         bench.note(f"{FAST_PYTHON} runs uncompiled modules (rebuild: `make fast`); skipped")
         return
@@ -188,7 +192,11 @@ def run_compiled(bench: Any, pure_digest: str) -> None:
     bench.figure("sim.deliveries_per_s_compiled", fast["deliveries"] / fast["wall"], "msgs/s",
                  beside=["sim.deliveries_per_s"])  # fmt: skip
 
-    big = child(str(FAST_PYTHON), "--big")
+    try:
+        big = child(str(FAST_PYTHON), "--big")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        bench.note(f"the compiled {BIG_NODES}-node run failed ({exc}); skipped")
+        return
     bench.note(
         f"compiled, {BIG_NODES} nodes: build {big['build']:.1f} s, {BIG_QUERIES} queries "
         f"{big['queries']:.1f} s, {big['deliveries']} deliveries, {big['hits']} hits, "
