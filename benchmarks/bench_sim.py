@@ -28,7 +28,13 @@ Figures:
   -- hosts, servents, every handshake, then the queries -- run in a child
   process: its wall time and its peak resident memory (``ru_maxrss``);
   beside them its CPU time (which other load on the machine does not
-  inflate), its deliveries and the issue's targets (600 s, 4,096 MiB).
+  inflate), its deliveries and the issue's targets (600 s, 4,096 MiB);
+* the same with the compiled build (``make fast``: ``.venv-fast``, whose
+  flood-path modules mypyc compiled), each run in a ``.venv-fast/bin/python``
+  child: ``sim.deliveries_per_s_compiled``, ``sim.delivery_cpu_us_compiled``,
+  ``sim.flood10k_wall_s_compiled``, ``sim.flood10k_peak_mib_compiled``; a note
+  says whether the compiled run's trace digest equals the pure one's.  Without
+  a compiled venv a note says so and only the pure figures are printed.
 
 ``PEERLAB_BENCH_SIM_NODES``, ``..._QUERIES``, ``..._BIG_NODES``,
 ``..._BIG_QUERIES`` change the sizes.
@@ -41,6 +47,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from peerlab.sim import Simulator
@@ -57,6 +64,10 @@ TARGET_WALL_S = 600.0
 TARGET_PEAK_MIB = 4096.0
 #: The child running the 10,000-node scenario is killed after this long.
 BIG_LIMIT_S = 1800.0
+#: The compiled build's interpreter (``make fast``).
+FAST_PYTHON = Path(__file__).resolve().parents[1] / ".venv-fast" / "bin" / "python"
+#: A module the compiled build compiles: its ``__file__`` tells which build ran.
+PROBE_MODULE = "peerlab.overlays.gnutella.servent"
 
 
 def heap_rate() -> tuple[float, float]:
@@ -76,6 +87,23 @@ def heap_rate() -> tuple[float, float]:
             HEAP_EVENTS / max(time.process_time() - c0, 1e-9))  # fmt: skip
 
 
+def compiled() -> bool:
+    """Whether this interpreter runs the compiled build."""
+    import importlib
+
+    return str(importlib.import_module(PROBE_MODULE).__file__).endswith(".so")
+
+
+def flood_child() -> None:
+    """A child process: the ``FLOOD_NODES`` figure, a JSON line out."""
+    r = flood_scenario(
+        FLOOD_NODES, FLOOD_QUERIES, clock=time.perf_counter, cpu_clock=time.process_time
+    )
+    print(json.dumps({"compiled": compiled(), "deliveries": r.deliveries, "events": r.events,
+                      "hits": r.hits, "build": r.build_wall_s, "wall": r.query_wall_s,
+                      "cpu": r.query_cpu_s, "digest": r.digest}))  # fmt: skip
+
+
 def big_child() -> None:
     """The child process: one 10,000-node scenario, a JSON line out."""
     import resource
@@ -87,7 +115,20 @@ def big_child() -> None:
     print(json.dumps({"wall": wall, "cpu": time.process_time(), "peak_mib": peak,
                       "deliveries": r.deliveries,
                       "build": r.build_wall_s, "queries": r.query_wall_s,
-                      "hits": r.hits}))  # fmt: skip
+                      "hits": r.hits, "compiled": compiled()}))  # fmt: skip
+
+
+def child(python: str, mode: str) -> dict[str, Any]:
+    """Run this file as ``python FILE mode`` (outside the source tree's
+    ``src``, so ``.venv-fast`` imports its own installed package) and return
+    the JSON line it prints."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [python, __file__, mode],
+        capture_output=True, text=True, timeout=BIG_LIMIT_S, check=True, env=env,
+    )  # fmt: skip
+    got: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return got
 
 
 def run(bench: Any) -> None:
@@ -109,11 +150,7 @@ def run(bench: Any) -> None:
     bench.figure("sim.deliveries_per_s", r.deliveries / r.query_wall_s, "msgs/s",
                  beside=["sim.deliveries_per_cpu_s", "sim.heap_events_per_s"])  # fmt: skip
 
-    proc = subprocess.run(
-        [sys.executable, __file__, "--big"],
-        capture_output=True, text=True, timeout=BIG_LIMIT_S, check=True,
-    )  # fmt: skip
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = child(sys.executable, "--big")
     bench.note(
         f"{BIG_NODES} nodes: build {got['build']:.1f} s, {BIG_QUERIES} queries "
         f"{got['queries']:.1f} s, {got['deliveries']} deliveries, {got['hits']} hits"
@@ -128,6 +165,50 @@ def run(bench: Any) -> None:
     bench.figure("sim.flood10k_peak_mib", got["peak_mib"], "MiB",
                  beside=["sim.flood10k_target_mib"])  # fmt: skip
 
+    run_compiled(bench, r.digest)
+
+
+def run_compiled(bench: Any, pure_digest: str) -> None:
+    """The same figures with the compiled build, if ``make fast`` built it."""
+    if not FAST_PYTHON.exists():
+        bench.note(f"no compiled build ({FAST_PYTHON} is missing: `make fast`); pure figures only")
+        return
+    try:
+        fast = child(str(FAST_PYTHON), "--flood")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        bench.note(f"the compiled build failed to run ({exc}; rebuild: `make fast`); skipped")
+        return
+    if not fast["compiled"]:
+        bench.note(f"{FAST_PYTHON} runs uncompiled modules (rebuild: `make fast`); skipped")
+        return
+    same = "the same digest as" if fast["digest"] == pure_digest else "A DIFFERENT DIGEST FROM"
+    bench.note(
+        f"compiled, {FLOOD_NODES} nodes: build {fast['build']:.1f} s, {FLOOD_QUERIES} queries "
+        f"{fast['wall']:.1f} s wall, {fast['deliveries']} deliveries, {fast['events']} events, "
+        f"{fast['hits']} hits; {same} pure Python"
+    )
+    bench.figure("sim.delivery_cpu_us_compiled", 1e6 * fast["cpu"] / max(fast["deliveries"], 1),
+                 "us", beside=["sim.delivery_cpu_us"])  # fmt: skip
+    bench.figure("sim.deliveries_per_s_compiled", fast["deliveries"] / fast["wall"], "msgs/s",
+                 beside=["sim.deliveries_per_s"])  # fmt: skip
+
+    try:
+        big = child(str(FAST_PYTHON), "--big")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        bench.note(f"the compiled {BIG_NODES}-node run failed ({exc}); skipped")
+        return
+    bench.note(
+        f"compiled, {BIG_NODES} nodes: build {big['build']:.1f} s, {BIG_QUERIES} queries "
+        f"{big['queries']:.1f} s, {big['deliveries']} deliveries, {big['hits']} hits, "
+        f"{big['cpu']:.1f} s of CPU"
+    )
+    bench.figure("sim.flood10k_wall_s_compiled", big["wall"], "s",
+                 beside=["sim.flood10k_wall_s"])  # fmt: skip
+    bench.figure("sim.flood10k_peak_mib_compiled", big["peak_mib"], "MiB",
+                 beside=["sim.flood10k_peak_mib"])  # fmt: skip
+
 
 if __name__ == "__main__" and sys.argv[1:] == ["--big"]:
     big_child()
+elif __name__ == "__main__" and sys.argv[1:] == ["--flood"]:
+    flood_child()
