@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from peerlab.simulate.base import ExperimentReport, Figure
 from peerlab.simulate.engine import experiment_module
 from peerlab.simulate.report import compose
@@ -99,3 +101,18 @@ def test_bittorrent_claims_from_its_summary_rows() -> None:
     assert claims["enforces contribution"] == (
         "tit-for-tat: free riders' median 203 s, contributors' 147 s")
     assert bt_claims([{"something": "else"}]) == []
+
+
+def test_a_command_names_an_out_inside_the_working_directory_relative_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peerlab.simulate.engine import command_line
+
+    checkout = tmp_path / "clone"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    inside = command_line("growth", 1, checkout / "report" / "growth" / "3000", [3000])
+    assert inside == "peerlab simulate growth --seed 1 --nodes 3000 --out report/growth/3000"
+    elsewhere = tmp_path / "runs" / "g"
+    assert command_line("search", 2, elsewhere).endswith(f" --out {elsewhere}")
+    assert command_line("search", 2, Path("runs/s")).endswith(" --out runs/s")

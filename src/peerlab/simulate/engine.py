@@ -67,9 +67,21 @@ def experiment_available(name: str) -> bool:
 
 def command_line(spec: str, seed: int, out: Path, nodes: Sequence[int] | None = None) -> str:
     """The command that reproduces a run (``--nodes`` when the sizes were
-    not the scenario's)."""
+    not the scenario's).  An ``out`` inside the working directory is named
+    relative to it: a report written from a clone at ``/tmp/x`` with
+    ``--out /tmp/x/report/search`` says ``--out report/search``, the command
+    as run from the project, not the path of one machine's checkout."""
     sizes = f" --nodes {','.join(str(n) for n in nodes)}" if nodes else ""
-    return f"peerlab simulate {spec} --seed {seed}{sizes} --out {out}"
+    return f"peerlab simulate {spec} --seed {seed}{sizes} --out {_from_here(out)}"
+
+
+def _from_here(path: Path) -> Path:
+    if not path.is_absolute():
+        return path
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def with_nodes(sc: Scenario, nodes: Sequence[int]) -> Scenario:
