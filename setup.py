@@ -5,9 +5,9 @@ C extensions, and only when the environment says ``PEERLAB_MYPYC=1``: then
 mypyc (it comes with mypy) compiles the simulator's flood path -- the
 simulated network and TCP model, Gnutella's connection machine, the servent
 with its flow control and routing table -- into extension modules that
-stand in for those ``.py`` files in the installed package.  Without the variable this
-is a plain setuptools build: ``.venv``'s editable install and the tests run
-pure Python.
+stand in for those ``.py`` files in the installed package.  Without the
+variable this is a plain setuptools build: ``.venv``'s editable install and
+the tests run pure Python.
 
 Compiled and pure builds behave the same, trace digest for trace digest
 (``tests/sim/test_compiled_build.py`` checks it).  Build it non-editable

@@ -76,12 +76,8 @@ def command_line(spec: str, seed: int, out: Path, nodes: Sequence[int] | None = 
 
 
 def _from_here(path: Path) -> Path:
-    if not path.is_absolute():
-        return path
-    try:
-        return path.relative_to(Path.cwd())
-    except ValueError:
-        return path
+    here = Path.cwd()
+    return path.relative_to(here) if path.is_relative_to(here) else path
 
 
 def with_nodes(sc: Scenario, nodes: Sequence[int]) -> Scenario:

@@ -505,11 +505,10 @@ class Tier:
         if not self.tiered or now < self._next_qrp:
             return
         self._next_qrp = now + s.config.qrp_interval
-        links = s._open_links()
         # Asked once a round, not once per ultrapeer link (an ultrapeer has
         # tens of leaves to look through).
         unrouted_leaf = self.role == ULTRAPEER and self._unrouted_leaf()
-        for link in links:
+        for link in s._open_links():
             neg = link.negotiation
             if neg is None:
                 continue
