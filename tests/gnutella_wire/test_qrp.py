@@ -517,3 +517,30 @@ def test_presence_table_round_trips_to_distances_and_merges() -> None:
     assert t.copy() == t and t.copy() is not t
     with pytest.raises(LocalProtocolError):
         t.apply_patch(63, bytes([0xAA]), 4)  # two entries from 63: past the end
+
+
+@st.composite
+def presence_tables(draw: st.DrawFn, length: int, inf: int) -> PresenceTable:
+    t = PresenceTable(length, inf)
+    for slot in draw(st.lists(st.integers(0, length - 1), max_size=length)):
+        t.apply_patch(slot & ~1, bytes([0xA0 if slot % 2 == 0 else 0x0A]), 4)
+    return t
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 12), st.sampled_from([2, 3, 7, 8]), st.data())
+def test_presence_tables_update_exactly_as_their_distances_do(
+    bits: int, inf: int, data: st.DataObject
+) -> None:
+    # make_update patches presence tables from their bitmaps; the messages
+    # must be the very bytes the same tables as distances give.
+    length = 1 << bits
+    old = data.draw(presence_tables(length, inf))
+    new = data.draw(presence_tables(length, inf))
+    for prev in (None, old):
+        got = make_update(new, prev)
+        want = make_update(new.to_table(), prev.to_table() if prev is not None else None)
+        assert [encode_route_table_update(m) for m in got] == [
+            encode_route_table_update(m) for m in want
+        ]
+    assert (make_update(new, old) == []) == (new == old)

@@ -75,7 +75,8 @@ def test_bad_sizes_are_one_line(tmp_path: Path) -> None:
         with_nodes(load_scenario(str(tiny)), [])
 
 
-def _size(folder: Path, n: int, scale: float, digest: str, timed: bool = True) -> None:
+def _size(folder: Path, n: int, scale: float, digest: str, timed: bool = True,
+          jobs: int = 1) -> None:  # fmt: skip
     rows = []
     for arch, ttl, msgs in (("napster", 0, 30.0), ("gnutella", 2, 40.0), ("gnutella", 3, 200.0),
                             ("two-tier", 3, 250.0)):  # fmt: skip
@@ -88,8 +89,10 @@ def _size(folder: Path, n: int, scale: float, digest: str, timed: bool = True) -
     write_csv(folder / str(n) / "search.csv", rows)
     (folder / str(n) / "digest.txt").write_text(f"search {digest}\n", encoding="utf-8")
     if timed:
+        extra = (",jobs", f",{jobs}") if jobs > 1 else ("", "")
         (folder / str(n) / "resources.csv").write_text(
-            f"nodes,wall_s,cpu_s,peak_mib\n{n},{n / 10},{n / 20},{n // 3}\n", encoding="utf-8"
+            f"nodes,wall_s,cpu_s,peak_mib{extra[0]}\n{n},{n / 10},{n / 20},{n // 3}{extra[1]}\n",
+            encoding="utf-8",
         )
 
 
@@ -98,11 +101,12 @@ def test_the_report_reads_every_size_it_finds(tmp_path: Path) -> None:
     folder = report / "growth"
     assert read_growth(folder) == [] and growth_report(folder, report) is None
     _size(folder, 10000, 10.0, "c" * 32)
-    _size(folder, 1000, 1.0, "a" * 32)
+    _size(folder, 1000, 1.0, "a" * 32, jobs=2)
     _size(folder, 3000, 3.0, "b" * 32, timed=False)
     sizes = read_growth(folder)
     assert [g.nodes for g in sizes] == [1000, 3000, 10000]
     assert sizes[0].peak_mib == 333 and sizes[1].peak_mib is None
+    assert [g.jobs for g in sizes] == [2, 1, 1]
     g = growth_report(folder, report)
     assert g is not None and g.name == "growth"
     lines = (folder / "growth.csv").read_text(encoding="utf-8").splitlines()
@@ -119,6 +123,10 @@ def test_the_report_reads_every_size_it_finds(tmp_path: Path) -> None:
     assert "| gnutella TTL 3 | 200 | 600 | 2,000 | x10.0 |" in md
     assert "| gnutella TTL 3 | 80% | 80% | 80% |" in md
     every = "napster, gnutella, two-tier"
+    # Measured by two processes at once: the peak is the larger one's.
+    assert table["| 1,000"] == (
+        f"| 1,000 | {every} | 100 | 50 | 333 (the largest of 2 processes) | `{'a' * 32}` |"
+    )
     assert table["| 3,000"] == f"| 3,000 | {every} | - | - | - | `{'b' * 32}` |"
     assert table["| 10,000"] == f"| 10,000 | {every} | 1,000 | 500 | 3,333 | `{'c' * 32}` |"
     assert "## How search grows: 1,000 / 3,000 / 10,000 peers" in md

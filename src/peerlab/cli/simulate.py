@@ -8,10 +8,14 @@
     peerlab simulate --report                     # report/comparison.md, every experiment
     peerlab simulate growth --nodes 10000 --resources --out report/growth/10000
                                                   # one size of a scenario, timed
+    peerlab simulate growth --jobs 2              # its networks two at a time
 
 A progress bar shows where the run is; at the end a line per experiment gives
 its trace digest and the files written, and a line the run's wall and CPU time
 and peak memory (``--resources`` also writes them to ``<out>/resources.csv``).
+``--jobs N`` measures up to N independent networks (or, with ``--report``,
+scenarios) at once, each in a process of its own: the files written are the
+same, the CPU time counts every process, and the peak is the largest one's.
 A bad scenario is one line on stderr and exit status 1 (the main command turns
 the ConfigError into it).
 """
@@ -32,35 +36,52 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from peerlab.simulate.base import Progress as ProgressFn
+from peerlab.simulate.parallel import MAX_JOBS
 
 console = Console(stderr=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """What a run cost this process: wall and CPU seconds, peak resident
-    memory (MiB)."""
+    """What a run cost: wall seconds, CPU seconds of this process and the
+    processes it ran, the peak resident memory (MiB) of the largest of them,
+    and how many could run at once (``--jobs``)."""
 
     wall_s: float
     cpu_s: float
     peak_mib: float
+    jobs: int = 1
 
 
-def resources_since(wall0: float, cpu0: float) -> Resources:
-    """The process's cost since ``wall0`` (``time.perf_counter``) and
-    ``cpu0`` (``time.process_time``); the peak is the whole process's."""
-    # ru_maxrss is in KiB on Linux.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Resources(time.perf_counter() - wall0, time.process_time() - cpu0, peak)
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def resources_start() -> tuple[float, float]:
+    """The clocks :func:`resources_since` measures from."""
+    return time.perf_counter(), _cpu_s()
+
+
+def resources_since(wall0: float, cpu0: float, jobs: int = 1) -> Resources:
+    """The cost since ``wall0`` and ``cpu0`` (:func:`resources_start`): the
+    CPU of this process and of the ones it waited for; the peak is the whole
+    process's or its largest child's (ru_maxrss, KiB on Linux)."""
+    peak = max(resource.getrusage(who).ru_maxrss
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024  # fmt: skip
+    return Resources(time.perf_counter() - wall0, _cpu_s() - cpu0, peak, jobs)
 
 
 def resources_csv(nodes: tuple[int, ...], r: Resources) -> str:
-    """``resources.csv``: one row, the sizes the process ran and its cost."""
+    """``resources.csv``: one row, the sizes the run measured and its cost
+    (``jobs`` only when above 1, the peak then being one process's)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["nodes", "wall_s", "cpu_s", "peak_mib"])
+    jobs = [r.jobs] if r.jobs > 1 else []
+    w.writerow(["nodes", "wall_s", "cpu_s", "peak_mib"] + ["jobs"] * bool(jobs))
     w.writerow([" ".join(str(n) for n in nodes), f"{r.wall_s:.1f}", f"{r.cpu_s:.1f}",
-                f"{r.peak_mib:.0f}"])  # fmt: skip
+                f"{r.peak_mib:.0f}", *jobs])  # fmt: skip
     return buf.getvalue()
 
 
@@ -124,9 +145,16 @@ def progress_bar(label: str) -> Iterator[ProgressFn]:
     is_flag=True,
     help="Also write the run's wall and CPU time and peak memory to <out>/resources.csv.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, MAX_JOBS),
+    default=1,
+    show_default=True,
+    help="Processes to measure independent networks (--report: scenarios) in at once.",
+)
 @click.option("--list", "list_", is_flag=True, help="List the shipped scenarios.")
 def simulate(scenario: str | None, seed: int | None, out: Path | None, report: bool,
-             nodes: tuple[int, ...] | None, write_resources: bool,
+             nodes: tuple[int, ...] | None, write_resources: bool, jobs: int,
              list_: bool) -> None:  # fmt: skip
     """Run SCENARIO (a .toml file or a shipped scenario's name) in the simulator."""
     from peerlab.simulate.scenario import load_scenario, shipped_scenarios
@@ -144,7 +172,7 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
             raise click.UsageError("--report runs the report's own scenarios; give no SCENARIO, "
                                    "--nodes or --resources")  # fmt: skip
         with progress_bar("report") as update:
-            path = write_report(out or Path("report"), seed=seed, progress=update)
+            path = write_report(out or Path("report"), seed=seed, progress=update, jobs=jobs)
         click.echo(f"wrote {path}")
         return
     if scenario is None:
@@ -154,15 +182,16 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
     # A bad file or size fails before the bar is drawn.
     sc = load_scenario(scenario)
     name = (with_nodes(sc, nodes) if nodes is not None else sc).name
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0 = resources_start()
     with progress_bar(name) as update:
-        run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes)
-    cost = resources_since(wall0, cpu0)
+        run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes, jobs=jobs)
+    cost = resources_since(wall0, cpu0, jobs)
     for r in run.reports:
         files = [p.name for p in r.csv] + [f.path.name for f in r.figures]
         click.echo(f"{r.name}: trace {r.trace_digest}; {len(files)} files in {run.out}")
+    largest = f" (the largest of up to {jobs} processes)" if jobs > 1 else ""
     click.echo(f"wall {cost.wall_s:.1f} s, CPU {cost.cpu_s:.1f} s, "
-               f"peak memory {cost.peak_mib:.0f} MiB")  # fmt: skip
+               f"peak memory {cost.peak_mib:.0f} MiB{largest}")  # fmt: skip
     if write_resources:
         from peerlab.simulate.report import RESOURCES_FILE
 

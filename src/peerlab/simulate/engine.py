@@ -23,6 +23,7 @@ from types import ModuleType
 
 from peerlab.errors import ConfigError
 from peerlab.simulate.base import ExperimentReport, Progress
+from peerlab.simulate.parallel import check_jobs
 from peerlab.simulate.scenario import MAX_NODES, Scenario, load_scenario
 
 #: Experiment name -> the module whose ``run`` implements it.  Architecture
@@ -103,12 +104,16 @@ def run_scenario(
     progress: Progress | None = None,
     command_spec: str | None = None,
     nodes: Sequence[int] | None = None,
+    jobs: int = 1,
 ) -> ScenarioRun:
     """Run every experiment of scenario ``spec`` (a file, or a shipped
     scenario's name); ``seed`` overrides the file's; ``nodes`` its network
     sizes (:func:`with_nodes`); ``out`` defaults to ``simulate-<name>``.
     ``command_spec`` is how figures name the scenario in their reproducing
-    command (default: ``spec``)."""
+    command (default: ``spec``).  ``jobs``: how many processes an experiment
+    may run its independent networks in (:mod:`peerlab.simulate.parallel`);
+    the files written do not depend on it."""
+    check_jobs(jobs)
     sc = load_scenario(spec)
     if nodes is not None:
         sc = with_nodes(sc, nodes)
@@ -122,6 +127,7 @@ def run_scenario(
         module = experiment_module(name)
         config = sc.table(name)
         config["_command"] = command
+        config["_jobs"] = jobs
         share = 1.0 / len(sc.experiments)
 
         def sub(what: str, fraction: float, k: int = k, share: float = share) -> None:

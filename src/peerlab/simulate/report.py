@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from peerlab.simulate.base import ExperimentReport, Progress
-from peerlab.simulate.engine import command_line, experiment_available, run_scenario, section
+from peerlab.simulate.engine import (
+    ScenarioRun,
+    command_line,
+    experiment_available,
+    run_scenario,
+    section,
+)
 from peerlab.simulate.measure import combine_digests, md_table, write_csv
+from peerlab.simulate.parallel import Piece, check_jobs, run_pieces
 from peerlab.simulate.scenario import load_scenario, shipped_scenarios
 from peerlab.simulate.search import ARCHITECTURES, TARGET_ANSWERED
 from peerlab.simulate.search import _figures as search_figures
@@ -64,19 +71,33 @@ def report_scenarios() -> list[str]:
     return names
 
 
-def write_report(out: Path, *, seed: int | None = None, progress: Progress | None = None) -> Path:
-    """Run the report's scenarios into ``out`` and write ``out/comparison.md``."""
+def write_report(
+    out: Path, *, seed: int | None = None, progress: Progress | None = None, jobs: int = 1
+) -> Path:
+    """Run the report's scenarios into ``out`` and write ``out/comparison.md``;
+    ``jobs`` processes run scenarios side by side (the files are the same)."""
     names = report_scenarios()
     out.mkdir(parents=True, exist_ok=True)
+    if check_jobs(jobs) == 1:
+        runs = []
+        for k, name in enumerate(names):
+
+            def sub(what: str, fraction: float, k: int = k) -> None:
+                if progress is not None:
+                    progress(what, (k + fraction) / len(names))
+
+            runs.append(_run_report_scenario(name, seed, out, sub))
+    else:
+
+        def finished(what: str, n: int) -> None:
+            if progress is not None:
+                progress(what, n / len(names))
+
+        pieces = [Piece(name, _run_report_scenario, (name, seed, out)) for name in names]
+        runs = run_pieces(pieces, jobs, finished)
     reports: list[ExperimentReport] = []
     commands: dict[str, str] = {}
-    for k, name in enumerate(names):
-
-        def sub(what: str, fraction: float, k: int = k) -> None:
-            if progress is not None:
-                progress(what, (k + fraction) / len(names))
-
-        run = run_scenario(name, seed=seed, out=out / name, progress=sub, command_spec=name)
+    for name, run in zip(names, runs, strict=True):
         reports.extend(run.reports)
         for r in run.reports:
             commands[r.name] = f"peerlab simulate {name} --seed {run.seed} --out {out / name}"
@@ -84,6 +105,12 @@ def write_report(out: Path, *, seed: int | None = None, progress: Progress | Non
     path = out / "comparison.md"
     path.write_text(compose(reports, out, commands, growth), encoding="utf-8")
     return path
+
+
+def _run_report_scenario(
+    name: str, seed: int | None, out: Path, progress: Progress | None = None
+) -> ScenarioRun:
+    return run_scenario(name, seed=seed, out=out / name, progress=progress, command_spec=name)
 
 
 # ------------------------------------------------------------- growth
@@ -102,6 +129,8 @@ class GrowthSize:
     wall_s: float | None = None
     cpu_s: float | None = None
     peak_mib: float | None = None
+    #: Processes that measured its networks at once (the peak is one's).
+    jobs: int = 1
 
 
 def growth_command(nodes: int, out: Path, seed: int | None = None) -> str:
@@ -162,10 +191,12 @@ def read_growth(folder: Path) -> list[GrowthSize]:
             cost = timed[0] if timed else {}
         for n in sorted({r["nodes"] for r in rows if isinstance(r.get("nodes"), int)}):
             alone = str(cost.get("nodes", "")) == str(n)
+            jobs = cost.get("jobs", 1)
             sizes[n] = GrowthSize(
                 n, sub, [r for r in rows if r.get("nodes") == n], digest,
                 *((_num(cost, "wall_s"), _num(cost, "cpu_s"), _num(cost, "peak_mib"))
-                  if alone else (None, None, None)))  # fmt: skip
+                  if alone else (None, None, None)),
+                jobs=jobs if alone and isinstance(jobs, int) and jobs > 1 else 1)  # fmt: skip
     return [sizes[n] for n in sorted(sizes)]
 
 
@@ -237,7 +268,8 @@ def growth_report(folder: Path, base: Path) -> ExperimentReport | None:
                                         if any(r.get("architecture") == a for r in g.rows)),
              "wall s": "-" if g.wall_s is None else f"{g.wall_s:,.0f}",
              "CPU s": "-" if g.cpu_s is None else f"{g.cpu_s:,.0f}",
-             "peak memory MiB": "-" if g.peak_mib is None else f"{g.peak_mib:,.0f}",
+             "peak memory MiB": "-" if g.peak_mib is None else f"{g.peak_mib:,.0f}" + (
+                 f" (the largest of {g.jobs} processes)" if g.jobs > 1 else ""),
              "trace digest": f"`{g.digest}`"} for g in found]  # fmt: skip
     queries = max((int(r.get("queries", 0)) for r in rows), default=0)
     parts = [

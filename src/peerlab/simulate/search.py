@@ -22,7 +22,6 @@ server, or the most loaded servent).
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from peerlab.simulate.measure import (
     write_csv,
 )
 from peerlab.simulate.nets import NapsterNet, build_net
+from peerlab.simulate.parallel import Piece, run_pieces
 from peerlab.simulate.population import build_population, build_queries
 from peerlab.simulate.scenario import config_scenario
 
@@ -85,34 +85,19 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
         skipped = ["two-tier (the servent has no ultrapeer/leaf roles in this build)"]
     else:
         skipped = []
-    qs = sc.queries
-    rows: list[dict[str, Any]] = []
-    digests: list[str] = []
-    steps = len(sc.population.nodes) * len(archs)
-    step = 0
-    for n in sc.population.nodes:
-        pop = build_population(sc, n, seed)
-        queries = build_queries(sc, pop, seed)
-        for arch in archs:
-            progress(f"search: {arch}, {n} nodes", step / steps)
-            step += 1
-            sim = Simulator(derive_seed(seed, "search", arch, str(n)))
-            net = build_net(arch, sim, pop, seed=seed)
-            variants = [0] if isinstance(net, NapsterNet) else ttls
-            if not net.wait_connected():
-                raise ConfigError(f"search: the {arch} network of {n} nodes did not come up")
-            sim.run(sim.now + SETTLE)
-            with frozen():  # the built network, out of the garbage collector's scans
-                for ttl in variants:
-                    m = run_queries(net, queries, ttl=ttl, interval=qs.interval, wait=qs.wait)
-                    rows.append({"nodes": n, "architecture": arch, "ttl": ttl,
-                                 **measurement_row(m)})  # fmt: skip
-            digests.append(sim.trace_digest())
-            # Let this network go before the next one is built: held by
-            # ``net``/``sim`` until reassigned, the last one would still be
-            # alive while the next was built (and it is full of cycles).
-            del net, sim
-            gc.collect()
+    pieces = [
+        Piece(f"{arch}, {n} nodes", measure_network, (config, seed, n, arch, ttls),
+              cost=n * ARCHITECTURE_COST[arch])
+        for n in sc.population.nodes
+        for arch in archs
+    ]  # fmt: skip
+
+    def piece_progress(what: str, finished: int) -> None:
+        progress(f"search: {what}", finished / len(pieces))
+
+    measured = run_pieces(pieces, int(config.get("_jobs", 1)), piece_progress)
+    rows = [row for piece_rows, _ in measured for row in piece_rows]
+    digests = [digest for _, digest in measured]
     progress("search: writing", 1.0)
     csv_path = write_csv(out / "search.csv", rows)
     command = str(config.get("_command", f"peerlab simulate {sc.source or sc.name} --seed {seed}"))
@@ -128,6 +113,41 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
         csv=[csv_path],
         trace_digest=combine_digests(digests),
     )
+
+
+#: One network's rows of ``search.csv`` and its trace digest.
+Measured = tuple[list[dict[str, Any]], str]
+
+#: Rough CPU per peer of building and querying each architecture (the
+#: growth scenario at 3,000 peers: 1.7, 1.5, 36 and 73 s): which networks
+#: start first when they run in parallel.
+ARCHITECTURE_COST = {"napster": 1.0, "napster-farm": 1.0, "gnutella": 20.0, "two-tier": 40.0}
+
+
+def measure_network(
+    config: Mapping[str, Any], seed: int, n: int, arch: str, ttls: list[int]
+) -> Measured:
+    """Build ``arch`` over the scenario's ``n`` peers and run the workload
+    (flooding: once per TTL on the same network).  The peers, files and
+    queries come from the seed and ``n`` alone and the simulator's seed from
+    the architecture too, so a network measured in a process of its own
+    gives what it gives among the others."""
+    sc = config_scenario(config)
+    qs = sc.queries
+    pop = build_population(sc, n, seed)
+    queries = build_queries(sc, pop, seed)
+    sim = Simulator(derive_seed(seed, "search", arch, str(n)))
+    net = build_net(arch, sim, pop, seed=seed)
+    variants = [0] if isinstance(net, NapsterNet) else ttls
+    if not net.wait_connected():
+        raise ConfigError(f"search: the {arch} network of {n} nodes did not come up")
+    sim.run(sim.now + SETTLE)
+    rows: list[dict[str, Any]] = []
+    with frozen():  # the built network, out of the garbage collector's scans
+        for ttl in variants:
+            m = run_queries(net, queries, ttl=ttl, interval=qs.interval, wait=qs.wait)
+            rows.append({"nodes": n, "architecture": arch, "ttl": ttl, **measurement_row(m)})
+    return rows, sim.trace_digest()
 
 
 def _label(row: Mapping[str, Any]) -> str:

@@ -455,6 +455,42 @@ class PresenceTable(_Lookup):
     def apply_patch(self, start: int, delta: bytes, entry_bits: int) -> None:
         """Set the entries from ``start`` present or absent by the signs of
         the patch entries in ``delta`` (``entry_bits`` each)."""
+        if entry_bits == 4 and not start & 1:
+            end = start + 2 * len(delta)
+            if end > self.length:
+                raise LocalProtocolError("patch runs past the end of the table")
+            # The run of whole bitmap bytes goes straight from patch bytes to
+            # bits (:meth:`_apply_aligned`); the odd bytes around it, which
+            # share a bitmap byte with entries outside the patch, the long way.
+            head = min(len(delta), (-start & 7) >> 1)
+            body = (len(delta) - head) & ~3
+            if body:
+                if head:
+                    self._apply_flags(start, delta[:head], 4)
+                self._apply_aligned(start + 2 * head, delta[head : head + body])
+                if head + body < len(delta):
+                    self._apply_flags(start + 2 * (head + body), delta[head + body :], 4)
+                return
+        self._apply_flags(start, delta, entry_bits)
+
+    def _apply_aligned(self, start: int, delta: bytes) -> None:
+        """:meth:`apply_patch` for 4-bit entries from ``start`` (a multiple
+        of 8), ``delta`` a multiple of 4 bytes: bitmap byte ``m`` takes its
+        eight entries from patch bytes ``4m .. 4m+3``, so each of those four
+        strides translates to its two bits of every bitmap byte at once."""
+        on = off = 0
+        for k in range(4):
+            column = delta[k::4]
+            on |= int.from_bytes(column.translate(_NEG_PAIR[k]), "big")
+            off |= int.from_bytes(column.translate(_POS_PAIR[k]), "big")
+        a = start >> 3
+        b = a + len(delta) // 4
+        old = int.from_bytes(self._bitmap[a:b], "big")
+        self._bitmap[a:b] = ((old | on) & ~off).to_bytes(b - a, "big")
+
+    def _apply_flags(self, start: int, delta: bytes, entry_bits: int) -> None:
+        """:meth:`apply_patch` for any start and entry size: the patch as one
+        flag byte per entry, packed into the bitmap bytes it covers."""
         if entry_bits == 4:
             n = 2 * len(delta)
             sets, clears = bytearray(n), bytearray(n)
@@ -498,6 +534,18 @@ _NEG8 = bytes(int(b > 127) for b in range(256))
 _POS8 = bytes(int(0 < b <= 127) for b in range(256))
 
 
+def _pair_table(k: int, high: bytes, low: bytes) -> bytes:
+    """Patch byte ``4m + k`` (two 4-bit entries) -> its two bits of bitmap
+    byte ``m``: bits ``7 - 2k`` and ``6 - 2k``, each set where ``high`` /
+    ``low`` flags its nibble."""
+    return bytes((high[p] << (7 - 2 * k)) | (low[p] << (6 - 2 * k)) for p in range(256))
+
+
+# A patch byte -> the bits of its entries that it sets (_NEG_PAIR) or clears.
+_NEG_PAIR = [_pair_table(k, _NEG_HIGH, _NEG_LOW) for k in range(4)]
+_POS_PAIR = [_pair_table(k, _POS_HIGH, _POS_LOW) for k in range(4)]
+
+
 def _pack_flags(flags: bytes | bytearray) -> bytes:
     """Bytes of 0/1 (a multiple of 8 of them) packed 8 to a byte, first
     flag in the most significant bit: eight strided slices, no loop per flag."""
@@ -532,6 +580,41 @@ def _nibble_patch(new: bytes, old: bytes) -> bytes:
     high, low = nibbles[0::2], nibbles[1::2]
     packed = int.from_bytes(high.translate(_SHIFT4), "big") | int.from_bytes(low, "big")
     return packed.to_bytes(len(high), "big")
+
+
+@functools.lru_cache(maxsize=16)
+def _bit_pair_tables(infinity: int) -> tuple[list[bytes], list[bytes]]:
+    """For :func:`_presence_patch`: bitmap byte ``m`` -> patch byte
+    ``4m + k`` (entries ``8m + 2k`` high, ``8m + 2k + 1`` low), for the bits
+    that appear (delta ``1 - infinity``) and those that go (``infinity - 1``)."""
+
+    def table(k: int, value: int) -> bytes:
+        hi, lo = 7 - 2 * k, 6 - 2 * k
+        return bytes(((b >> hi & 1) * value) << 4 | (b >> lo & 1) * value for b in range(256))
+
+    appear, go = (1 - infinity) & 0xF, (infinity - 1) & 0xF
+    return [table(k, appear) for k in range(4)], [table(k, go) for k in range(4)]
+
+
+def _presence_patch(new: PresenceTable, old: PresenceTable | None) -> bytes:
+    """:func:`_nibble_patch` between two presence tables (``old`` ``None``:
+    the empty table), made from their bitmaps: 8 KiB of bits for LimeWire's
+    65,536 entries instead of 64 KiB of distances.  An entry that appears
+    patches by ``1 - infinity``, one that goes by ``infinity - 1``; the two
+    never share a nibble, so each patch byte is an OR of two lookups."""
+    size = len(new._bitmap)
+    now = int.from_bytes(new._bitmap, "big")
+    before = int.from_bytes(old._bitmap, "big") if old is not None else 0
+    appear = (now & ~before).to_bytes(size, "big")
+    go = (before & ~now).to_bytes(size, "big")
+    appear_tables, go_tables = _bit_pair_tables(new.infinity)
+    out = bytearray(4 * size)
+    for k in range(4):
+        column = int.from_bytes(appear.translate(appear_tables[k]), "big")
+        if before:
+            column |= int.from_bytes(go.translate(go_tables[k]), "big")
+        out[k::4] = column.to_bytes(size, "big")
+    return bytes(out)
 
 
 def _pack_patch(deltas: list[int], entry_bits: int) -> bytes:
@@ -570,19 +653,34 @@ def make_update(
     out: list[RouteTableUpdate] = []
     if previous is not None and previous == table:
         return []
-    entries = _distances(table)
-    if previous is None or previous.length != table.length or previous.infinity != table.infinity:
+    fresh = (
+        previous is None or previous.length != table.length or previous.infinity != table.infinity
+    )
+    if fresh:
         out.append(ResetTable(table.length, table.infinity))
-        base = bytes((table.infinity,)) * table.length
+    old = None if fresh else previous
+    if (
+        entry_bits == 4
+        and 2 <= table.infinity <= 7
+        and isinstance(table, PresenceTable)
+        and (old is None or isinstance(old, PresenceTable))
+    ):
+        # Two unequal presence tables of one shape differ in some bit, and
+        # with an infinity above 1 every changed bit is a nonzero entry.
+        data = _presence_patch(table, old)
     else:
-        base = _distances(previous)
-        if base == entries:
-            return []
-    if entry_bits == 4 and table.infinity <= 7 and table.length % 2 == 0:
-        data = _nibble_patch(entries, base)
-    else:
-        deltas = [new - old for new, old in zip(entries, base, strict=True)]
-        data = _pack_patch(deltas, entry_bits)
+        entries = _distances(table)
+        if old is None:
+            base = bytes((table.infinity,)) * table.length
+        else:
+            base = _distances(old)
+            if base == entries:
+                return []
+        if entry_bits == 4 and table.infinity <= 7 and table.length % 2 == 0:
+            data = _nibble_patch(entries, base)
+        else:
+            deltas = [new - old for new, old in zip(entries, base, strict=True)]
+            data = _pack_patch(deltas, entry_bits)
     if compressor == COMPRESSOR_ZLIB:
         data = zlib.compress(data)
     chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
