@@ -410,9 +410,11 @@ def test_update_round_trip(
     assert got == nxt == rx.table
 
 
-@given(st.lists(st.binary(max_size=40), max_size=6))
-def test_arbitrary_payloads_raise_only_remote_protocol_error(payloads: list[bytes]) -> None:
-    rx = QrpReceiver()
+@given(st.lists(st.binary(max_size=40), max_size=6), st.booleans())
+def test_arbitrary_payloads_raise_only_remote_protocol_error(
+    payloads: list[bytes], presence_only: bool
+) -> None:
+    rx = QrpReceiver(presence_only=presence_only)
     for p in payloads:
         try:
             rx.receive(decode_route_table_update(p))
