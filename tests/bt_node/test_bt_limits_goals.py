@@ -105,3 +105,25 @@ def test_ratio_counts_earlier_runs_and_time_goal_stops() -> None:
     assert lt.goal_reached == "time"
     assert lt.seeding_seconds() >= 20.0
     assert world.sim.now - t0 <= 20.0 + 2.0  # the tick notices within a second or two
+
+
+def test_a_limited_upload_is_shared_fairly_among_the_peers_waiting_for_it() -> None:
+    # Four leechers of one seed whose upload is limited: all four hold
+    # unchoke slots and keep requests queued, so each should get about a
+    # quarter of the limit, as libtorrent's bandwidth manager hands its
+    # quota round the peers waiting for it -- not the first peer connected
+    # everything while the others wait.
+    world = SimWorld(44, up=LINK, down=LINK, latency=0.01)
+    data = content(4096 * KIB, b"fair")
+    info = single_file(data, 16 * KIB)
+    limit = 200 * KIB
+    seeder, _, _ = session(world, "seed", storage="memory")
+    st = seeder.add_torrent(info, data=data, seed_mode=True)
+    st.set_rate_limits(up=limit)
+    for i in range(4):
+        s, _, _ = session(world, f"leech{i}", storage="memory", upload_rate=1.0)
+        s.add_torrent(info, peers=[seeder.listen_address])  # type: ignore[list-item]
+    world.run_for(20.0)
+    sent = sorted(link.up.total for link in st.links)
+    assert len(sent) == 4 and sum(sent) >= limit * 10
+    assert sent[0] >= 0.6 * sent[-1], sent

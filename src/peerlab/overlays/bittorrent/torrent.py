@@ -294,6 +294,9 @@ class Torrent:
         self.down_bucket = TokenBucket(0.0)
         self._throttle_timer: Timer | None = None
         self._throttle_at = 0.0
+        #: The peer whose queued block the last round of throttled upload
+        #: sent last: the next round starts after it.
+        self._served_last: PeerLink | None = None
         #: Seeding goals (None: seed until stopped) and totals of earlier runs.
         self.seed_ratio: float | None = None
         self.seed_time: float | None = None
@@ -630,6 +633,8 @@ class Torrent:
         for address in (link.address, link.listen_address):
             if address is not None and self._by_address.get(address) is link:
                 del self._by_address[address]
+        if self._served_last is link:
+            self._served_last = None
         if link in self.links:
             del self.links[link]
             pid = link.peer_id
@@ -1095,13 +1100,36 @@ class Torrent:
         self._throttle_timer = None
         if not self.running:
             return
+        self._serve_round()
         for link in list(self.links):
             if link.closing:
                 continue
-            if link.serve_queue:
-                self._serve_queued(link)
             self._fill(link)
             link.flush()
+
+    def _serve_round(self) -> None:
+        """Send queued blocks one peer at a time, a block each in turn, until
+        an upload bucket is in debt, beginning after the peer the last round
+        ended with: a limited upload is shared among the peers waiting for
+        it, as libtorrent's bandwidth manager hands its quota round, rather
+        than going to whichever peer connected first."""
+        links = list(self.links)
+        last = self._served_last
+        # (a peer that closed while its block went out may still be ``last``)
+        start = links.index(last) + 1 if last is not None and last in self.links else 0
+        turn = deque(link for link in links[start:] + links[:start] if link.serve_queue)
+        while turn:
+            link = turn.popleft()
+            if link.closing or not link.writable or not link.serve_queue:
+                continue
+            if self._up_throttled():
+                return
+            req, data = link.serve_queue.popleft()
+            self._send_block(link, req, data)
+            link.flush()
+            self._served_last = link
+            if link.serve_queue:
+                turn.append(link)
 
     # -- seeding goals
 
