@@ -76,7 +76,11 @@ def test_global_upload_limit_spans_torrents() -> None:
     world.run_for(10.0)
     total = sum(t.uploaded for t in seeder.torrents)
     assert limit * 5 <= total <= limit * world.sim.now + 2 * SLACK
-    assert all(t.downloaded > 0 for t in leeches)  # both torrents got a share
+    # Both torrents got a fair share: the global limit goes round them (the
+    # one whose wake-up fired first used to take all of it).
+    shares = sorted(t.uploaded for t in seeder.torrents)
+    assert shares[0] >= 0.6 * shares[1], shares
+    assert all(t.downloaded > 0 for t in leeches)
 
 
 def test_seed_stops_at_its_ratio_goal() -> None:

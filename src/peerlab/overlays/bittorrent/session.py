@@ -47,7 +47,7 @@ summed over torrents) and events ``bt.<event>`` with the info-hash.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -133,6 +133,7 @@ class Session:
         #: has its own buckets besides.
         self.up_bucket = TokenBucket(float(self.config.upload_rate))
         self.down_bucket = TokenBucket(float(self.config.download_rate))
+        self._served_last: Torrent | None = None
         self._dht_sources: dict[bytes, DhtPeerSource] = {}
         self._ported: dict[PeerLink, None] = {}
 
@@ -348,6 +349,8 @@ class Session:
         torrent = self._torrents.pop(info_hash, None)
         if torrent is None:
             raise ConfigError(f"no torrent {info_hash.hex()}")
+        if self._served_last is torrent:
+            self._served_last = None
         torrent.stop(done)
 
     def _load_info(self, info_hash: bytes) -> Info | None:
@@ -382,6 +385,23 @@ class Session:
                 self.runtime.observer.event("bt.metadata_save_failed", error=str(exc))
 
         self.runtime.offload(work, finished)
+
+    def _serve_uploads(self) -> None:
+        """Blocks waiting for upload, a block per torrent in turn (each its
+        peers in turn), beginning after the torrent served last, until every
+        torrent is out of blocks or its bucket or ours is in debt: the
+        global limit is shared among the torrents uploading, as a torrent's
+        is among its peers.  A torrent's wake-up calls it, whichever wakes
+        first."""
+        torrents = list(self._torrents.values())
+        last = self._served_last
+        start = torrents.index(last) + 1 if last is not None and last in torrents else 0
+        turn = deque(torrents[start:] + torrents[:start])
+        while turn:
+            torrent = turn.popleft()
+            if torrent._serve_one():
+                self._served_last = torrent
+                turn.append(torrent)
 
     # ------------------------------------------------------------ DHT (BEP 5)
 

@@ -294,8 +294,7 @@ class Torrent:
         self.down_bucket = TokenBucket(0.0)
         self._throttle_timer: Timer | None = None
         self._throttle_at = 0.0
-        #: The peer whose queued block the last round of throttled upload
-        #: sent last: the next round starts after it.
+        #: The peer whose queued block went out last (:meth:`_serve_one`).
         self._served_last: PeerLink | None = None
         #: Seeding goals (None: seed until stopped) and totals of earlier runs.
         self.seed_ratio: float | None = None
@@ -1100,36 +1099,34 @@ class Torrent:
         self._throttle_timer = None
         if not self.running:
             return
-        self._serve_round()
+        self.session._serve_uploads()
         for link in list(self.links):
             if link.closing:
                 continue
             self._fill(link)
             link.flush()
 
-    def _serve_round(self) -> None:
-        """Send queued blocks one peer at a time, a block each in turn, until
-        an upload bucket is in debt, beginning after the peer the last round
-        ended with: a limited upload is shared among the peers waiting for
-        it, as libtorrent's bandwidth manager hands its quota round, rather
-        than going to whichever peer connected first."""
+    def _serve_one(self) -> bool:
+        """Send one queued block, of the first peer after the one served last
+        that has one waiting; False when none has or an upload bucket is in
+        debt.  The session calls it torrent by torrent in turn
+        (:meth:`Session._serve_uploads`), so a limited upload goes round
+        the peers waiting for it, as libtorrent's bandwidth manager hands its
+        quota round, rather than to whichever peer or torrent came first."""
+        if self._up_throttled():
+            return False
         links = list(self.links)
         last = self._served_last
         # (a peer that closed while its block went out may still be ``last``)
         start = links.index(last) + 1 if last is not None and last in self.links else 0
-        turn = deque(link for link in links[start:] + links[:start] if link.serve_queue)
-        while turn:
-            link = turn.popleft()
-            if link.closing or not link.writable or not link.serve_queue:
-                continue
-            if self._up_throttled():
-                return
-            req, data = link.serve_queue.popleft()
-            self._send_block(link, req, data)
-            link.flush()
-            self._served_last = link
-            if link.serve_queue:
-                turn.append(link)
+        for link in links[start:] + links[:start]:
+            if link.serve_queue and link.writable and not link.closing:
+                req, data = link.serve_queue.popleft()
+                self._send_block(link, req, data)
+                link.flush()
+                self._served_last = link
+                return True
+        return False
 
     # -- seeding goals
 
