@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import operator
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,9 @@ def test_pieces_come_back_in_their_order_whatever_ran_first() -> None:
     heard: list[tuple[str, int]] = []
     got = run_pieces(pieces, 2, lambda what, n: heard.append((what, n)))
     assert got == [0, 10, 20, 30, 40]
-    assert sorted(n for _, n in heard) == [1, 2, 3, 4, 5]
-    assert {what for what, _ in heard} == {f"p{i} done" for i in range(5)}
+    assert heard[0] == ("started p4, p3", 0)  # the costliest two first
+    assert sorted(n for _, n in heard[1:]) == [1, 2, 3, 4, 5]
+    assert {what for what, _ in heard[1:]} == {f"p{i} done" for i in range(5)}
     # In turn: each piece is announced as it starts, with how many went before.
     heard.clear()
     assert run_pieces(pieces, 1, lambda what, n: heard.append((what, n))) == got
@@ -85,3 +89,56 @@ def test_cli_refuses_a_bad_jobs_count(tiny: Path, tmp_path: Path, value: str) ->
     assert done.returncode == 2
     assert "--jobs" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "simulate-tiny").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to_group", [True, False], ids=["terminal", "main-process"])
+def test_ctrl_c_stops_every_process_at_once(tmp_path: Path, to_group: bool) -> None:
+    # 3,000-peer networks: each takes a minute or so, so the run is in its
+    # first two when SIGINT arrives -- at the whole process group, as a
+    # terminal sends Ctrl-C, or at the main process alone (kill -INT): the
+    # workers are ended then too, not waited for.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peerlab.cli.main", "simulate", "growth", "--nodes", "3000",
+         "--jobs", "2", "--out", "run"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4.0)
+        assert proc.poll() is None
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "search.csv").exists()
+    # ... and no worker is left running (a zombie, waiting to be reaped by
+    # init now that its parent is gone, runs nothing).
+    deadline = time.monotonic() + 5.0
+    while _running_in_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _running_in_group(proc.pid) == []
+
+
+def _running_in_group(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that are not zombies (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after it.
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            found.append(int(entry.name))
+    return found

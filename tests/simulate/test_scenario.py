@@ -92,3 +92,16 @@ def test_files_and_bad_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
     good.write_text('experiments = ["search"]\n', encoding="utf-8")
     assert load_scenario(str(good)).name == "g"
     assert tomllib.loads(good.read_text())["experiments"] == ["search"]
+
+
+def test_a_folder_does_not_hide_a_shipped_scenario(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # `peerlab simulate search --out search`, then the same again from there.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "search").mkdir()
+    assert load_scenario("search").name == "search"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ConfigError, match="mine is a folder, not a scenario file"):
+        load_scenario("mine")
+    (tmp_path / "search.toml").mkdir()
+    with pytest.raises(ConfigError, match="no scenario file search.toml"):
+        load_scenario("search.toml")

@@ -9,16 +9,20 @@ run's files and digests are the same, byte for byte, whatever ``jobs`` is.
 
 Each piece gets a fresh process (started with ``spawn``: nothing inherited,
 the memory it held returned when it ends), and the costliest pieces start
-first, so that one long piece does not start last and run alone.  With
-``jobs`` 1 the pieces run here, one after the other.
+first, so that one long piece does not start last and run alone.  The
+workers ignore Ctrl-C; the process that started them ends them all at once
+on it (or when a piece fails) and reports it.  With ``jobs`` 1 the pieces
+run here, one after the other.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
+import queue
+import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -56,9 +60,10 @@ def run_pieces(
 ) -> list[T]:
     """Every piece's result, in the order of ``pieces``.  ``progress(what,
     finished)`` hears of each piece: in turn, as it starts (``what`` its
-    label); in parallel, as it ends (``"<label> done"``).  The first piece
-    to fail stops the run: the others are cancelled (those running finish
-    first) and its exception is raised here."""
+    label); in parallel, as it ends (``"<label> done"``), after a first word
+    of the ones that start at once (``"started <label>, <label>"``).  The first piece
+    to fail, or Ctrl-C, stops the run: the other processes are ended at
+    once and the exception is raised here."""
     check_jobs(jobs)
     if jobs == 1 or len(pieces) <= 1:
         results: list[T] = []
@@ -71,23 +76,49 @@ def run_pieces(
             gc.collect()
         return results
     order = sorted(range(len(pieces)), key=lambda i: -pieces[i].cost)  # stable: ties in order
+    workers = min(jobs, len(pieces))
+    # Results come back on the pool's thread; this one waits on the queue,
+    # so that Ctrl-C reaches it between results.
+    results_q: queue.Queue[tuple[int, bool, Any]] = queue.Queue()
+    pool = multiprocessing.get_context("spawn").Pool(
+        workers, initializer=_ignore_interrupts, maxtasksperchild=1
+    )
     out: dict[int, T] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(pieces)), mp_context=context, max_tasks_per_child=1
-    ) as pool:
-        running: dict[Future[T], int] = {}
-        try:
-            for i in order:
-                running[pool.submit(pieces[i].fn, *pieces[i].args)] = i
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: running[f]):
-                    i = running.pop(future)
-                    out[i] = future.result()
-                    if progress is not None:
-                        progress(f"{pieces[i].label} done", len(out))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    try:
+        for i in order:
+            pool.apply_async(
+                pieces[i].fn,
+                pieces[i].args,
+                callback=functools.partial(_put, results_q, i, True),
+                error_callback=functools.partial(_put, results_q, i, False),
+            )
+        if progress is not None:
+            progress("started " + ", ".join(pieces[i].label for i in order[:workers]), 0)
+        while len(out) < len(pieces):
+            try:
+                i, ok, value = results_q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if not ok:
+                raise value
+            out[i] = value
+            if progress is not None:
+                progress(f"{pieces[i].label} done", len(out))
+    except BaseException:
+        # A failed piece or Ctrl-C: the others stop now, not when done.
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
     return [out[i] for i in range(len(pieces))]
+
+
+def _put(results: queue.Queue[tuple[int, bool, Any]], i: int, ok: bool, value: Any) -> None:
+    results.put((i, ok, value))
+
+
+def _ignore_interrupts() -> None:
+    """A worker leaves Ctrl-C to the process that started it, which stops
+    every worker at once (and prints no worker's traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -374,17 +374,19 @@ def shipped_scenarios() -> list[str]:
 
 
 def scenario_path(spec: str) -> Path:
-    """A file path, or the name of a shipped scenario (``search``)."""
+    """A file path, or the name of a shipped scenario (``search``).  A
+    folder of that name does not hide the shipped scenario: ``peerlab
+    simulate search --out search`` can be run again from the same place."""
     path = Path(spec)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"no scenario file {spec}")
         return path
     shipped = resources.files("peerlab.simulate") / "scenarios" / f"{spec}.toml"
     if not shipped.is_file():
-        raise ConfigError(
-            f"no scenario {spec!r}: give a .toml file or one of {', '.join(shipped_scenarios())}"
-        )
+        what = f"{spec} is a folder, not a scenario file" if path.exists() else (
+            f"no scenario {spec!r}")  # fmt: skip
+        raise ConfigError(f"{what}: give a .toml file or one of {', '.join(shipped_scenarios())}")
     return Path(str(shipped))
 
 
