@@ -1113,7 +1113,7 @@ class Torrent:
         (:meth:`Session._serve_uploads`), so a limited upload goes round
         the peers waiting for it, as libtorrent's bandwidth manager hands its
         quota round, rather than to whichever peer or torrent came first."""
-        if self._up_throttled():
+        if not self.running or self._up_throttled():
             return False
         links = list(self.links)
         last = self._served_last
