@@ -27,17 +27,18 @@ from setuptools import setup
 IN_PLACE = {"develop", "editable_wheel", "--inplace", "-i"}
 
 #: The modules mypyc compiles, relative to this file: the query phase's hot
-#: path.  Chosen by measurement (README, "The simulator at scale"): these
-#: seven take 23% of the instructions off a delivery (callgrind) and 25-40%
-#: of its CPU time (the more, the smaller the network).  Left out, and why:
-#: ``wire/ggep.py`` and the servent's pong cache, host cache, counters and
-#: search (compiled, no gain); ``sim/engine.py``
-#: and ``runtime/driver.py`` (5% and 3% fewer instructions, but ``SimTimer``
-#: subclasses a slotted class of an uncompiled module and ``SansIOMachine`` is
-#: ``@runtime_checkable``, neither of which mypyc can compile as they are);
-#: ``wire/gnutella.py`` (mypyc makes a dataclass's ``ClassVar`` a field,
-#: mypyc issue 1122, and its messages carry ``TYPE`` that way).
+#: path.  Chosen by measurement (README, "The simulator at scale").  Left
+#: out, and why: ``wire/ggep.py`` and the servent's pong cache, host cache,
+#: counters and search (compiled, no gain); ``wire/gnutella.py`` (mypyc makes
+#: a dataclass's ``ClassVar`` a field, mypyc issue 1122, and its messages
+#: carry ``TYPE`` that way).  ``runtime/timers.py`` holds the one class of
+#: the runtime interface the simulator's timers extend (a compiled class can
+#: only extend a compiled one); the rest of ``runtime/base.py`` is
+#: ``@runtime_checkable`` protocols, which mypyc cannot compile.
 COMPILED = [
+    "src/peerlab/runtime/timers.py",
+    "src/peerlab/runtime/driver.py",
+    "src/peerlab/sim/engine.py",
     "src/peerlab/sim/net.py",
     "src/peerlab/sim/tcp.py",
     "src/peerlab/sim/runtime.py",

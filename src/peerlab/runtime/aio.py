@@ -99,16 +99,6 @@ def _reset_error(exc: BaseException | None) -> NetworkError | None:
     return err
 
 
-# ------------------------------------------------------------------ timers
-
-
-class _AioTimer(QueuedTimer):
-    """A timer in :class:`AsyncioRuntime`'s own queue (asyncio does not keep
-    ties in creation order, so the runtime orders them itself)."""
-
-    __slots__ = ()
-
-
 # ------------------------------------------------------------------ streams
 
 
@@ -415,7 +405,9 @@ class AsyncioRuntime:
         self.observer: Observer = observer if observer is not None else NullObserver()
         self._workers = max(1, workers)
         self._executor: ThreadPoolExecutor | None = None
-        self._timers: list[tuple[float, int, _AioTimer]] = []
+        # Timers in our own queue: asyncio does not keep ties in creation
+        # order, so the runtime orders them itself.
+        self._timers: list[tuple[float, int, QueuedTimer]] = []
         self._timer_seq = 0
         self._timers_cancelled = 0
         self._armed: asyncio.TimerHandle | None = None
@@ -440,18 +432,18 @@ class AsyncioRuntime:
     def wall_time(self) -> float:
         return time.time()
 
-    def call_at(self, when: float, fn: Callable[[], None]) -> _AioTimer:
-        timer = _AioTimer(self, when, fn)
+    def call_at(self, when: float, fn: Callable[[], None]) -> QueuedTimer:
+        timer = QueuedTimer(self, when, fn)
         self._timer_seq += 1
         heapq.heappush(self._timers, (when, self._timer_seq, timer))
         if self._armed is None or when < self._armed_when:
             self._arm(when)
         return timer
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> _AioTimer:
+    def call_later(self, delay: float, fn: Callable[[], None]) -> QueuedTimer:
         return self.call_at(self.now() + delay, fn)
 
-    def call_soon(self, fn: Callable[[], None]) -> _AioTimer:
+    def call_soon(self, fn: Callable[[], None]) -> QueuedTimer:
         return self.call_at(self.now(), fn)
 
     def _arm(self, when: float) -> None:

@@ -51,6 +51,11 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from peerlab.errors import NetworkError
 
+# Re-exported: the timer both runtimes keep lives in a module of its own,
+# which the compiled build (``make fast``) compiles with the simulator.
+from peerlab.runtime.timers import QueuedTimer as QueuedTimer
+from peerlab.runtime.timers import TimerOwner as TimerOwner
+
 T = TypeVar("T")
 
 #: ``(host, port)``.  Hosts are strings: dotted IPv4 on the real runtime
@@ -77,44 +82,14 @@ class Timer(Protocol):
     def cancelled(self) -> bool: ...
 
 
-class TimerOwner(Protocol):
-    def _timer_cancelled(self) -> None:
-        """A timer of this owner's queue was cancelled (for lazy compaction)."""
+@runtime_checkable
+class SansIOMachine(Protocol):
+    """The part of the machine shape every machine a
+    :class:`~peerlab.runtime.driver.StreamDriver` drives must have."""
 
+    def receive_data(self, data: bytes, now: float) -> list[Any]: ...
 
-class QueuedTimer:
-    """A :class:`Timer` kept in its runtime's own heap (both runtimes use it).
-
-    The runtime fires it through :attr:`fn`; cancelling drops the callback and
-    tells the owner, which compacts its heap when cancelled entries pile up.
-    """
-
-    __slots__ = ("_when", "fn", "_cancelled", "_owner")
-
-    def __init__(self, owner: TimerOwner, when: float, fn: Callable[[], None]) -> None:
-        self._owner = owner
-        self._when = when
-        self.fn: Callable[[], None] | None = fn
-        self._cancelled = False
-
-    @property
-    def when(self) -> float:
-        return self._when
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def cancel(self) -> None:
-        if not self._cancelled:
-            self._cancelled = True
-            if self.fn is not None:
-                self.fn = None
-                self._owner._timer_cancelled()
-
-    def __repr__(self) -> str:
-        state = " cancelled" if self._cancelled else ""
-        return f"<{type(self).__name__} when={self._when!r}{state}>"
+    def data_to_send(self) -> bytes: ...
 
 
 class Stream(Protocol):

@@ -24,19 +24,13 @@ with ``clocked=False``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from peerlab.errors import NetworkError, ProtocolError
-from peerlab.runtime.base import Runtime, Stream, Timer
 
-
-@runtime_checkable
-class SansIOMachine(Protocol):
-    """The part of the machine shape every driven machine must have."""
-
-    def receive_data(self, data: bytes, now: float) -> list[Any]: ...
-
-    def data_to_send(self) -> bytes: ...
+# SansIOMachine is ``@runtime_checkable``, which a compiled module cannot
+# define: it lives in base (not compiled) and is named here too.
+from peerlab.runtime.base import Runtime, SansIOMachine, Stream, Timer
 
 
 class StreamDriver:

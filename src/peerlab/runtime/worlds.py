@@ -51,7 +51,7 @@ class World(Protocol):
     def host(self, runtime: Runtime) -> str:
         """The host string ``runtime`` listens on and is reached at."""
 
-    def run_until(self, pred: Callable[[], bool], timeout: float) -> bool:
+    def run_until(self, pred: Callable[[], object], timeout: float) -> bool:
         """Drive the world until ``pred()`` or ``timeout``; return ``pred()``."""
 
     def run_for(self, seconds: float) -> None:
@@ -91,7 +91,7 @@ class RealWorld:
     def host(self, runtime: Runtime) -> str:
         return LOOPBACK
 
-    def run_until(self, pred: Callable[[], bool], timeout: float) -> bool:
+    def run_until(self, pred: Callable[[], object], timeout: float) -> bool:
         loop = self.loop
 
         async def wait() -> bool:
@@ -190,7 +190,7 @@ class SimWorld:
             return runtime.host.ip
         raise KeyError(f"{runtime!r} does not belong to this world")
 
-    def run_until(self, pred: Callable[[], bool], timeout: float) -> bool:
+    def run_until(self, pred: Callable[[], object], timeout: float) -> bool:
         return self.sim.run_until(pred, timeout)
 
     def run_for(self, seconds: float) -> None:

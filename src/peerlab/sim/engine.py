@@ -206,9 +206,10 @@ class Simulator:
             self.now = until
         return n
 
-    def run_until(self, pred: Callable[[], bool], timeout: float) -> bool:
-        """Run events until ``pred()`` holds (True) or ``timeout`` virtual
-        seconds pass (False; the clock then stands at the deadline)."""
+    def run_until(self, pred: Callable[[], object], timeout: float) -> bool:
+        """Run events until ``pred()`` holds (is truthy: True is returned) or
+        ``timeout`` virtual seconds pass (False; the clock then stands at the
+        deadline)."""
         deadline = self.now + timeout
         heap = self._heap
         pop = heapq.heappop

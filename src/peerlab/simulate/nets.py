@@ -85,7 +85,7 @@ NAPSTER_LINK = {
 }
 
 
-def run_until(sim: Simulator, pred: Callable[[], bool], timeout: float) -> bool:
+def run_until(sim: Simulator, pred: Callable[[], object], timeout: float) -> bool:
     """Run ``sim`` until ``pred()`` (checked every :data:`CHECK_STEP`
     virtual seconds) or ``timeout``; returns ``pred()``."""
     deadline = sim.now + timeout
