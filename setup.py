@@ -2,9 +2,10 @@
 
 Everything about the package lives in ``pyproject.toml``; this file only adds
 C extensions, and only when the environment says ``PEERLAB_MYPYC=1``: then
-mypyc (it comes with mypy) compiles the simulator's flood path -- the
-simulated network and TCP model, Gnutella's connection machine, the servent
-with its flow control and routing table -- into extension modules that
+mypyc (it comes with mypy) compiles the simulator's flood path -- its
+event loop, simulated network and TCP model, the runtime's timer and stream
+driver, Gnutella's connection machine, the servent with its flow control
+and routing table -- into extension modules that
 stand in for those ``.py`` files in the installed package.  Without the
 variable this is a plain setuptools build: ``.venv``'s editable install and
 the tests run pure Python.
