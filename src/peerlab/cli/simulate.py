@@ -78,10 +78,14 @@ def resources_csv(nodes: tuple[int, ...], r: Resources) -> str:
     (``jobs`` only when above 1, the peak then being one process's)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    jobs = [r.jobs] if r.jobs > 1 else []
-    w.writerow(["nodes", "wall_s", "cpu_s", "peak_mib"] + ["jobs"] * bool(jobs))
-    w.writerow([" ".join(str(n) for n in nodes), f"{r.wall_s:.1f}", f"{r.cpu_s:.1f}",
-                f"{r.peak_mib:.0f}", *jobs])  # fmt: skip
+    header = ["nodes", "wall_s", "cpu_s", "peak_mib"]
+    row = [" ".join(str(n) for n in nodes), f"{r.wall_s:.1f}", f"{r.cpu_s:.1f}",
+           f"{r.peak_mib:.0f}"]  # fmt: skip
+    if r.jobs > 1:
+        header.append("jobs")
+        row.append(str(r.jobs))
+    w.writerow(header)
+    w.writerow(row)
     return buf.getvalue()
 
 

@@ -658,22 +658,22 @@ def make_update(
     )
     if fresh:
         out.append(ResetTable(table.length, table.infinity))
-    old = None if fresh else previous
+    before = None if fresh else previous
     if (
         entry_bits == 4
         and 2 <= table.infinity <= 7
         and isinstance(table, PresenceTable)
-        and (old is None or isinstance(old, PresenceTable))
+        and (before is None or isinstance(before, PresenceTable))
     ):
         # Two unequal presence tables of one shape differ in some bit, and
         # with an infinity above 1 every changed bit is a nonzero entry.
-        data = _presence_patch(table, old)
+        data = _presence_patch(table, before)
     else:
         entries = _distances(table)
-        if old is None:
+        if before is None:
             base = bytes((table.infinity,)) * table.length
         else:
-            base = _distances(old)
+            base = _distances(before)
             if base == entries:
                 return []
         if entry_bits == 4 and table.infinity <= 7 and table.length % 2 == 0:

@@ -59,7 +59,13 @@ from peerlab.overlays.bittorrent.config import MAX_REQUEST_QUEUE, SessionConfig
 from peerlab.overlays.bittorrent.dht import DhtPeerSource
 from peerlab.overlays.bittorrent.peer import PeerLink
 from peerlab.overlays.bittorrent.picker import PickerConfig
-from peerlab.overlays.bittorrent.torrent import Torrent, TorrentState, TorrentStatus, _is_ip
+from peerlab.overlays.bittorrent.torrent import (
+    Torrent,
+    TorrentState,
+    TorrentStatus,
+    _is_ip,
+    after,
+)
 from peerlab.overlays.dht import DhtNode
 from peerlab.overlays.transfer.ratelimit import TokenBucket
 from peerlab.proto.peer import PEER_ID_PREFIX, PeerConfig
@@ -393,10 +399,7 @@ class Session:
         global limit is shared among the torrents uploading, as a torrent's
         is among its peers.  A torrent's wake-up calls it, whichever wakes
         first."""
-        torrents = list(self._torrents.values())
-        last = self._served_last
-        start = torrents.index(last) + 1 if last is not None and last in torrents else 0
-        turn = deque(torrents[start:] + torrents[:start])
+        turn = deque(after(list(self._torrents.values()), self._served_last))
         while turn:
             torrent = turn.popleft()
             if torrent._serve_one():

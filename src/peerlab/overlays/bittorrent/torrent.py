@@ -82,7 +82,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from peerlab.errors import LocalProtocolError, RemoteProtocolError, StorageError
 from peerlab.overlays.bittorrent.announce import Announcer, TrackerStatus
@@ -223,6 +223,16 @@ class _Candidate:
         self.source = source
         self.attempts = attempts
         self.next_try = next_try
+
+
+_T = TypeVar("_T")
+
+
+def after(items: list[_T], last: _T | None) -> list[_T]:
+    """``items`` in turn from the one after ``last`` (from the first when
+    ``last`` is ``None`` or gone): who is served next in a round robin."""
+    start = items.index(last) + 1 if last is not None and last in items else 0
+    return items[start:] + items[:start]
 
 
 class Torrent:
@@ -1115,11 +1125,8 @@ class Torrent:
         quota round, rather than to whichever peer or torrent came first."""
         if not self.running or self._up_throttled():
             return False
-        links = list(self.links)
-        last = self._served_last
         # (a peer that closed while its block went out may still be ``last``)
-        start = links.index(last) + 1 if last is not None and last in self.links else 0
-        for link in links[start:] + links[:start]:
+        for link in after(list(self.links), self._served_last):
             if link.serve_queue and link.writable and not link.closing:
                 req, data = link.serve_queue.popleft()
                 self._send_block(link, req, data)
