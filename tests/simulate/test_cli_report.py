@@ -42,6 +42,15 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
         assert r.returncode == code, (args, r.stderr)
         assert r.stderr.startswith("peerlab: ") and r.stderr.count("\n") == 1, r.stderr
     assert "population.nodes" in peerlab("simulate", str(bad)).stderr
+    # a misspelt key in the last experiment's table: refused before the first runs
+    typo = tmp_path / "typo.toml"
+    typo.write_text('experiments = ["search", "bittorrent"]\n[bittorrent.pickers]\n'
+                    'strategy = ["random"]\n', encoding="utf-8")  # fmt: skip
+    r = peerlab("simulate", str(typo), "--out", str(tmp_path / "out"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == ("peerlab: bittorrent.pickers: unknown key 'strategy' "
+                        "(did you mean 'strategies'?)\n")  # fmt: skip
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_or_missing_experiment() -> None:

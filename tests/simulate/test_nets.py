@@ -45,11 +45,11 @@ def test_one_link_class_table_with_the_reports_figures() -> None:
     # An index server or tracker: a T3.
     assert LINK_CLASSES["server"].up == LINK_CLASSES["server"].down == 5_625_000.0
     # The BitTorrent experiment reads the same classes, the engine's first.
-    own = {"dsl": {"up": 1, "down": 2, "latency": 0.5}}
+    own = {"dsl": {"up": 1000, "down": 2000, "latency": 0.5}}
     sc = parse_scenario({"architecture": "bittorrent", "link_classes": own})
     cfg = bittorrent.BtConfig.parse(sc.table("bittorrent"))
     assert cfg.link("cable") == LINK_CLASSES["cable"]
-    assert cfg.link("dsl") == topology.LinkClass("dsl", 1.0, 2.0, 0.5)
+    assert cfg.link("dsl") == topology.LinkClass("dsl", 1000.0, 2000.0, 0.5)
 
 
 def test_a_scenario_link_class_may_lose_packets() -> None:
@@ -66,7 +66,7 @@ def test_a_scenario_link_class_may_lose_packets() -> None:
         assert [h.loss for h in net.hosts] == [0.02] * 6
     with pytest.raises(ConfigError, match=r"link_classes\.lossy\.loss"):
         parse_scenario({"experiments": ["search"],
-                        "link_classes": {"lossy": {"up": 1, "down": 1, "latency": 0,
+                        "link_classes": {"lossy": {"up": 1000, "down": 1000, "latency": 0,
                                                    "loss": 1.5}}})  # fmt: skip
 
 

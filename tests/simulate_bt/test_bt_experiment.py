@@ -83,10 +83,10 @@ def test_configuration_defaults_and_errors() -> None:
     cfg = BtConfig.parse({"architecture": "bittorrent", "bittorrent": {"sizes": [3]}})
     assert cfg.sizes == (3,)
     # a class is added or overridden field by field
-    cfg = BtConfig.parse({"bittorrent": {"link_classes": {"dsl": {"up": 1.0},
+    cfg = BtConfig.parse({"bittorrent": {"link_classes": {"dsl": {"up": 1000.0},
                                                           "lan": {"up": 1e6, "down": 1e6}},
                                          "seed_link": "lan"}})
-    assert cfg.link("dsl").up == 1.0 and cfg.link("dsl").down == LINK_CLASSES["dsl"].down
+    assert cfg.link("dsl").up == 1000.0 and cfg.link("dsl").down == LINK_CLASSES["dsl"].down
     assert cfg.link("lan").latency == 0.0
     # as the scenario engine hands it: the section merged over the scenario's
     # keys, the engine's link classes and reproducing command
@@ -109,6 +109,13 @@ def test_configuration_defaults_and_errors() -> None:
         {"free_riders": {"leave_when_done": 1}},
         {"pickers": {"strategies": ["endgame"]}},
         {"link_classes": {"dsl": {"up": -1.0}}},
+        {"link_classes": {"dsl": {"up": float("nan")}}},
+        {"link_classes": {"dsl": {"loss": 0.1}}},  # not modelled here
+        {"link_classes": {"lan": {"up": 1e6}}},  # a new class names up and down
+        {"free_riders": {"chokers": 5}},
+        {"free_riders": {"leechrs": 5}},
+        {"pickers": {"strategy": ["rarest"]}},
+        {"leecher_links": {"dsl": float("inf")}},
     ]
     for table in bad:
         with pytest.raises(ConfigError):

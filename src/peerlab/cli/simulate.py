@@ -181,11 +181,14 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
         return
     if scenario is None:
         raise click.UsageError("name a scenario (see --list), or give --report")
-    from peerlab.simulate.engine import run_scenario, with_nodes
+    from peerlab.simulate.engine import check_scenario, run_scenario, with_nodes
 
-    # A bad file or size fails before the bar is drawn.
+    # A bad file, key, setting or size fails before the bar is drawn.
     sc = load_scenario(scenario)
-    name = (with_nodes(sc, nodes) if nodes is not None else sc).name
+    if nodes is not None:
+        sc = with_nodes(sc, nodes)
+    check_scenario(sc)
+    name = sc.name
     wall0, cpu0 = resources_start()
     with progress_bar(name) as update:
         run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes, jobs=jobs)

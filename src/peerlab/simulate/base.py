@@ -15,6 +15,12 @@ An experiment is a function ``run(config, seed, out, progress)``:
 
 It returns an :class:`ExperimentReport`.  Equal seeds give equal reports,
 ``trace_digest`` included: the determinism test compares them.
+
+Its module also names the keys of its table, ``KEYS`` (the engine refuses
+any other: a misspelt key must not quietly run the default), and has a
+``check(config)`` that raises :class:`~peerlab.errors.ConfigError` for bad
+settings; the engine calls it for every experiment of a scenario before it
+runs the first, so a mistake in the last table costs no run.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ The configuration is the scenario's ``[bittorrent]`` table as the scenario
 engine hands it (merged over the scenario's other keys, which are ignored
 here except ``link_classes``, ``_scenario``'s link classes and ``_command``,
 the reproducing command), or a whole scenario with a ``bittorrent`` table.
-Every key is optional; the defaults are those of ``scenarios/bittorrent.toml``::
+Every key is optional and any other is refused (:data:`KEYS`); the defaults
+are those of ``scenarios/bittorrent.toml``::
 
     scenario = "src/peerlab/simulate/scenarios/bittorrent.toml"  # for the commands shown
     file_size = 1048576            # bytes of the one file shared
@@ -101,6 +102,7 @@ from peerlab.sim import derive_seed
 from peerlab.sim.collector import frozen
 from peerlab.sim.topology import LINK_CLASSES, LinkClass
 from peerlab.simulate.base import ExperimentReport, Progress
+from peerlab.simulate.scenario import check_keys, link_class
 from peerlab.wire.metainfo import Info, Metainfo
 
 __all__ = [
@@ -155,6 +157,14 @@ SWARM_GC_THRESHOLD: Final = (10_000, 10, 10)
 #: The tracker's host: fast, so announces never queue behind anything.
 _TRACKER_LINK: Final = LinkClass("tracker", up=10e6, down=10e6, latency=0.005)
 
+#: The keys of ``[bittorrent]`` and of its two experiments' tables (any other
+#: is refused: a misspelt key must not run the default without a word).
+KEYS = ("scenario", "file_size", "piece_length", "sizes", "seed_link", "leecher_links",
+        "stagger", "sample_interval", "time_limit", "stall_timeout", "link_classes",
+        "free_riders", "pickers")  # fmt: skip
+RIDER_KEYS = ("leechers", "share", "file_size", "leave_when_done", "chokers")
+PICKER_KEYS = ("leechers", "strategies", "seed_leaves_after")
+
 
 @dataclass(frozen=True, slots=True)
 class BtConfig:
@@ -193,41 +203,26 @@ class BtConfig:
         t = table["bittorrent"] if section else table
         if not isinstance(t, Mapping):
             raise ConfigError("[bittorrent] must be a table")
-        known = {"scenario", "file_size", "piece_length", "sizes", "seed_link",
-                 "leecher_links", "stagger", "sample_interval", "time_limit",
-                 "stall_timeout", "link_classes", "free_riders", "pickers"}
-        for key in t:
+        if section:
             # a whole scenario's other keys are the engine's, not ours
-            if section and key not in known:
-                raise ConfigError(f"bittorrent: unknown key {key!r}")
+            check_keys(t, KEYS, "bittorrent")
         d = cls()
         classes = dict(LINK_CLASSES)
         engine = table.get("_scenario")
         for name, c in getattr(engine, "link_classes", {}).items():
             classes[str(name)] = LinkClass(str(name), float(c.up), float(c.down), float(c.latency))
         for name, spec in _table(t, "link_classes").items():
-            if not isinstance(spec, Mapping):
-                raise ConfigError(f"bittorrent.link_classes.{name} must be a table")
-            base = classes.get(name)
-            try:
-                classes[name] = LinkClass(
-                    name=name,
-                    up=float(spec.get("up", base.up if base else 0.0)),
-                    down=float(spec.get("down", base.down if base else 0.0)),
-                    latency=float(spec.get("latency", base.latency if base else 0.0)),
-                )
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"bittorrent.link_classes.{name}: {exc}") from None
-            c = classes[name]
-            if c.up <= 0 or c.down <= 0 or c.latency < 0:
-                raise ConfigError(f"bittorrent.link_classes.{name}: up and down must be "
-                                  "positive, latency not negative")
+            classes[name] = link_class(name, spec, classes.get(name),
+                                       f"bittorrent.link_classes.{name}", loss=False,
+                                       required=("up", "down"))  # fmt: skip
         riders = _table(t, "free_riders")
+        check_keys(riders, RIDER_KEYS, "bittorrent.free_riders")
         pickers = _table(t, "pickers")
+        check_keys(pickers, PICKER_KEYS, "bittorrent.pickers")
         mix_raw = t.get("leecher_links", dict(d.leecher_links))
         if not isinstance(mix_raw, Mapping) or not mix_raw:
             raise ConfigError("bittorrent.leecher_links must be a table of class = share")
-        mix = tuple((str(k), _num(mix_raw, k, 0.0, 0.0)) for k in mix_raw)
+        mix = tuple((str(k), _num(mix_raw, k, 0.0, 0.0, 1e9)) for k in mix_raw)
         if sum(s for _, s in mix) <= 0:
             raise ConfigError("bittorrent.leecher_links: the shares add up to nothing")
         seed_link = str(t.get("seed_link", d.seed_link))
@@ -238,12 +233,12 @@ class BtConfig:
         sizes = t.get("sizes", list(d.sizes))
         if not isinstance(sizes, list) or not sizes:
             raise ConfigError("bittorrent.sizes must be a list of swarm sizes")
-        chokers = tuple(riders.get("chokers", list(d.chokers)))
+        chokers = _names(riders, "chokers", d.chokers, "bittorrent.free_riders")
         for c in chokers:
             if c not in CHOKERS:
                 raise ConfigError(f"bittorrent.free_riders.chokers: {c!r} is not one of "
                                   f"{', '.join(CHOKERS)}")
-        strategies = tuple(pickers.get("strategies", list(d.strategies)))
+        strategies = _names(pickers, "strategies", d.strategies, "bittorrent.pickers")
         for s in strategies:
             if s not in STRATEGIES:
                 raise ConfigError(f"bittorrent.pickers.strategies: {s!r} is not one of "
@@ -278,6 +273,13 @@ class BtConfig:
 
     def link(self, name: str) -> LinkClass:
         return self.link_classes[name]
+
+
+def _names(t: Mapping[str, Any], key: str, default: Sequence[str], where: str) -> tuple[Any, ...]:
+    v = t.get(key, list(default))
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{where}.{key}: expected a list of names")
+    return tuple(v)
 
 
 def _table(t: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -633,6 +635,11 @@ class _Runs:
         self.done += w
         self.progress(what, self.done / self.total)
         return result
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Refuse bad ``[bittorrent]`` settings before anything runs."""
+    BtConfig.parse(config)
 
 
 def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> ExperimentReport:

@@ -36,10 +36,26 @@ from peerlab.simulate.measure import combine_digests, md_table, plot, write_csv
 from peerlab.simulate.nets import GnutellaNet, NapsterNet, Probe, build_net
 from peerlab.simulate.population import build_population, build_queries, largest_component
 from peerlab.simulate.resilience import Net, _nodes, _remove, _victims
-from peerlab.simulate.scenario import Churn, Event, config_scenario
+from peerlab.simulate.scenario import (
+    MAX_DURATION,
+    MAX_NODES,
+    TABLE_KEYS,
+    Churn,
+    Event,
+    Scenario,
+    config_scenario,
+    get_float,
+    get_int,
+)
 from peerlab.simulate.search import SETTLE, TABLE_TTL, two_tier_available
 
 ARCHITECTURES = ("napster", "napster-farm", "gnutella", "two-tier")
+#: The keys of ``[churn]``: the scenario's churn model and this experiment's
+#: own settings (the engine refuses any other).
+KEYS = (*TABLE_KEYS["churn"], "architectures", "sample", "per_sample", "ttl", "nodes")
+#: The shortest interval between two samples, seconds, and most queries a sample.
+MIN_SAMPLE = 0.1
+MAX_PER_SAMPLE = 1_000
 #: Seconds between two samples.
 SAMPLE = 5.0
 #: Queries sent per sample.
@@ -129,16 +145,21 @@ def _settings(config: Mapping[str, Any]) -> tuple[list[str], float, int, int]:
     archs = config.get("architectures", list(ARCHITECTURES))
     if not isinstance(archs, list) or not all(a in ARCHITECTURES for a in archs):
         raise ConfigError(f"churn.architectures: each one of {', '.join(ARCHITECTURES)}")
-    sample = config.get("sample", SAMPLE)
-    per = config.get("per_sample", PER_SAMPLE)
-    ttl = config.get("ttl", TABLE_TTL)
-    if not isinstance(sample, int | float) or sample <= 0:
-        raise ConfigError("churn.sample: seconds > 0")
-    if not isinstance(per, int) or per < 0:
-        raise ConfigError("churn.per_sample: a number of queries >= 0")
-    if not isinstance(ttl, int) or not 1 <= ttl <= 7:
-        raise ConfigError("churn.ttl: a TTL in 1..7")
+    sample = get_float(config, "sample", SAMPLE, "churn", low=MIN_SAMPLE, high=MAX_DURATION)
+    per = get_int(config, "per_sample", PER_SAMPLE, "churn", low=0, high=MAX_PER_SAMPLE)
+    ttl = get_int(config, "ttl", TABLE_TTL, "churn", low=1, high=7)
     return list(archs), float(sample), per, ttl
+
+
+def _nodes_of(config: Mapping[str, Any], sc: Scenario) -> int:
+    """The network's size (default: the scenario's largest)."""
+    return get_int(config, "nodes", sc.population.nodes[-1], "churn", low=2, high=MAX_NODES)
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Refuse bad ``[churn]`` settings before anything runs."""
+    _settings(config)
+    _nodes_of(config, config_scenario(config))
 
 
 def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> ExperimentReport:
@@ -149,7 +170,7 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     if "two-tier" in archs and not two_tier_available():
         archs.remove("two-tier")
         notes.append("two-tier: not measured (the servent has no ultrapeer/leaf roles here)")
-    n = int(config.get("nodes", sc.population.nodes[-1]))
+    n = _nodes_of(config, sc)
     pop = build_population(sc, n, seed)
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []

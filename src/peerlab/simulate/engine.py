@@ -24,7 +24,13 @@ from types import ModuleType
 from peerlab.errors import ConfigError
 from peerlab.simulate.base import ExperimentReport, Progress
 from peerlab.simulate.parallel import check_jobs
-from peerlab.simulate.scenario import MAX_NODES, Scenario, load_scenario
+from peerlab.simulate.scenario import (
+    MAX_NODES,
+    SCENARIO_KEYS,
+    Scenario,
+    check_keys,
+    load_scenario,
+)
 
 #: Experiment name -> the module whose ``run`` implements it.  Architecture
 #: ``bittorrent`` is sim-bt's experiment module.
@@ -64,6 +70,23 @@ def experiment_available(name: str) -> bool:
     except ConfigError:
         return False
     return True
+
+
+def check_scenario(sc: Scenario) -> None:
+    """Refuse a scenario with a key nothing reads, or bad settings in any of
+    its experiments' tables, before it runs anything.  A table named after
+    an experiment the scenario does not run is checked too (when that
+    experiment is in this build): it is there to be used."""
+    check_keys(sc.raw, (*SCENARIO_KEYS, *EXPERIMENTS), "scenario")
+    for name in EXPERIMENTS:
+        if name not in sc.experiments and (name not in sc.raw or not experiment_available(name)):
+            continue
+        module = experiment_module(name)
+        own = sc.raw.get(name, {})
+        if not isinstance(own, Mapping):
+            raise ConfigError(f"[{name}] must be a table")
+        check_keys(own, module.KEYS, name)
+        module.check(sc.table(name))
 
 
 def command_line(spec: str, seed: int, out: Path, nodes: Sequence[int] | None = None) -> str:
@@ -117,6 +140,7 @@ def run_scenario(
     sc = load_scenario(spec)
     if nodes is not None:
         sc = with_nodes(sc, nodes)
+    check_scenario(sc)
     seed = sc.seed if seed is None else seed
     out = Path(f"simulate-{sc.name}") if out is None else out
     out.mkdir(parents=True, exist_ok=True)

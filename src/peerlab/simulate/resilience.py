@@ -36,10 +36,21 @@ from peerlab.simulate.base import ExperimentReport, Figure, Progress
 from peerlab.simulate.measure import combine_digests, md_table, plot, run_queries, write_csv
 from peerlab.simulate.nets import GnutellaNet, NapsterNet, build_net
 from peerlab.simulate.population import build_population, build_queries, largest_component
-from peerlab.simulate.scenario import config_scenario
+from peerlab.simulate.scenario import (
+    MAX_NODES,
+    Scenario,
+    config_scenario,
+    get_float,
+    get_int,
+)
 from peerlab.simulate.search import SETTLE, TABLE_TTL, two_tier_available
 
 ARCHITECTURES = ("napster", "napster-farm", "gnutella", "two-tier")
+#: The keys of ``[resilience]`` (the engine refuses any other).
+KEYS = ("architectures", "fractions", "ttl", "recover", "nodes", "trials")
+#: Most random trials per fraction, and most seconds to wait for a network to recover.
+MAX_TRIALS = 100
+MAX_RECOVER = 3_600.0
 STRATEGIES = ("random", "targeted")
 DEFAULT_FRACTIONS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 #: Virtual seconds after a removal step before measuring (fail-over, Byes).
@@ -61,15 +72,13 @@ def _settings(config: Mapping[str, Any]) -> tuple[list[str], list[float], int, f
     if (
         not isinstance(fr, list)
         or not fr
-        or not all(isinstance(f, int | float) and 0 <= f < 1 for f in fr)
+        or not all(
+            isinstance(f, int | float) and not isinstance(f, bool) and 0 <= f < 1 for f in fr
+        )
     ):
         raise ConfigError("resilience.fractions: a list of fractions in [0, 1)")
-    ttl = config.get("ttl", TABLE_TTL)
-    if not isinstance(ttl, int) or not 1 <= ttl <= 7:
-        raise ConfigError("resilience.ttl: a TTL in 1..7")
-    recover = config.get("recover", RECOVER)
-    if not isinstance(recover, int | float) or recover < 0:
-        raise ConfigError("resilience.recover: seconds >= 0")
+    ttl = get_int(config, "ttl", TABLE_TTL, "resilience", low=1, high=7)
+    recover = get_float(config, "recover", RECOVER, "resilience", low=0.0, high=MAX_RECOVER)
     return list(archs), sorted(float(f) for f in fr), ttl, float(recover)
 
 
@@ -99,6 +108,18 @@ def _victims(net: Net, strategy: str, k: int, rng: random.Random) -> list[int]:
     return sorted(nodes, key=lambda v: (-degree[v], v))[:k]
 
 
+def _size(config: Mapping[str, Any], sc: Scenario) -> tuple[int, int]:
+    """The network's size (default: the scenario's largest) and the random trials."""
+    n = get_int(config, "nodes", sc.population.nodes[-1], "resilience", low=2, high=MAX_NODES)
+    return n, get_int(config, "trials", TRIALS, "resilience", low=1, high=MAX_TRIALS)
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Refuse bad ``[resilience]`` settings before anything runs."""
+    _settings(config)
+    _size(config, config_scenario(config))
+
+
 def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> ExperimentReport:
     """The resilience experiment (see the module docstring)."""
     sc = config_scenario(config)
@@ -107,14 +128,11 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     if "two-tier" in archs and not two_tier_available():
         archs.remove("two-tier")
         skipped.append("two-tier (the servent has no ultrapeer/leaf roles in this build)")
-    n = int(config.get("nodes", sc.population.nodes[-1]))
+    n, trials = _size(config, sc)
     pop = build_population(sc, n, seed)
     qs = sc.queries
     rows: list[dict[str, Any]] = []
     digests = []
-    trials = config.get("trials", TRIALS)
-    if not isinstance(trials, int) or trials < 1:
-        raise ConfigError("resilience.trials: a number of random trials >= 1")
     runs = [(a, s, t) for a in archs for s in STRATEGIES
             for t in range(trials if s == "random" else 1)]  # fmt: skip
     for step, (arch, strategy, trial) in enumerate(runs):

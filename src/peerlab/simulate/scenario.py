@@ -44,7 +44,11 @@ top-level table and key of the scenario filled in where ``[X]`` does not set
 them (so ``config["population"]`` is always there).  :func:`load_scenario`
 checks the common tables and fills their defaults; an experiment checks its
 own table.  Every mistake is a :class:`~peerlab.errors.ConfigError` naming
-the key.
+the key, and so is a key nothing reads (a misspelt ``[populaton]`` must not
+quietly run the defaults): the engine checks the whole file, every
+experiment's table included, before it runs anything.  Values are bounded so
+that every run ends (a simulation runs its timers to the last virtual
+second: a link of a byte a second or a day's wait per query would not).
 
 Link classes are the lecture's screenshots' (Napster's link speed column,
 gtk-gnutella's): each has a one-way latency, up/down bandwidth in bytes/s and
@@ -56,9 +60,10 @@ optional ``loss``).
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -83,6 +88,41 @@ MAX_NODES = 20_000
 
 #: Most queries per measurement (each one is a flood in Gnutella).
 MAX_QUERIES = 10_000
+
+#: Bounds on the rest.  A simulation runs every timer up to its last virtual
+#: second, so an absurd value is not just a silly result but a run that never
+#: ends: a catalog of a billion files, a link of one byte a second, a day of
+#: waiting per query.  Each bound sits far past what an experiment needs.
+MAX_CATALOG = 1_000_000
+MAX_PER_SHARER = 1_000
+MAX_ZIPF = 10.0
+#: Seconds between two queries, or that one query collects hits.
+MAX_QUERY_SECONDS = 3_600.0
+#: Virtual seconds of churn (a day).
+MAX_DURATION = 86_400.0
+#: An access link's bandwidth, bytes/s: from a 0.8 kbit/s trickle to 80 Gbit/s.
+MIN_BANDWIDTH = 100.0
+MAX_BANDWIDTH = 1e10
+#: One-way latency of an access link, seconds; its packet loss rate.
+MAX_LATENCY = 10.0
+MAX_LOSS = 0.5
+
+#: The keys a scenario file may hold at its top level, besides one table per
+#: experiment (checked by the experiment: :func:`check_keys`).
+SCENARIO_KEYS = ("name", "seed", "experiments", "architecture", "description",
+                 "population", "files", "topology", "queries", "churn", "events",
+                 "link_classes")  # fmt: skip
+#: The keys of the tables every experiment shares.  ``[churn]`` also holds the
+#: churn experiment's own settings, which that experiment checks.
+TABLE_KEYS: Mapping[str, tuple[str, ...]] = {
+    "population": ("nodes", "free_riders", "links"),
+    "files": ("catalog", "per_sharer", "zipf"),
+    "topology": ("kind", "degree"),
+    "queries": ("count", "interval", "wait"),
+    "churn": ("session", "mean_session", "mean_offline", "duration"),
+}
+EVENT_KEYS = ("at", "kill", "count", "on")
+LINK_CLASS_KEYS = ("up", "down", "latency", "loss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +219,70 @@ class Scenario:
 # ------------------------------------------------------------------ checking
 
 
+def check_keys(table: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    """A :class:`ConfigError` for the first key of ``table`` that is not in
+    ``known``: a misspelt key must not leave its setting at the default
+    without a word.  Names the known key it is closest to, when one is."""
+    names = tuple(known)
+    for key in table:
+        if key in names:
+            continue
+        near = difflib.get_close_matches(str(key), names, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(names)}"
+        raise ConfigError(f"{where}: unknown key {key!r} ({hint})")
+
+
+def get_int(table: Mapping[str, Any], key: str, default: int, where: str, *, low: int,
+            high: int) -> int:  # fmt: skip
+    """``table[key]`` (or ``default``): a whole number in ``low..high``."""
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key}: a whole number in {low:,}..{high:,} (got {value!r})")
+    return value
+
+
+def get_float(table: Mapping[str, Any], key: str, default: float, where: str, *, low: float,
+              high: float, above: bool = False) -> float:  # fmt: skip
+    """``table[key]`` (or ``default``): a finite number in ``[low, high]``
+    (``(low, high]`` when ``above``)."""
+    value = table.get(key, default)
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (low < value if above else low <= value)
+        and value <= high
+    )
+    if not ok:
+        span = f"{'(' if above else '['}{low:g}, {high:g}]"
+        raise ConfigError(f"{where}.{key}: a number in {span} (got {value!r})")
+    return float(value)
+
+
+def link_class(name: str, spec: object, base: LinkClass | None, where: str, *, loss: bool = True,
+               required: tuple[str, ...] = LINK_CLASS_KEYS[:3]) -> LinkClass:  # fmt: skip
+    """Link class ``name`` from its table ``spec``: ``up`` and ``down`` in
+    bytes/s, ``latency`` in seconds, ``loss`` (when the experiment models
+    it) a probability.  Keys it leaves out are ``base``'s when it overrides
+    a class; a new class names the ``required`` ones (the rest are 0)."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a table with up, down, latency")
+    check_keys(spec, LINK_CLASS_KEYS if loss else LINK_CLASS_KEYS[:3], where)
+    if base is None:
+        for key in required:
+            if key not in spec:
+                raise ConfigError(f"{where}.{key}: missing (a new link class names "
+                                  f"{', '.join(required)})")  # fmt: skip
+    up, down, latency, lost = (base.up, base.down, base.latency, base.loss) if base else (0.0,) * 4
+    return LinkClass(
+        name,
+        get_float(spec, "up", up, where, low=MIN_BANDWIDTH, high=MAX_BANDWIDTH),
+        get_float(spec, "down", down, where, low=MIN_BANDWIDTH, high=MAX_BANDWIDTH),
+        get_float(spec, "latency", latency, where, low=0.0, high=MAX_LATENCY),
+        get_float(spec, "loss", lost, where, low=0.0, high=MAX_LOSS) if loss else 0.0,
+    )
+
+
 def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any,
          where: str) -> Any:  # fmt: skip
     value = table.get(key, default)
@@ -204,37 +308,16 @@ def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _positive(value: float, where: str, *, zero: bool = False) -> float:
-    ok = value >= 0 if zero else value > 0
-    if not ok or not math.isfinite(value):
-        raise ConfigError(f"{where}: must be {'>= 0' if zero else '> 0'} (got {value!r})")
-    return value
-
-
-def _fraction(value: float, where: str) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{where}: must be between 0 and 1 (got {value!r})")
-    return value
-
-
 def _link_classes(raw: Mapping[str, Any]) -> dict[str, LinkClass]:
     classes = dict(LINK_CLASSES)
     for name, spec in _table(raw, "link_classes").items():
-        where = f"link_classes.{name}"
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{where}: expected a table with up, down, latency")
-        up = _positive(_get(spec, "up", float, None, where), f"{where}.up")
-        down = _positive(_get(spec, "down", float, None, where), f"{where}.down")
-        lat = _positive(_get(spec, "latency", float, None, where), f"{where}.latency", zero=True)
-        loss = _get(spec, "loss", float, 0.0, where)
-        if not 0.0 <= loss < 1.0:
-            raise ConfigError(f"{where}.loss: must be in [0, 1) (got {loss!r})")
-        classes[name] = LinkClass(name, up, down, lat, loss)
+        classes[name] = link_class(name, spec, classes.get(name), f"link_classes.{name}")
     return classes
 
 
 def _population(raw: Mapping[str, Any], classes: Mapping[str, LinkClass]) -> Population:
     t, w = _table(raw, "population"), "population"
+    check_keys(t, TABLE_KEYS[w], w)
     d = Population()
     nodes_value = t.get("nodes", list(d.nodes))
     nodes_list = [nodes_value] if isinstance(nodes_value, int) else nodes_value
@@ -247,18 +330,17 @@ def _population(raw: Mapping[str, Any], classes: Mapping[str, LinkClass]) -> Pop
     for n in nodes_list:
         if not 2 <= n <= MAX_NODES:
             raise ConfigError(f"{w}.nodes: {n} is outside 2..{MAX_NODES}")
-    free = _fraction(_get(t, "free_riders", float, d.free_riders, w), f"{w}.free_riders")
+    free = get_float(t, "free_riders", d.free_riders, w, low=0.0, high=1.0)
     links_t = t.get("links", dict(d.links))
     if not isinstance(links_t, Mapping) or not links_t:
         raise ConfigError(f"{w}.links: expected a table of link class = share")
     links: list[tuple[str, float]] = []
-    for name, share in links_t.items():
+    for name in links_t:
         if name not in classes:
             raise ConfigError(
                 f"{w}.links: unknown link class {name!r} (known: {', '.join(sorted(classes))})"
             )
-        share = _get(links_t, name, float, None, f"{w}.links")
-        links.append((name, _positive(share, f"{w}.links.{name}", zero=True)))
+        links.append((name, get_float(links_t, name, 0.0, f"{w}.links", low=0.0, high=1e9)))
     if sum(s for _, s in links) <= 0:
         raise ConfigError(f"{w}.links: the shares add up to 0")
     return Population(tuple(nodes_list), free, tuple(links))
@@ -266,16 +348,18 @@ def _population(raw: Mapping[str, Any], classes: Mapping[str, LinkClass]) -> Pop
 
 def _files(raw: Mapping[str, Any]) -> Files:
     t, w, d = _table(raw, "files"), "files", Files()
-    catalog = _get(t, "catalog", int, d.catalog, w)
-    per = _get(t, "per_sharer", int, d.per_sharer, w)
-    if catalog < 1 or not 1 <= per <= catalog:
-        raise ConfigError(f"{w}: need catalog >= 1 and 1 <= per_sharer <= catalog")
-    zipf = _positive(_get(t, "zipf", float, d.zipf, w), f"{w}.zipf", zero=True)
+    check_keys(t, TABLE_KEYS[w], w)
+    catalog = get_int(t, "catalog", d.catalog, w, low=1, high=MAX_CATALOG)
+    per = get_int(t, "per_sharer", d.per_sharer, w, low=1, high=MAX_PER_SHARER)
+    if per > catalog:
+        raise ConfigError(f"{w}: per_sharer ({per}) is more than the catalog holds ({catalog})")
+    zipf = get_float(t, "zipf", d.zipf, w, low=0.0, high=MAX_ZIPF)
     return Files(catalog, per, zipf)
 
 
 def _topology(raw: Mapping[str, Any]) -> Topology:
     t, w, d = _table(raw, "topology"), "topology", Topology()
+    check_keys(t, TABLE_KEYS[w], w)
     kind = _get(t, "kind", str, d.kind, w)
     if kind not in TOPOLOGIES:
         raise ConfigError(f"{w}.kind: {kind!r} is not one of {', '.join(TOPOLOGIES)}")
@@ -287,15 +371,17 @@ def _topology(raw: Mapping[str, Any]) -> Topology:
 
 def _queries(raw: Mapping[str, Any]) -> Queries:
     t, w, d = _table(raw, "queries"), "queries", Queries()
+    check_keys(t, TABLE_KEYS[w], w)
     count = _get(t, "count", int, d.count, w)
     if not 1 <= count <= MAX_QUERIES:
         raise ConfigError(f"{w}.count: must be in 1..{MAX_QUERIES}")
-    interval = _positive(_get(t, "interval", float, d.interval, w), f"{w}.interval", zero=True)
-    wait = _positive(_get(t, "wait", float, d.wait, w), f"{w}.wait")
+    interval = get_float(t, "interval", d.interval, w, low=0.0, high=MAX_QUERY_SECONDS)
+    wait = get_float(t, "wait", d.wait, w, low=0.0, high=MAX_QUERY_SECONDS, above=True)
     return Queries(count, interval, wait)
 
 
 def _churn(raw: Mapping[str, Any]) -> Churn:
+    # Its other keys are the churn experiment's (it checks them).
     t, w, d = _table(raw, "churn"), "churn", Churn()
     session = _get(t, "session", str, d.session, w)
     if session not in SESSION_DISTRIBUTIONS:
@@ -303,9 +389,9 @@ def _churn(raw: Mapping[str, Any]) -> Churn:
                           f"{', '.join(SESSION_DISTRIBUTIONS)}")  # fmt: skip
     return Churn(
         session,
-        _positive(_get(t, "mean_session", float, d.mean_session, w), f"{w}.mean_session"),
-        _positive(_get(t, "mean_offline", float, d.mean_offline, w), f"{w}.mean_offline"),
-        _positive(_get(t, "duration", float, d.duration, w), f"{w}.duration"),
+        get_float(t, "mean_session", d.mean_session, w, low=0.0, high=1e9, above=True),
+        get_float(t, "mean_offline", d.mean_offline, w, low=0.0, high=1e9, above=True),
+        get_float(t, "duration", d.duration, w, low=0.0, high=MAX_DURATION, above=True),
     )
 
 
@@ -318,13 +404,14 @@ def _events(raw: Mapping[str, Any]) -> tuple[Event, ...]:
         w = f"events[{i}]"
         if not isinstance(ev, Mapping):
             raise ConfigError(f"{w}: expected a table")
-        at = _positive(_get(ev, "at", float, None, w), f"{w}.at", zero=True)
+        check_keys(ev, EVENT_KEYS, w)
+        if "at" not in ev:
+            raise ConfigError(f"{w}.at: missing (the event's time, seconds)")
+        at = get_float(ev, "at", 0.0, w, low=0.0, high=MAX_DURATION)
         kill = _get(ev, "kill", str, None, w)
         if kill not in KILL_TARGETS:
             raise ConfigError(f"{w}.kill: {kill!r} is not one of {', '.join(KILL_TARGETS)}")
-        count = _get(ev, "count", int, 1, w)
-        if count < 1:
-            raise ConfigError(f"{w}.count: must be >= 1")
+        count = get_int(ev, "count", 1, w, low=1, high=MAX_NODES)
         on = ev.get("on", [])
         if isinstance(on, str):
             on = [on]
@@ -337,6 +424,10 @@ def _events(raw: Mapping[str, Any]) -> tuple[Event, ...]:
 def parse_scenario(raw: Mapping[str, Any], *, source: str = "") -> Scenario:
     """Check a parsed TOML document and fill in the defaults."""
     name = _get(raw, "name", str, Path(source).stem or "scenario", "scenario")
+    if not name or len(name) > 100 or any(c in name for c in "/\\") or not name.isprintable():
+        # It names the default output folder, simulate-<name>: no path in it.
+        raise ConfigError(f"scenario.name: {name!r} must be printable, at most 100 characters, "
+                          "without / or \\")  # fmt: skip
     seed = _get(raw, "seed", int, 1, "scenario")
     exps = raw.get("experiments")
     arch = raw.get("architecture")

@@ -46,6 +46,8 @@ from peerlab.simulate.population import build_population, build_queries
 from peerlab.simulate.scenario import config_scenario
 
 ARCHITECTURES = ("napster", "napster-farm", "gnutella", "two-tier")
+#: The keys of ``[search]`` (the engine refuses any other).
+KEYS = ("architectures", "ttls")
 DEFAULT_TTLS = (1, 2, 3, 4, 5)
 #: The servents' default TTL (resilience and churn flood with it).
 TABLE_TTL = ServentConfig().search_ttl
@@ -70,10 +72,17 @@ def _settings(config: Mapping[str, Any]) -> tuple[list[str], list[int]]:
     if (
         not isinstance(ttls, list)
         or not ttls
-        or not all(isinstance(t, int) and 1 <= t <= MAX_TTL for t in ttls)
+        or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= MAX_TTL for t in ttls
+        )
     ):
         raise ConfigError(f"search.ttls: a list of TTLs in 1..{MAX_TTL}")
     return list(archs), list(ttls)
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Refuse bad ``[search]`` settings before anything runs."""
+    _settings(config)
 
 
 def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> ExperimentReport:
