@@ -93,5 +93,11 @@ def test_churn_heals_a_farm_not_a_single_server(tmp_path: Path) -> None:
     assert heal["napster-farm"]["heal time s"] <= 4.0
     assert heal["napster"]["largest part lowest after"] < 0.1
     series = read(tmp_path / "churn.csv")
+    # The sample at the event's instant is the first after it: the farm's
+    # peers on the dead server are cut off there, and back by the next.
+    farm = {r["time_s"]: float(r["lcc_fraction"]) for r in series
+            if r["architecture"] == "napster-farm"}  # fmt: skip
+    assert farm["8"] > 0.9 and farm["10"] < 0.9
+    assert heal["napster-farm"]["largest part lowest after"] == farm["10"]
     assert len(series) == 3 * 21
     assert all(0 < int(r["online"]) <= 30 for r in series)

@@ -16,9 +16,12 @@ Every ``sample`` seconds the run records the online peers, the largest
 connected part of the live overlay as a fraction of the online peers, and
 sends ``per_sample`` queries from random online peers; their answered
 fraction (of the queries whose file another online peer shares) is that
-sample's.  The heal time of an event is the time from it until the largest
-part is back to 90% of its mean over the samples before it, once it fell
-below that (0: it never did, at the sampling's resolution).
+sample's.  Samples fall at exact multiples of ``sample`` after the start, and
+the events due at a sample's instant strike before it is taken: the sample
+at an event's time is the first to see the damage.  The heal time of an
+event is the time from it until the largest part is back to 90% of its mean
+over the samples before it, once it fell below that (0: it never did, at
+the sampling's resolution).
 """
 
 from __future__ import annotations
@@ -199,7 +202,9 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
                 ok = any(h != q.origin for h in pop.holders(q.rank, alive))
                 probes.append((k, net.query(q, ttl), ok))
             series.append((k, sim.now - t0, len(alive), lcc / max(len(alive), 1)))
-            sim.run(sim.now + sample)
+            # t0 + k * sample, not a sum of steps: sample k and an event at
+            # k * sample fall on the same instant (the event first).
+            sim.run(t0 + (k + 1) * sample)
         sim.run(sim.now + sc.queries.wait)
         for k, t, online, lcc_f in series:
             mine = [p for kk, p, ok in probes if kk == k and ok]
@@ -242,8 +247,9 @@ def _strike(cr: ChurnRun, ev: Event) -> Callable[[Any], None]:
 def _heal(arch: str, rows: list[dict[str, Any]], events: tuple[Event, ...]) -> list[dict[str, Any]]:
     out = []
     for ev in events:
+        # The sample at the event's own instant was taken after it struck.
         before = [r["lcc_fraction"] for r in rows if r["time_s"] < ev.at]
-        after = [r for r in rows if r["time_s"] > ev.at]
+        after = [r for r in rows if r["time_s"] >= ev.at]
         if not before or not after:
             continue
         level = sum(before) / len(before)

@@ -396,12 +396,16 @@ def compose(reports: list[ExperimentReport], out: Path, commands: Mapping[str, s
     notes.append(
         '"By importance" removes the nodes with the most live links first: Napster\'s '
         "index server(s) (both servers of the farm are among the first 10%), Gnutella's "
-        "hubs, the two-tier network's ultrapeers. Churn + attack: peers come and go, "
-        "then the index server (Napster), the ten "
-        "best-connected servents (Gnutella) or three ultrapeers (two-tier) are killed; "
-        "heal time: until the largest part is back to 90% of its level (0: it never fell "
-        'below; "never": not within the run).'
+        "hubs, the two-tier network's ultrapeers."
     )
+    if ch is not None and ch.rows:
+        strikes = "; ".join(f"{r['architecture']}: {r['event']}" for r in ch.rows)
+        notes.append(
+            f" Churn + attack: peers come and go, and the churn scenario's events strike "
+            f"({strikes}; top-degree and ultrapeers: the best-connected first); heal time: "
+            "until the largest part is back to 90% of its level (0: it never fell below; "
+            '"never": not within the run).'
+        )
     if s is None or _row(s.rows, "two-tier") is None:
         notes.append(' "not measured" in the two-tier column: the servent has no ultrapeer '
                      "roles in this build.")  # fmt: skip
