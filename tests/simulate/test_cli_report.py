@@ -23,7 +23,10 @@ def peerlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 def test_list_and_run_a_scenario(tiny: Path, tmp_path: Path) -> None:
     listed = peerlab("simulate", "--list")
     assert listed.returncode == 0, listed.stderr
-    assert "search" in listed.stdout and "1000, 3000, 10000" in listed.stdout
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert lines["growth"].endswith("  search: peers 1,000 / 3,000 / 10,000")
+    assert lines["bittorrent"].endswith("  bittorrent: leechers 10 / 30 / 100")
+    assert len({line.index(":") - len(line.split()[1]) for line in lines.values()}) == 1
     out = tmp_path / "out"
     done = peerlab("simulate", str(tiny), "--seed", "9", "--out", str(out))
     assert done.returncode == 0, done.stderr

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -37,6 +38,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from peerlab.simulate.base import Progress as ProgressFn
 from peerlab.simulate.parallel import MAX_JOBS
+
+if TYPE_CHECKING:
+    from peerlab.simulate.scenario import Scenario
 
 console = Console(stderr=True)
 
@@ -121,6 +125,21 @@ def progress_bar(label: str) -> Iterator[ProgressFn]:
         yield update
 
 
+def _sizes(sc: Scenario) -> tuple[str, str]:
+    """A scenario's experiments and the sizes it runs them at, for --list:
+    peers for the search, resilience and churn networks, leechers for the
+    BitTorrent flash crowds."""
+    sizes = []
+    if any(e != "bittorrent" for e in sc.experiments):
+        sizes.append("peers " + " / ".join(f"{n:,}" for n in sc.population.nodes))
+    if "bittorrent" in sc.experiments:
+        from peerlab.simulate.bittorrent import BtConfig
+
+        crowds = BtConfig.parse(sc.table("bittorrent")).sizes
+        sizes.append("leechers " + " / ".join(f"{n:,}" for n in crowds))
+    return ", ".join(sc.experiments), "; ".join(sizes)
+
+
 @click.command("simulate")
 @click.argument("scenario", required=False)
 @click.option("--seed", type=int, default=None, help="Seed (default: the scenario's).")
@@ -164,10 +183,10 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
     from peerlab.simulate.scenario import load_scenario, shipped_scenarios
 
     if list_:
-        for name in shipped_scenarios():
-            sc = load_scenario(name)
-            click.echo(f"{name:14} {', '.join(sc.experiments)}; nodes "
-                       f"{', '.join(str(n) for n in sc.population.nodes)}")  # fmt: skip
+        rows = [(name, *_sizes(load_scenario(name))) for name in shipped_scenarios()]
+        wide = max(len(r[0]) for r in rows)
+        for name, experiments, sizes in rows:
+            click.echo(f"{name:{wide}}  {experiments}: {sizes}")
         return
     if report:
         from peerlab.simulate.report import write_report
