@@ -40,11 +40,14 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('experiments = ["search"]\n[population]\nnodes = 1\n', encoding="utf-8")
     for args, code in ((["simulate", str(bad)], 1), (["simulate", "nothing-like-it"], 1),
-                       (["simulate"], 2), (["simulate", "--report", "search"], 2)):  # fmt: skip
+                       (["simulate"], 2), (["simulate", "--report", "search"], 2),
+                       (["simulate", "bittorrent", "--nodes", "20"], 1)):  # fmt: skip
         r = peerlab(*args)
         assert r.returncode == code, (args, r.stderr)
         assert r.stderr.startswith("peerlab: ") and r.stderr.count("\n") == 1, r.stderr
     assert "population.nodes" in peerlab("simulate", str(bad)).stderr
+    # --nodes sizes networks; a flash crowd is sized by [bittorrent] sizes
+    assert "[bittorrent] sizes" in peerlab("simulate", "bittorrent", "--nodes", "20").stderr
     # a misspelt key in the last experiment's table: refused before the first runs
     typo = tmp_path / "typo.toml"
     typo.write_text('experiments = ["search", "bittorrent"]\n[bittorrent.pickers]\n'

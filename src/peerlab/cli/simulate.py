@@ -160,7 +160,8 @@ def _sizes(sc: Scenario) -> tuple[str, str]:
     "--nodes",
     callback=parse_nodes,
     metavar="N[,N...]",
-    help="Network sizes instead of the scenario's (one size per process for big runs).",
+    help="Network sizes (peers) of the search, resilience and churn experiments instead of "
+    "the scenario's (one size per process for big runs).",
 )
 @click.option(
     "--resources",

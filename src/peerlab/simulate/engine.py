@@ -111,6 +111,12 @@ def with_nodes(sc: Scenario, nodes: Sequence[int]) -> Scenario:
     others (a big scenario can run one size per process)."""
     if not nodes or not all(2 <= n <= MAX_NODES for n in nodes):
         raise ConfigError(f"nodes: each size must be in 2..{MAX_NODES}")
+    if all(e == "bittorrent" for e in sc.experiments):
+        # Its swarms are sized by [bittorrent] sizes, not by the population.
+        raise ConfigError(
+            "--nodes sizes the search, resilience and churn networks; "
+            "a BitTorrent scenario's flash crowds are its [bittorrent] sizes"
+        )
     raw = dict(sc.raw)
     population = raw.get("population", {})
     raw["population"] = {**(population if isinstance(population, Mapping) else {}),
