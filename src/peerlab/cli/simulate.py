@@ -201,17 +201,14 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
         return
     if scenario is None:
         raise click.UsageError("name a scenario (see --list), or give --report")
-    from peerlab.simulate.engine import check_scenario, run_scenario, with_nodes
+    from peerlab.simulate.engine import prepare_scenario, run_scenario
 
     # A bad file, key, setting or size fails before the bar is drawn.
-    sc = load_scenario(scenario)
-    if nodes is not None:
-        sc = with_nodes(sc, nodes)
-    check_scenario(sc)
-    name = sc.name
+    sc = prepare_scenario(scenario, nodes)
     wall0, cpu0 = resources_start()
-    with progress_bar(name) as update:
-        run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes, jobs=jobs)
+    with progress_bar(sc.name) as update:
+        run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes, jobs=jobs,
+                           prepared=sc)  # fmt: skip
     cost = resources_since(wall0, cpu0, jobs)
     for r in run.reports:
         files = [p.name for p in r.csv] + [f.path.name for f in r.figures]

@@ -41,12 +41,11 @@ from peerlab.simulate.population import build_population, build_queries, largest
 from peerlab.simulate.resilience import Net, _nodes, _remove, _victims
 from peerlab.simulate.scenario import (
     MAX_DURATION,
-    MAX_NODES,
     TABLE_KEYS,
     Churn,
     Event,
-    Scenario,
     config_scenario,
+    experiment_nodes,
     get_float,
     get_int,
 )
@@ -151,18 +150,13 @@ def _settings(config: Mapping[str, Any]) -> tuple[list[str], float, int, int]:
     sample = get_float(config, "sample", SAMPLE, "churn", low=MIN_SAMPLE, high=MAX_DURATION)
     per = get_int(config, "per_sample", PER_SAMPLE, "churn", low=0, high=MAX_PER_SAMPLE)
     ttl = get_int(config, "ttl", TABLE_TTL, "churn", low=1, high=7)
-    return list(archs), float(sample), per, ttl
-
-
-def _nodes_of(config: Mapping[str, Any], sc: Scenario) -> int:
-    """The network's size (default: the scenario's largest)."""
-    return get_int(config, "nodes", sc.population.nodes[-1], "churn", low=2, high=MAX_NODES)
+    return list(archs), sample, per, ttl
 
 
 def check(config: Mapping[str, Any]) -> None:
     """Refuse bad ``[churn]`` settings before anything runs."""
     _settings(config)
-    _nodes_of(config, config_scenario(config))
+    experiment_nodes(config, config_scenario(config), "churn")
 
 
 def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> ExperimentReport:
@@ -173,7 +167,7 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     if "two-tier" in archs and not two_tier_available():
         archs.remove("two-tier")
         notes.append("two-tier: not measured (the servent has no ultrapeer/leaf roles here)")
-    n = _nodes_of(config, sc)
+    n = experiment_nodes(config, sc, "churn")
     pop = build_population(sc, n, seed)
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []

@@ -125,6 +125,17 @@ def with_nodes(sc: Scenario, nodes: Sequence[int]) -> Scenario:
     return dataclasses.replace(sc, population=pop, raw=raw)
 
 
+def prepare_scenario(spec: str, nodes: Sequence[int] | None = None) -> Scenario:
+    """Scenario ``spec`` (a file, or a shipped scenario's name) at the
+    network sizes ``nodes`` when given (:func:`with_nodes`), checked whole
+    (:func:`check_scenario`): what :func:`run_scenario` runs."""
+    sc = load_scenario(spec)
+    if nodes is not None:
+        sc = with_nodes(sc, nodes)
+    check_scenario(sc)
+    return sc
+
+
 def run_scenario(
     spec: str,
     *,
@@ -134,6 +145,7 @@ def run_scenario(
     command_spec: str | None = None,
     nodes: Sequence[int] | None = None,
     jobs: int = 1,
+    prepared: Scenario | None = None,
 ) -> ScenarioRun:
     """Run every experiment of scenario ``spec`` (a file, or a shipped
     scenario's name); ``seed`` overrides the file's; ``nodes`` its network
@@ -141,12 +153,11 @@ def run_scenario(
     ``command_spec`` is how figures name the scenario in their reproducing
     command (default: ``spec``).  ``jobs``: how many processes an experiment
     may run its independent networks in (:mod:`peerlab.simulate.parallel`);
-    the files written do not depend on it."""
+    the files written do not depend on it.  ``prepared``: the scenario as
+    :func:`prepare_scenario` gave it for ``spec`` and ``nodes``, when the
+    caller already has it."""
     check_jobs(jobs)
-    sc = load_scenario(spec)
-    if nodes is not None:
-        sc = with_nodes(sc, nodes)
-    check_scenario(sc)
+    sc = prepared if prepared is not None else prepare_scenario(spec, nodes)
     seed = sc.seed if seed is None else seed
     out = Path(f"simulate-{sc.name}") if out is None else out
     out.mkdir(parents=True, exist_ok=True)

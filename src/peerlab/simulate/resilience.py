@@ -37,9 +37,9 @@ from peerlab.simulate.measure import combine_digests, md_table, plot, run_querie
 from peerlab.simulate.nets import GnutellaNet, NapsterNet, build_net
 from peerlab.simulate.population import build_population, build_queries, largest_component
 from peerlab.simulate.scenario import (
-    MAX_NODES,
     Scenario,
     config_scenario,
+    experiment_nodes,
     get_float,
     get_int,
 )
@@ -79,7 +79,7 @@ def _settings(config: Mapping[str, Any]) -> tuple[list[str], list[float], int, f
         raise ConfigError("resilience.fractions: a list of fractions in [0, 1)")
     ttl = get_int(config, "ttl", TABLE_TTL, "resilience", low=1, high=7)
     recover = get_float(config, "recover", RECOVER, "resilience", low=0.0, high=MAX_RECOVER)
-    return list(archs), sorted(float(f) for f in fr), ttl, float(recover)
+    return list(archs), sorted(float(f) for f in fr), ttl, recover
 
 
 def _nodes(net: Net) -> list[int]:
@@ -110,7 +110,7 @@ def _victims(net: Net, strategy: str, k: int, rng: random.Random) -> list[int]:
 
 def _size(config: Mapping[str, Any], sc: Scenario) -> tuple[int, int]:
     """The network's size (default: the scenario's largest) and the random trials."""
-    n = get_int(config, "nodes", sc.population.nodes[-1], "resilience", low=2, high=MAX_NODES)
+    n = experiment_nodes(config, sc, "resilience")
     return n, get_int(config, "trials", TRIALS, "resilience", low=1, high=MAX_TRIALS)
 
 

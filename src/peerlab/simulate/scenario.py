@@ -259,6 +259,12 @@ def get_float(table: Mapping[str, Any], key: str, default: float, where: str, *,
     return float(value)
 
 
+def experiment_nodes(config: Mapping[str, Any], sc: Scenario, where: str) -> int:
+    """The size of the one network an experiment builds: its table's
+    ``nodes``, or the scenario's largest size."""
+    return get_int(config, "nodes", sc.population.nodes[-1], where, low=2, high=MAX_NODES)
+
+
 def link_class(name: str, spec: object, base: LinkClass | None, where: str, *, loss: bool = True,
                required: tuple[str, ...] = LINK_CLASS_KEYS[:3]) -> LinkClass:  # fmt: skip
     """Link class ``name`` from its table ``spec``: ``up`` and ``down`` in
