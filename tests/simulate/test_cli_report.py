@@ -59,6 +59,20 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_line(tiny: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep me")
+    for args, reason in (
+        (["simulate", str(tiny), "--out", str(afile)], "a file of that name is in the way"),
+        (["simulate", "--report", "--out", str(afile / "sub")], "cannot make it (Not a directory)"),
+    ):
+        r = peerlab(*args)
+        assert r.returncode == 1, r.stderr
+        assert r.stdout == ""
+        assert r.stderr == f"peerlab: output folder {args[-1]}: {reason}\n"
+    assert afile.read_bytes() == b"keep me"
+
+
 def test_unknown_or_missing_experiment() -> None:
     import pytest
 

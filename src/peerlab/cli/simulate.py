@@ -195,20 +195,24 @@ def simulate(scenario: str | None, seed: int | None, out: Path | None, report: b
         if scenario is not None or nodes is not None or write_resources:
             raise click.UsageError("--report runs the report's own scenarios; give no SCENARIO, "
                                    "--nodes or --resources")  # fmt: skip
+        from peerlab.simulate.engine import output_folder
+
+        folder = output_folder(out)  # a file in the way fails before the bar is drawn
         with progress_bar("report") as update:
-            path = write_report(out or Path("report"), seed=seed, progress=update, jobs=jobs)
+            path = write_report(folder, seed=seed, progress=update, jobs=jobs)
         click.echo(f"wrote {path}")
         return
     if scenario is None:
         raise click.UsageError("name a scenario (see --list), or give --report")
-    from peerlab.simulate.engine import prepare_scenario, run_scenario
+    from peerlab.simulate.engine import output_folder, prepare_scenario, run_scenario
 
-    # A bad file, key, setting or size fails before the bar is drawn.
+    # A bad file, key, setting, size or output folder fails before the bar is drawn.
     sc = prepare_scenario(scenario, nodes)
+    folder = output_folder(out, sc)
     wall0, cpu0 = resources_start()
     with progress_bar(sc.name) as update:
-        run = run_scenario(scenario, seed=seed, out=out, progress=update, nodes=nodes, jobs=jobs,
-                           prepared=sc)  # fmt: skip
+        run = run_scenario(scenario, seed=seed, out=folder, progress=update, nodes=nodes,
+                           jobs=jobs, prepared=sc)  # fmt: skip
     cost = resources_since(wall0, cpu0, jobs)
     for r in run.reports:
         files = [p.name for p in r.csv] + [f.path.name for f in r.figures]

@@ -136,6 +136,21 @@ def prepare_scenario(spec: str, nodes: Sequence[int] | None = None) -> Scenario:
     return sc
 
 
+def output_folder(out: Path | None, sc: Scenario | None = None) -> Path:
+    """Make the folder a run writes into (``out``; without it
+    ``simulate-<name>`` of ``sc``, else ``report``) and return it; a path
+    that is a file or cannot be made is a :class:`ConfigError`, before
+    anything runs."""
+    path = out if out is not None else Path(f"simulate-{sc.name}" if sc else "report")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"output folder {path}: a file of that name is in the way") from None
+    except OSError as e:
+        raise ConfigError(f"output folder {path}: cannot make it ({e.strerror or e})") from None
+    return path
+
+
 def run_scenario(
     spec: str,
     *,
@@ -159,8 +174,7 @@ def run_scenario(
     check_jobs(jobs)
     sc = prepared if prepared is not None else prepare_scenario(spec, nodes)
     seed = sc.seed if seed is None else seed
-    out = Path(f"simulate-{sc.name}") if out is None else out
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, sc)
     report: Progress = progress or _quiet
     command = command_line(command_spec or spec, seed, out, nodes)
     reports: list[ExperimentReport] = []

@@ -34,6 +34,7 @@ from peerlab.simulate.engine import (
     ScenarioRun,
     command_line,
     experiment_available,
+    output_folder,
     run_scenario,
     section,
 )
@@ -77,7 +78,7 @@ def write_report(
     """Run the report's scenarios into ``out`` and write ``out/comparison.md``;
     ``jobs`` processes run scenarios side by side (the files are the same)."""
     names = report_scenarios()
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     if check_jobs(jobs) == 1:
         runs = []
         for k, name in enumerate(names):
