@@ -163,3 +163,22 @@ def test_a_modem_leecher_unchoked_by_many_runs_near_its_downlink() -> None:
     assert rate > 0.85 * down
     assert t.wasted <= 16 * KIB  # a block fetched twice at most
     assert t.downloaded - t.wasted == len(data)
+
+
+def test_a_block_still_crossing_a_slow_downlink_does_not_time_out() -> None:
+    # A block takes 8 s to cross a 2,000 B/s downlink; the request timeout is
+    # 5 s.  Its bytes keep coming, so the seed is not silent (libtorrent
+    # times requests out from the last *fragment* of a block, m_last_piece):
+    # counted from whole blocks, every request timed out half-way in.
+    world = SimWorld(8)
+    data = content(4 * 16 * KIB, b"slow")
+    info = single_file(data, 16 * KIB)
+    seeder, _, _ = session(world, "seed", storage="memory")
+    seeder.add_torrent(info, data=data, seed_mode=True)
+    slow, _, _ = session(world, "slow", storage="memory", request_timeout=5.0,
+                         link={"down": 2_000.0, "latency": 0.05})  # fmt: skip
+    t = slow.add_torrent(info, peers=[seeder.listen_address])  # type: ignore[list-item]
+    assert world.run_until(lambda: t.complete, 120)
+    assert t.store is not None and t.store.storage.read(0, len(data)) == data
+    assert t.counters["request_timeouts"] == 0
+    assert t.wasted == 0 and t.downloaded == len(data)

@@ -168,6 +168,24 @@ def test_piece_split_across_feeds_is_assembled_once() -> None:
     assert decoder.buffered == 0
 
 
+def test_partial_id_names_the_message_coming_in() -> None:
+    data = pw.encode(pw.Have(3)) + pw.encode(pw.Piece(1, 0, b"\x5a" * 100))
+    decoder = pw.MessageDecoder()
+    assert decoder.partial_id is None
+    decoder.feed(data[:4])  # a length, no id yet
+    assert decoder.partial_id is None
+    decoder.feed(data[4:9])  # the whole HAVE
+    assert decoder.partial_id is None and decoder.buffered == 0
+    decoder.feed(data[9:13])
+    assert decoder.partial_id is None
+    decoder.feed(data[13:14])  # the PIECE's id byte
+    assert decoder.partial_id == pw.MessageId.PIECE
+    decoder.feed(data[14:60])
+    assert decoder.partial_id == pw.MessageId.PIECE
+    assert decoder.feed(data[60:]) == [pw.Piece(1, 0, b"\x5a" * 100)]
+    assert decoder.partial_id is None
+
+
 def test_decoder_accepts_bytearray_and_memoryview_input() -> None:
     data = bytearray(pw.encode(pw.Piece(0, 0, b"xyz")))
     msgs = pw.MessageDecoder().feed(memoryview(data))

@@ -264,6 +264,32 @@ def test_interest_unchoke_request_piece() -> None:
     assert pair.a.payload_received == pair.b.payload_sent == BLOCK
 
 
+def test_block_data_at_moves_with_every_fragment_of_a_block() -> None:
+    # libtorrent's m_last_piece: part of a block is progress; other messages are not
+    pair = _est()
+    pair.a.interested()
+    pair.pump()
+    pair.b.unchoke()
+    pair.pump()
+    pair.a.request(0, 0, BLOCK)
+    pair.pump()
+    assert pair.a.block_data_at is None
+    pair.b.have(1)
+    pair.a.receive_data(pair.b.data_to_send(), 1.0)
+    assert pair.a.block_data_at is None
+    assert pair.b.send_piece(0, 0, b"z" * BLOCK)
+    stream = pair.b.data_to_send()
+    assert pair.a.receive_data(stream[:5], 2.0) == []  # length and id
+    assert pair.a.block_data_at == 2.0
+    assert pair.a.receive_data(stream[5:1000], 3.0) == []
+    assert pair.a.block_data_at == 3.0
+    assert pair.a.receive_data(stream[1000:], 4.0) == [pw.Piece(0, 0, b"z" * BLOCK)]
+    assert pair.a.block_data_at == 4.0
+    pair.b.have(2)
+    pair.a.receive_data(pair.b.data_to_send(), 5.0)
+    assert pair.a.block_data_at == 4.0
+
+
 def test_request_pipeline_is_bounded_by_the_peers_reqq() -> None:
     pair = _est(b_kw={"reqq": 3}, a_kw={"max_requests": 10})
     pair.b.unchoke()

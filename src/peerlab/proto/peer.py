@@ -48,6 +48,7 @@ Public API (stable)
                .requests_outstanding / .peer_requests (list[Request], oldest first)
                .request_slots (requests we may still send)  .peer_allowed_fast (set)
                .payload_received  .payload_sent  .counters (Counter of odd events)
+               .block_data_at (when the last bytes of a block came, part or whole)
 
     Events: the peer's messages as :mod:`peerlab.wire.peer` dataclasses --
         Handshake (the peer's, once complete), Choke, Unchoke, Interested,
@@ -128,6 +129,7 @@ from peerlab.wire.peer import (
     KeepAlive,
     Message,
     MessageDecoder,
+    MessageId,
     MetadataData,
     MetadataMessage,
     MetadataReject,
@@ -349,6 +351,10 @@ class PeerConnection:
         self.peer_allowed_fast: set[int] = set()
         self.payload_received = 0
         self.payload_sent = 0
+        #: When the last bytes of a block arrived, a whole one or part of one
+        #: (libtorrent's ``m_last_piece``, set per fragment): a block coming
+        #: in slowly is progress, not silence.
+        self.block_data_at: float | None = None
         self.counters: Counter[str] = Counter()
         self._granted_fast: set[int] = set()
         self._ours: dict[_Key, float] = {}  # our requests -> time sent
@@ -495,8 +501,11 @@ class PeerConnection:
             if not rest:
                 return events
             data = rest
-        for msg in self._decoder.feed(data):
+        decoder = self._decoder
+        for msg in decoder.feed(data):
             self._received(msg, events)
+        if decoder.partial_id == MessageId.PIECE:
+            self.block_data_at = now
         return events
 
     # ------------------------------------------------------------ handshake
@@ -808,6 +817,7 @@ class PeerConnection:
                 del self._voided[key]
                 self.counters["pieces_after_cancel"] += 1
             self.payload_received += len(msg.block)
+            self.block_data_at = self._now
             events.append(msg)
             return
         if type(msg) is Request:

@@ -50,7 +50,7 @@ Messages: one frozen, slotted dataclass each, its message id in ``MESSAGE_ID``::
     decode_message(data) -> Message               # one message without its length prefix
     MessageDecoder()                              # incremental, whole or byte by byte
         .feed(data: bytes) -> list[Message]
-        .buffered -> int
+        .buffered -> int   .partial_id -> int | None (the message partly held)
         .check_eof() -> None                      # raises if a message is cut short
 
 ``MessageDecoder`` keeps one buffer per received chunk: a ``Piece`` that
@@ -704,6 +704,13 @@ class MessageDecoder:
     def buffered(self) -> int:
         """Bytes held of a message not yet complete."""
         return len(self._acc)
+
+    @property
+    def partial_id(self) -> int | None:
+        """The id of the message partly held (None: none held, or its id
+        byte has not arrived yet)."""
+        acc = self._acc
+        return acc[4] if len(acc) > 4 else None
 
     def _fail(self, exc: RemoteProtocolError) -> RemoteProtocolError:
         self._error = str(exc)

@@ -10,7 +10,7 @@ routes it by info-hash).
 
 It is also what the choker sees of a peer
 (:class:`~peerlab.overlays.bittorrent.choker.ChokerPeer`): interest, the rates
-both ways, when it connected and when its last block came.
+both ways, when it connected and when the last bytes of a block came.
 
 Public API (used by the torrent and the session)::
 
@@ -142,7 +142,6 @@ class PeerLink:
         self.pending_haves: bytearray | None = None
         self.down = RateMeter(now)
         self.up = RateMeter(now)
-        self.last_block_at: float | None = None
         self.waiting_since: float | None = None  # requests outstanding, no block since
         #: seconds between two of its blocks while requests waited there
         self.block_gaps = SlidingAverage()
@@ -206,6 +205,13 @@ class PeerLink:
         if self.listen_port:
             return (self.address[0], self.listen_port)
         return None
+
+    @property
+    def last_block_at(self) -> float | None:
+        """When the last bytes of a block came from it, a whole block or part
+        of one (libtorrent's ``m_last_piece``): a block crossing a slow
+        downlink is progress, not silence."""
+        return self.machine.block_data_at
 
     @property
     def requests_out(self) -> int:

@@ -22,13 +22,13 @@ What a torrent does (BEP 3 unless noted):
 * **Downloading.**  While a peer unchokes us, the pipe is kept full:
   ``request_queue_time`` seconds of its measured rate are kept outstanding
   (at least :data:`~.config.MIN_REQUEST_QUEUE`, at most the peer's ``reqq``),
-  refilled when a quarter has drained.  A peer that sends no block for
+  refilled when a quarter has drained.  A peer that sends no block data
+  (a whole block or part of one, as libtorrent's ``m_last_piece``) for
   longer than the gaps between its blocks explain (mean plus four
   deviations, at most ``request_timeout``: libtorrent's adaptive timeout)
   is snubbed: its newest request goes to others and it gets one request at
   a time until a block comes; silent a second time, all its requests go.
-  Endgame
-  duplicates are cancelled when their block arrives.
+  Endgame duplicates are cancelled when their block arrives.
 * **Verification.**  A whole piece is hashed before it counts or is written;
   a piece that fails gives its senders strikes, and a peer with
   ``ban_strikes`` is banned (its peer id and address) and disconnected.
@@ -883,7 +883,6 @@ class Torrent:
         n = len(ev.block)
         now = self.runtime.now()
         link.down.add(n, now)
-        link.last_block_at = now
         self.downloaded += n
         self.down_bucket.consume(n, now)
         self.session.down_bucket.consume(n, now)
@@ -1408,12 +1407,18 @@ class Torrent:
             if link.closing:
                 continue
             m = link.machine
-            # a peer silent for longer than its pace explains is snubbed
+            # a peer silent for longer than its pace explains is snubbed;
+            # part of a block arriving is not silence (a slow downlink
+            # shared by many peers' blocks finishes each one late)
+            since = link.waiting_since
+            last = link.last_block_at
+            if since is not None and last is not None and last > since:
+                since = last
             if (
                 picker is not None
-                and link.waiting_since is not None
+                and since is not None
                 and link.requests_out
-                and now - link.waiting_since >= link.request_timeout(cfg.request_timeout)
+                and now - since >= link.request_timeout(cfg.request_timeout)
             ):
                 self._request_timed_out(link, picker, now)
             # floods of refused requests
