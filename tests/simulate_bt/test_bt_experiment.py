@@ -142,6 +142,39 @@ def test_a_flash_crowd_completes_and_the_leechers_serve_each_other() -> None:
     assert Counter(p.link for p in r.peers) == {"dsl": 4, "cable": 3, "t1": 1}
 
 
+def test_each_leechers_downlink_is_accounted_until_it_completes(tmp_path: Path) -> None:
+    # a modem's downlink is its bottleneck: busy all the time it downloads,
+    # carrying the file, its duplicates, the other messages and the headers
+    raw = {"bittorrent": {"file_size": 256 * KIB, "sizes": [8],
+                          "leecher_links": {"modem56k": 0.25, "cable": 0.75},
+                          "free_riders": {"leechers": 0}, "pickers": {"leechers": 0}}}
+    cfg = BtConfig.parse(raw)
+    r = run_swarm(cfg, SwarmSpec("flash-8", 8), seed=4)
+    size = 256 * KIB
+    assert r.completed == 8
+    for p in r.peers:
+        assert p.download_time is not None
+        # the file and every duplicate crossed the downlink, with headers on top
+        assert p.down_bytes > size + p.duplicate_bytes
+        # a downlink cannot carry more than its rate allows in the time taken
+        assert p.down_bytes <= cfg.link(p.link).down * (p.download_time + 1.0)
+        assert p.duplicate_bytes % (16 * KIB) == 0 and p.duplicate_bytes <= p.downloaded - size
+    modems = [p for p in r.peers if p.link == "modem56k"]
+    assert len(modems) == 2
+    for p in modems:
+        assert p.down_bytes > 0.9 * cfg.link("modem56k").down * (p.download_time or 0)
+    out = tmp_path / "bt"
+    report = run(raw, 4, out, lambda w, f: None)
+    md = report.markdown
+    assert "### Where the leechers' downlinks went (N=8)" in md
+    section = md.split("### Where the leechers' downlinks went")[1].split("###")[0]
+    rows = [line for line in section.splitlines() if line.startswith(("| cable", "| modem"))]
+    assert [row.split(" | ")[1] for row in rows] == ["6", "2"]
+    assert "Of what the modem56k leechers' downlinks carried, the least was the file" in md
+    header = (out / "bt_flash_crowd.csv").read_text().splitlines()[0]
+    assert header.endswith(",down_bytes,duplicate_bytes,endgame_requests")
+
+
 def test_free_riders_upload_nothing_and_contributors_leave_when_done() -> None:
     cfg = BtConfig.parse({})
     spec = SwarmSpec("riders", 6, rider_share=0.5, leave_when_done=True, file_size=128 * KIB)

@@ -100,6 +100,7 @@ from peerlab.overlays.tracker.server import Tracker, TrackerConfig
 from peerlab.runtime.worlds import SimWorld
 from peerlab.sim import derive_seed
 from peerlab.sim.collector import frozen
+from peerlab.sim.net import SimHost
 from peerlab.sim.topology import LINK_CLASSES, LinkClass
 from peerlab.simulate.base import ExperimentReport, Progress
 from peerlab.simulate.scenario import check_keys, link_class
@@ -338,6 +339,13 @@ class PeerResult:
     downloaded: int = 0
     #: The torrent's counters at the end of the run (timeouts, unchokes...).
     counters: dict[str, int] = field(default_factory=dict)
+    #: Bytes its downlink carried until it completed (IP and TCP headers
+    #: included; everything, not only blocks), the blocks' bytes it got
+    #: twice by then (a block already verified: a duplicate), and the
+    #: endgame requests it sent (a block already requested from another peer).
+    down_bytes: int = 0
+    duplicate_bytes: int = 0
+    endgame_requests: int = 0
 
     @property
     def download_time(self) -> float | None:
@@ -473,9 +481,13 @@ def run_swarm(
         result = PeerResult(i, link_name, rider, started=cfg.stagger * i)
         s.runtime.call_later(cfg.stagger * i, t.start)
 
-        def done(t: Torrent, result: PeerResult = result) -> None:
+        def done(t: Torrent, result: PeerResult = result, wire: SimHost = world.hosts[f"leech{i}"]
+                 ) -> None:  # fmt: skip
             if t.state is TorrentState.SEEDING and result.finished is None:
                 result.finished = t.runtime.now()
+                result.down_bytes, result.duplicate_bytes = wire.bytes_down, t.wasted
+                if t.picker is not None:
+                    result.endgame_requests = t.picker.counters["endgame_requests"]
                 if spec.leave_when_done:
                     result.uploaded, result.downloaded = t.uploaded, t.downloaded
                     result.counters = dict(t.counters)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from peerlab.simulate.base import Figure
+from peerlab.wire.peer import BLOCK_SIZE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure as MplFigure
 
-    from peerlab.simulate.bittorrent import BtConfig, SwarmResult
+    from peerlab.simulate.bittorrent import BtConfig, PeerResult, SwarmResult
 
 __all__ = ["BtReport", "build"]
 
@@ -31,6 +32,8 @@ DPI: Final = 110
 #: PNG metadata: none of matplotlib's (its version would differ between machines).
 PNG_METADATA: Final[dict[str, Any]] = {"Software": None}
 
+#: A downlink busy this share of a leecher's download time was its bottleneck.
+SATURATED: Final = 0.9
 #: Names the report uses for the policies.
 CHOKER_TITLES: Final = {"tit-for-tat": "tit-for-tat", "random": "random unchoke"}
 STRATEGY_TITLES: Final = {
@@ -216,8 +219,11 @@ class _Builder:
             base = self.baseline(r)
             times = r.times()
             for p, b in zip(r.peers, base, strict=True):
+                done = p.finished is not None
                 rows.append([n, p.index, p.link, _f(p.started, 3), _f(p.download_time, 3),
-                             _f(b, 3)])
+                             _f(b, 3), p.down_bytes if done else "",
+                             p.duplicate_bytes if done else "",
+                             p.endgame_requests if done else ""])  # fmt: skip
             _cdf(ax, times, n, color=color, label=f"BitTorrent, N={n}")
             _cdf(ax, base, n, color=color, linestyle="--", label=f"client-server, N={n}")
             bound = self.bound(r)
@@ -231,7 +237,8 @@ class _Builder:
                      spread_at_copies=_f(self.copies(r, r.spread_at), 2))
         self.report.csv.append(_write_csv(
             self.out / "bt_flash_crowd.csv",
-            ["leechers", "peer", "link", "started_s", "download_s", "client_server_s"], rows))
+            ["leechers", "peer", "link", "started_s", "download_s", "client_server_s",
+             "down_bytes", "duplicate_bytes", "endgame_requests"], rows))
         ax.set_xscale("log")
         _plain_log(ax.xaxis)
         ax.set_xlabel("download time (s, log scale)")
@@ -298,6 +305,78 @@ class _Builder:
                     "Download time against the size of the flash crowd (log-log), with the "
                     "peer-to-peer lower bound.")
         self.completion(big, base)
+        self.downlinks(big)
+
+    def downlinks(self, r: SwarmResult) -> None:
+        """Per link class: how busy the leechers' downlinks were while they
+        downloaded, and how much of what they carried was the file."""
+        size = r.spec.file_size or self.cfg.file_size
+        classes: dict[str, list[PeerResult]] = {}
+        for p in r.peers:
+            if p.download_time is not None and p.down_bytes > 0:
+                classes.setdefault(p.link, []).append(p)
+        if not classes:
+            return
+        self.md += [
+            f"### Where the leechers' downlinks went (N={r.spec.leechers})",
+            "",
+            "A leecher's downlink carries the file's blocks and also everything else: "
+            "other messages (HAVEs above all), IP and TCP headers, blocks that come twice, "
+            "and blocks still on their way when it completes. *Busy* is the share of its "
+            "download time its downlink was carrying bytes (bytes ÷ (downlink rate × "
+            "download time)); *file* is the share of those bytes that was the file (file "
+            "size ÷ bytes). Medians per link class:",
+            "",
+            "| link class | leechers | download (s) | floor S/d (s) | busy | file "
+            "| endgame requests | blocks got twice | request timeouts |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        pl = self.cfg.piece_length
+        blocks = (size // pl) * -(-pl // BLOCK_SIZE) + -(-(size % pl) // BLOCK_SIZE)
+        worst: tuple[float, str, float, float, float, float] | None = None
+        for name, peers in sorted(classes.items(),
+                                  key=lambda kv: -self.cfg.link(kv[0]).down):  # fmt: skip
+            down = self.cfg.link(name).down
+            times = [p.download_time or 0.0 for p in peers]
+            busy = _pct([p.down_bytes / (down * (p.download_time or 1.0)) for p in peers], 0.5)
+            useful = _pct([size / p.down_bytes for p in peers], 0.5)
+            endgame = _pct([float(p.endgame_requests) for p in peers], 0.5)
+            twice = _pct([p.duplicate_bytes / BLOCK_SIZE for p in peers], 0.5)
+            timeouts = _pct([float(p.counters.get("request_timeouts", 0)) for p in peers], 0.5)
+            self.md.append(
+                f"| {name} | {len(peers)} | {_f(_pct(times, 0.5))} | {_f(size / down)} "
+                f"| {busy:.0%} | {useful:.0%} | {endgame:g} | {twice:g} | {timeouts:g} |"
+            )
+            if worst is None or useful < worst[0]:
+                worst = (useful, name, busy, endgame, twice, timeouts)
+        assert worst is not None
+        useful, name, busy, endgame, twice, timeouts = worst
+        counts = (f" The median one sent {endgame:g} endgame requests (for a block already "
+                  f"requested from another peer) for a file of {blocks:,} blocks, got "
+                  f"{twice:g} blocks twice, and saw {timeouts:g} of its requests time out.")
+        if twice and endgame and busy >= SATURATED:
+            why = (counts + " Every peer that unchokes it gets at least two of its requests "
+                   "(libtorrent's minimum queue), so on a slow downlink shared by many "
+                   "peers its requests soon cover every block left and it is in endgame "
+                   "early: a peer with nothing else to send it is asked for a block another "
+                   "peer is already sending (libtorrent's strict endgame), and the copy "
+                   "that finishes second is waste.")
+        elif twice and endgame:
+            why = (counts + " Those duplicates are endgame's: near the end a block is asked "
+                   "of a second peer with nothing else to send (libtorrent's strict "
+                   "endgame), and the copy that finishes second is waste.")
+        elif twice:
+            why = counts + " Those duplicates are blocks asked for again after a timeout."
+        else:
+            why = (" None got a block twice: the rest was messages, headers and blocks in "
+                   "flight at completion.")
+        self.md += [
+            "",
+            f"Of what the {name} leechers' downlinks carried, the least was the file: "
+            f"{useful:.0%}, with the downlink busy {busy:.0%} of the time they "
+            f"downloaded.{why}",
+            "",
+        ]
 
     def completion(self, r: SwarmResult, base: Sequence[float]) -> None:
         cfg = self.cfg
