@@ -11,7 +11,7 @@ Each piece gets a fresh process (started with ``spawn``: nothing inherited,
 the memory it held returned when it ends), and the costliest pieces start
 first, so that one long piece does not start last and run alone.  The
 workers ignore Ctrl-C; the process that started them ends them all at once
-on it (or when a piece fails) and reports it.  With ``jobs`` 1 the pieces
+on it, on SIGTERM, or when a piece fails, and reports it.  With ``jobs`` 1 the pieces
 run here, one after the other.
 """
 
@@ -22,6 +22,7 @@ import gc
 import multiprocessing
 import queue
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -84,6 +85,7 @@ def run_pieces(
         workers, initializer=_ignore_interrupts, maxtasksperchild=1
     )
     out: dict[int, T] = {}
+    restore = _exit_on_sigterm()
     try:
         for i in order:
             pool.apply_async(
@@ -105,10 +107,12 @@ def run_pieces(
             if progress is not None:
                 progress(f"{pieces[i].label} done", len(out))
     except BaseException:
-        # A failed piece or Ctrl-C: the others stop now, not when done.
+        # A failed piece, Ctrl-C or SIGTERM: the others stop now, not when done.
         pool.terminate()
         pool.join()
         raise
+    finally:
+        restore()
     pool.close()
     pool.join()
     return [out[i] for i in range(len(pieces))]
@@ -116,6 +120,27 @@ def run_pieces(
 
 def _put(results: queue.Queue[tuple[int, bool, Any]], i: int, ok: bool, value: Any) -> None:
     results.put((i, ok, value))
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM (``kill PID``) raises
+    :class:`SystemExit` with the shell's code for it (143) here, so the run
+    ends its workers as on Ctrl-C instead of dying and leaving them running.
+    Only where nobody else handles SIGTERM, and only in the main thread
+    (the only one Python lets set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, stop)
+    return restore
 
 
 def _ignore_interrupts() -> None:
