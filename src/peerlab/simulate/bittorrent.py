@@ -473,7 +473,8 @@ def run_swarm(
     peers: list[PeerResult] = []
     torrents: list[Torrent] = []
     for i, link_name in enumerate(links):
-        s = session(f"leech{i}", cfg.link(link_name))
+        name = f"leech{i}"
+        s = session(name, cfg.link(link_name))
         rider = i in riders
         policy: ChokerPolicy = (NeverUnchoke() if rider
                                 else _choker(spec.choker, choker_cfg, s.runtime.rng))
@@ -481,7 +482,7 @@ def run_swarm(
         result = PeerResult(i, link_name, rider, started=cfg.stagger * i)
         s.runtime.call_later(cfg.stagger * i, t.start)
 
-        def done(t: Torrent, result: PeerResult = result, wire: SimHost = world.hosts[f"leech{i}"]
+        def done(t: Torrent, result: PeerResult = result, wire: SimHost = world.hosts[name]
                  ) -> None:  # fmt: skip
             if t.state is TorrentState.SEEDING and result.finished is None:
                 result.finished = t.runtime.now()

@@ -331,8 +331,9 @@ class _Builder:
             "| endgame requests | blocks got twice | request timeouts |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        pl = self.cfg.piece_length
-        blocks = (size // pl) * -(-pl // BLOCK_SIZE) + -(-(size % pl) // BLOCK_SIZE)
+        whole, rest = divmod(size, self.cfg.piece_length)
+        blocks = (whole * math.ceil(self.cfg.piece_length / BLOCK_SIZE)
+                  + math.ceil(rest / BLOCK_SIZE))  # fmt: skip
         worst: tuple[float, str, float, float, float, float] | None = None
         for name, peers in sorted(classes.items(),
                                   key=lambda kv: -self.cfg.link(kv[0]).down):  # fmt: skip

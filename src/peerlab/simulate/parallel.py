@@ -11,8 +11,8 @@ Each piece gets a fresh process (started with ``spawn``: nothing inherited,
 the memory it held returned when it ends), and the costliest pieces start
 first, so that one long piece does not start last and run alone.  The
 workers ignore Ctrl-C; the process that started them ends them all at once
-on it, on SIGTERM, or when a piece fails, and reports it.  With ``jobs`` 1 the pieces
-run here, one after the other.
+on it, on SIGTERM, or when a piece fails, and reports it.  With ``jobs`` 1
+the pieces run here, one after the other.
 """
 
 from __future__ import annotations
