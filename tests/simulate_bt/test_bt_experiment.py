@@ -33,7 +33,7 @@ TINY: dict[str, Any] = {
         "scenario": "tiny.toml",
         "file_size": 128 * KIB,
         "sizes": [4, 6],
-        "free_riders": {"leechers": 5, "share": 0.4, "file_size": 128 * KIB},
+        "free_riders": {"leechers": 5, "share": 0.4, "file_size": 128 * KIB, "runs": 2},
         "pickers": {"leechers": 4, "strategies": ["rarest", "sequential"],
                     "seed_leaves_after": 1.0},
     }
@@ -107,6 +107,9 @@ def test_configuration_defaults_and_errors() -> None:
         {"free_riders": {"chokers": ["grudger"]}},
         {"free_riders": {"share": 1.5}},
         {"free_riders": {"leave_when_done": 1}},
+        {"free_riders": {"runs": 0}},
+        {"free_riders": {"runs": 2.5}},
+        {"free_riders": {"runs": 51}},
         {"pickers": {"strategies": ["endgame"]}},
         {"link_classes": {"dsl": {"up": -1.0}}},
         {"link_classes": {"dsl": {"up": float("nan")}}},
@@ -184,9 +187,45 @@ def test_free_riders_upload_nothing_and_contributors_leave_when_done() -> None:
     assert all(p.uploaded == 0 for p in riders)
     assert all(p.counters.get("unchokes_regular", 0) == 0 for p in riders)
     assert sum(p.uploaded for p in r.peers if not p.rider) > 0
+    # every uplink carried something (requests at least), no more than its
+    # rate allows in the time it took; a free rider's only its requests, HAVEs
+    # and headers, the contributors' blocks besides
+    for p in r.peers:
+        assert 0 < p.up_bytes <= cfg.link(p.link).up * ((p.download_time or 0) + 1.0)
+    assert all(p.up_bytes < 16 * KIB for p in riders)
+    assert sum(p.up_bytes for p in r.peers if not p.rider) > 6 * 16 * KIB
     # contributors that left hold no pieces any more: the last sample counts
     # only those still in the swarm
     assert r.samples[-1].pieces < 6 * r.piece_count
+
+
+def test_the_free_rider_findings_follow_the_figures() -> None:
+    from peerlab.simulate.bittorrent_report import rider_findings
+
+    # (median ratio, swarms where riders were slower, swarms, uplink busy:
+    # contributors, free riders)
+    text = " ".join(rider_findings({"tit-for-tat": (1.8, 5, 5, 0.97, 0.04),
+                                              "random": (0.81, 0, 5, 0.95, 0.10)}))
+    assert "it took 1.80× the contributors' time (longer in 5 of 5 swarms)" in text
+    assert "free riders finished *sooner*: 0.81× the contributors' time (in 5 of 5 swarms)" in text
+    assert "busy 95% of its download time, a free rider's 10%" in text
+    text = " ".join(rider_findings({"random": (1.05, 1, 1, 0.9, 0.1)}))
+    assert "served like everyone else: 1.05×" in text and "sooner" not in text
+    assert rider_findings({"random": (float("nan"), 0, 0, 0.0, 0.0)}) == []
+
+
+def test_one_free_rider_swarm_per_choker_has_no_spread_columns(tmp_path: Path) -> None:
+    raw = {"bittorrent": {"file_size": 64 * KIB, "sizes": [2], "pickers": {"leechers": 0},
+                          "free_riders": {"leechers": 4, "share": 0.5, "file_size": 64 * KIB,
+                                          "runs": 1, "chokers": ["random"]}}}
+    md = run(raw, 3, tmp_path / "bt", lambda w, f: None).markdown
+    table = [line for line in md.split("### Tit-for-tat against free riders")[1].splitlines()
+             if line.startswith("|")]
+    assert table[0] == ("| choker | contributors (s) | free riders (s) | free riders / "
+                        "contributors | uplink busy: contributors | free riders |")
+    assert table[1] == "|---" + "|---:" * 5 + "|"
+    assert table[2].startswith("| random unchoke | ") and table[2].count("|") == 7
+    assert "Median download times; *uplink busy*" in md and "swarms" not in table[2]
 
 
 def test_a_sequential_swarm_whose_seed_leaves_early_is_stuck() -> None:
@@ -233,6 +272,17 @@ def test_equal_seeds_give_equal_digests_and_csv_bytes(tmp_path: Path) -> None:
     summary = (tmp_path / "a" / "bittorrent" / "bt_summary.csv").read_text().splitlines()
     assert summary[0].startswith("experiment,variant,leechers,completed,median_s")
     assert len(summary) == 1 + len(a.rows)
+    # the free riders' swarms ran twice per choker: both runs in the CSV and
+    # in the table's swarms column
+    riders = (tmp_path / "a" / "bittorrent" / "bt_free_riders.csv").read_text().splitlines()
+    assert riders[0] == ("choker,run,peer,link,free_rider,download_s,uploaded,downloaded,"
+                         "up_bytes")
+    assert Counter(tuple(line.split(",")[:2]) for line in riders[1:]) == {
+        ("tit-for-tat", "1"): 5, ("tit-for-tat", "2"): 5, ("random", "1"): 5, ("random", "2"): 5}
+    assert "| tit-for-tat | 2 | " in a.markdown and "| random unchoke | 2 | " in a.markdown
+    rider_rows = {r["variant"]: r for r in a.rows if r["experiment"] == "free riders"}
+    assert rider_rows["tit-for-tat: free riders"]["leechers"] == 4  # 2 of 5, twice
+    assert rider_rows["tit-for-tat: contributors"]["leechers"] == 6
     # another seed, another run
     c = run(TINY, 10, tmp_path / "c" / "bittorrent", lambda w, f: None)
     assert c.trace_digest != a.trace_digest

@@ -29,7 +29,10 @@ within the first seconds):
    beginning": the rate grows as pieces spread, the server's does not).
 3. **Tit-for-tat against free riders**: ``free_riders.share`` of the leechers
    upload nothing; their download times against the contributors', with the
-   tit-for-tat choker and with random unchoking as the baseline.
+   tit-for-tat choker and with random unchoking as the baseline, each swarm
+   run ``free_riders.runs`` times (other leechers, links and draws each
+   time: one swarm of a few free riders is too few to tell a policy from
+   luck), with how busy each group's uplinks were.
 4. **Piece selection**: rarest first, random and sequential; the share of
    the pieces present among the leechers and the copies of the rarest piece
    over time, in swarms whose seed leaves once it has uploaded
@@ -60,6 +63,7 @@ are those of ``scenarios/bittorrent.toml``::
     file_size = 4194304            # a longer download: tit-for-tat reacts in 10-30 s
     leave_when_done = true         # leechers leave when done (nobody seeds but the seed)
     chokers = ["tit-for-tat", "random"]
+    runs = 5                       # swarms per choker (their medians and spread)
     [bittorrent.pickers]
     leechers = 50
     strategies = ["rarest", "random", "sequential"]
@@ -103,7 +107,7 @@ from peerlab.sim.collector import frozen
 from peerlab.sim.net import SimHost
 from peerlab.sim.topology import LINK_CLASSES, LinkClass
 from peerlab.simulate.base import ExperimentReport, Progress
-from peerlab.simulate.scenario import check_keys, link_class
+from peerlab.simulate.scenario import check_keys, get_int, link_class
 from peerlab.wire.metainfo import Info, Metainfo
 
 __all__ = [
@@ -116,6 +120,7 @@ __all__ = [
     "assign_links",
     "client_server_times",
     "p2p_lower_bound",
+    "rider_label",
     "run",
     "run_swarm",
 ]
@@ -133,6 +138,8 @@ STRATEGIES: Final = ("rarest", "random", "sequential")
 MAX_LEECHERS: Final = 2000
 #: Largest file: every leecher keeps a copy in memory (see above).
 MAX_FILE_SIZE: Final = 64 << 20
+#: Most swarms per choker in the free-rider experiment.
+MAX_RIDER_RUNS: Final = 50
 #: Finest sampling step: each sample walks every leecher's bitfield.
 MIN_SAMPLE_INTERVAL: Final = 0.1
 #: Step of the virtual clock while a seed waits to leave or the pieces have
@@ -163,7 +170,7 @@ _TRACKER_LINK: Final = LinkClass("tracker", up=10e6, down=10e6, latency=0.005)
 KEYS = ("scenario", "file_size", "piece_length", "sizes", "seed_link", "leecher_links",
         "stagger", "sample_interval", "time_limit", "stall_timeout", "link_classes",
         "free_riders", "pickers")  # fmt: skip
-RIDER_KEYS = ("leechers", "share", "file_size", "leave_when_done", "chokers")
+RIDER_KEYS = ("leechers", "share", "file_size", "leave_when_done", "chokers", "runs")
 PICKER_KEYS = ("leechers", "strategies", "seed_leaves_after")
 
 
@@ -192,6 +199,7 @@ class BtConfig:
     rider_file_size: int = 4 << 20
     rider_leave_when_done: bool = True
     chokers: tuple[ChokerName, ...] = ("tit-for-tat", "random")
+    rider_runs: int = 5
     picker_leechers: int = 50
     strategies: tuple[Strategy, ...] = ("rarest", "random", "sequential")
     seed_leaves_after: float = 2.5
@@ -265,6 +273,8 @@ class BtConfig:
                                      MAX_FILE_SIZE)),
             rider_leave_when_done=_flag(riders, "leave_when_done", d.rider_leave_when_done),
             chokers=chokers,
+            rider_runs=get_int(riders, "runs", d.rider_runs, "bittorrent.free_riders",
+                               low=1, high=MAX_RIDER_RUNS),
             picker_leechers=int(_num(pickers, "leechers", d.picker_leechers, 0, MAX_LEECHERS)),
             strategies=strategies,
             seed_leaves_after=_num(pickers, "seed_leaves_after", d.seed_leaves_after,
@@ -339,11 +349,12 @@ class PeerResult:
     downloaded: int = 0
     #: The torrent's counters at the end of the run (timeouts, unchokes...).
     counters: dict[str, int] = field(default_factory=dict)
-    #: Bytes its downlink carried until it completed (IP and TCP headers
-    #: included; everything, not only blocks), the blocks' bytes it got
-    #: twice by then (a block already verified: a duplicate), and the
+    #: Bytes its downlink and its uplink carried until it completed (IP and
+    #: TCP headers included; everything, not only blocks), the blocks' bytes
+    #: it got twice by then (a block already verified: a duplicate), and the
     #: endgame requests it sent (a block already requested from another peer).
     down_bytes: int = 0
+    up_bytes: int = 0
     duplicate_bytes: int = 0
     endgame_requests: int = 0
 
@@ -487,6 +498,7 @@ def run_swarm(
             if t.state is TorrentState.SEEDING and result.finished is None:
                 result.finished = t.runtime.now()
                 result.down_bytes, result.duplicate_bytes = wire.bytes_down, t.wasted
+                result.up_bytes = wire.bytes_up
                 if t.picker is not None:
                     result.endgame_requests = t.picker.counters["endgame_requests"]
                 if spec.leave_when_done:
@@ -631,6 +643,12 @@ def p2p_lower_bound(size: float, seed_up: float, ups: Sequence[float],
 # ---------------------------------------------------------------- the experiment
 
 
+def rider_label(choker: str, run: int) -> str:
+    """The label of the free-rider experiment's swarm number ``run`` (from
+    0) with ``choker``; labels seed the swarms' randomness."""
+    return f"riders-{choker}" if run == 0 else f"riders-{choker}-{run + 1}"
+
+
 class _Runs:
     """Progress over every swarm the experiment runs, weighted by size."""
 
@@ -662,10 +680,10 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
     command = cfg.command or f"peerlab simulate {cfg.scenario} --seed {seed}"
     specs = [SwarmSpec(f"flash-{n}", n) for n in cfg.sizes]
     if cfg.rider_leechers:
-        specs += [SwarmSpec(f"riders-{c}", cfg.rider_leechers, choker=c,
+        specs += [SwarmSpec(rider_label(c, k), cfg.rider_leechers, choker=c,
                             rider_share=cfg.rider_share, file_size=cfg.rider_file_size,
                             leave_when_done=cfg.rider_leave_when_done)
-                  for c in cfg.chokers]
+                  for c in cfg.chokers for k in range(cfg.rider_runs)]
     if cfg.picker_leechers:
         specs += [SwarmSpec(f"picker-{s}", cfg.picker_leechers, strategy=s,
                             seed_leaves_after=cfg.seed_leaves_after or None)

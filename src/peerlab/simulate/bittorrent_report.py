@@ -118,6 +118,11 @@ def _plain_log(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _share(x: float) -> str:
+    """A share as a whole percentage; "" when unknown."""
+    return "" if math.isnan(x) else f"{x:.0%}"
+
+
 def _cdf(ax: Axes, values: Sequence[float], total: int, **style: Any) -> None:
     """Fraction of ``total`` leechers done by each time (a step curve)."""
     xs = sorted(values)
@@ -125,6 +130,35 @@ def _cdf(ax: Axes, values: Sequence[float], total: int, **style: Any) -> None:
         return
     ys = [(i + 1) / total for i in range(len(xs))]
     ax.step([0.0, *xs], [0.0, *ys], where="post", **style)
+
+
+def rider_findings(found: dict[str, tuple[float, int, int, float, float]]) -> list[str]:
+    """What the free-rider table says, in words, from its figures."""
+    out = []
+    tft = found.get("tit-for-tat")
+    if tft is not None and not math.isnan(tft[0]):
+        ratio, slower, n, _, _ = tft
+        out.append(
+            f"Under tit-for-tat a free rider gets only optimistic unchokes and the seed's "
+            f"slots: it took {ratio:.2f}× the contributors' time"
+            + (f" (longer in {slower} of {n} swarms)." if n > 1 else "."))
+    rnd = found.get("random")
+    if rnd is not None and not math.isnan(rnd[0]):
+        ratio, slower, n, busy_c, busy_f = rnd
+        runs = f" (in {n - slower} of {n} swarms)" if n > 1 else ""
+        if ratio < 1:
+            out.append(
+                f"Under random unchoking nothing is earned, and free riders finished "
+                f"*sooner*: {ratio:.2f}× the contributors' time{runs}. A contributor's "
+                f"uplink carries its uploads (busy {_share(busy_c)} of its download "
+                f"time, a free rider's {_share(busy_f)}), and its own requests wait "
+                "their turn on it behind its uploads' segments, while a free rider's go "
+                "out at once: when nobody pays uploads back, uploading costs download "
+                "speed. Tit-for-tat turns that around.")
+        else:
+            out.append(f"Under random unchoking a free rider is served like everyone "
+                       f"else: {ratio:.2f}× the contributors' time.")
+    return [" ".join(out), ""] if out else []
 
 
 class _Builder:
@@ -428,49 +462,80 @@ class _Builder:
              "seed_uploaded"], rows))
 
     def riders(self) -> None:
+        from peerlab.simulate.bittorrent import rider_label
+
         cfg = self.cfg
-        runs = [(c, self.results[f"riders-{c}"]) for c in cfg.chokers
-                if f"riders-{c}" in self.results]
-        if not runs:
+        groups = [(c, [self.results[rider_label(c, k)] for k in range(cfg.rider_runs)
+                       if rider_label(c, k) in self.results])
+                  for c in cfg.chokers]  # fmt: skip
+        groups = [(c, rs) for c, rs in groups if rs]
+        if not groups:
             return
         fig = _figure()
         ax = fig.add_subplot()
         rows: list[list[object]] = []
         lines = []
-        for color, (choker, r) in zip(_colors(len(runs)), runs, strict=True):
+        many = cfg.rider_runs > 1
+        found: dict[str, tuple[float, int, int, float, float]] = {}
+        for color, (choker, runs) in zip(_colors(len(groups)), groups, strict=True):
             title = CHOKER_TITLES[choker]
-            n_riders = sum(1 for p in r.peers if p.rider)
-            n_contrib = len(r.peers) - n_riders
-            base = self.baseline(r)
+            peers = [p for r in runs for p in r.peers]
             for riders, style in ((False, "-"), (True, ":")):
-                times = r.times(riders=riders)
+                times = [t for r in runs for t in r.times(riders=riders)]
                 group = "free riders" if riders else "contributors"
-                _cdf(ax, times, n_riders if riders else n_contrib, color=color,
-                     linestyle=style, label=f"{title}: {group}")
+                total = sum(1 for p in peers if p.rider is riders)
+                _cdf(ax, times, total, color=color, linestyle=style, label=f"{title}: {group}")
                 self.row(experiment="free riders", variant=f"{title}: {group}",
-                         leechers=n_riders if riders else n_contrib, completed=len(times),
+                         leechers=total, completed=len(times),
                          median_s=_f(_pct(times, 0.5)), p90_s=_f(_pct(times, 0.9)),
                          max_s=_f(max(times, default=math.nan)),
-                         client_server_median_s=_f(_pct(base, 0.5)),
-                         seed_upload_copies=_f(self.copies(r, r.seed_uploaded), 2),
-                         spread_at_copies=_f(self.copies(r, r.spread_at), 2))
-            c_med = _pct(r.times(riders=False), 0.5)
-            f_med = _pct(r.times(riders=True), 0.5)
-            lines.append(f"| {title} | {_f(c_med)} | {_f(f_med)} | {_f(f_med / c_med, 2)} |")
-            for p in r.peers:
-                rows.append([choker, p.index, p.link, int(p.rider), _f(p.download_time, 3),
-                             p.uploaded, p.downloaded])
+                         client_server_median_s=_f(_pct(
+                             [_pct(self.baseline(r), 0.5) for r in runs], 0.5)),
+                         seed_upload_copies=_f(_pct(
+                             [self.copies(r, r.seed_uploaded) or 0.0 for r in runs], 0.5), 2),
+                         spread_at_copies=_f(_pct(
+                             [c for r in runs if (c := self.copies(r, r.spread_at)) is not None],
+                             0.5), 2))  # fmt: skip
+            ratios = [_pct(r.times(riders=True), 0.5) / _pct(r.times(riders=False), 0.5)
+                      for r in runs]
+            ratios = [x for x in ratios if not math.isnan(x)]
+            ratio = _pct(ratios, 0.5)
+            busy_c = _pct(self.uplink_busy(peers, riders=False), 0.5)
+            busy_f = _pct(self.uplink_busy(peers, riders=True), 0.5)
+            slower = sum(1 for x in ratios if x > 1)
+            found[choker] = (ratio, slower, len(ratios), busy_c, busy_f)
+            spread = (f" | {len(runs)}", f" | {_f(min(ratios, default=math.nan), 2)} "
+                      f"| {_f(max(ratios, default=math.nan), 2)}") if many else ("", "")
+            lines.append(
+                f"| {title}{spread[0]} "
+                f"| {_f(_pct([t for r in runs for t in r.times(riders=False)], 0.5))} "
+                f"| {_f(_pct([t for r in runs for t in r.times(riders=True)], 0.5))} "
+                f"| {_f(ratio, 2)}{spread[1]} | {_share(busy_c)} | {_share(busy_f)} |")
+            for k, r in enumerate(runs, start=1):
+                for p in r.peers:
+                    rows.append([choker, k, p.index, p.link, int(p.rider),
+                                 _f(p.download_time, 3), p.uploaded, p.downloaded,
+                                 p.up_bytes])  # fmt: skip
         self.report.csv.append(_write_csv(
             self.out / "bt_free_riders.csv",
-            ["choker", "peer", "link", "free_rider", "download_s", "uploaded", "downloaded"],
-            rows))
+            ["choker", "run", "peer", "link", "free_rider", "download_s", "uploaded",
+             "downloaded", "up_bytes"], rows))
         ax.set_xlabel("download time (s)")
         ax.set_ylabel("fraction of the group done")
         ax.set_title("Free riders against contributors")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-        r0 = runs[0][1]
+        r0 = groups[0][1][0]
         size = r0.spec.file_size or cfg.file_size
+        swarms = (f"Each choker ran {cfg.rider_runs} swarms (their own links, arrivals and "
+                  "draws): the times are medians over all their leechers, the ratio is free "
+                  "riders' median over contributors' in each swarm (the median swarm's, and "
+                  "the lowest and highest), and *uplink busy* is the share of a leecher's "
+                  "download time its uplink was sending (bytes ÷ (uplink rate × download "
+                  "time), median)" if many else
+                  "Median download times; *uplink busy* is the share of a leecher's download "
+                  "time its uplink was sending (bytes ÷ (uplink rate × download time), "
+                  "median)")
         self.md += [
             "### Tit-for-tat against free riders",
             "",
@@ -479,22 +544,25 @@ class _Builder:
             "`NeverUnchoke`)"
             + (", and every leecher leaves as soon as it is done, so nobody seeds for the "
                "free riders but the original seed" if r0.spec.leave_when_done else "")
-            + ". Median download times:",
+            + f". {swarms}:",
             "",
-            "| choker | contributors (s) | free riders (s) | free riders / contributors |",
-            "|---|---:|---:|---:|",
+            "| choker" + (" | swarms" if many else "") + " | contributors (s) | free riders (s) "
+            "| free riders / contributors" + (" | lowest | highest" if many else "")
+            + " | uplink busy: contributors | free riders |",
+            "|---" + "|---:" * (8 if many else 5) + "|",
             *lines,
             "",
-            "Under tit-for-tat a free rider gets only optimistic unchokes and the seed's "
-            "slots; under random unchoking it is served like everyone else. With this few "
-            "free riders one run's medians move by tenths from seed to seed: run other "
-            "`--seed` values, or a larger `free_riders.leechers`, before reading much into "
-            "the second decimal.",
-            "",
+            *rider_findings(found),
         ]
         self.figure(fig, "bt_free_riders.png",
                     "Download times of contributors (solid) and free riders (dotted), with "
-                    "the tit-for-tat choker and with random unchoking.")
+                    "the tit-for-tat choker and with random unchoking"
+                    + (f" (all {cfg.rider_runs} swarms of each)." if many else "."))
+
+    def uplink_busy(self, peers: Sequence[PeerResult], *, riders: bool) -> list[float]:
+        """Each completed leecher's uplink busy share (of ``riders`` or not)."""
+        return [p.up_bytes / (self.cfg.link(p.link).up * p.download_time) for p in peers
+                if p.rider is riders and p.download_time and p.up_bytes]
 
     def pickers(self) -> None:
         cfg = self.cfg
