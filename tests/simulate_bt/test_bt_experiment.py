@@ -246,9 +246,17 @@ def test_a_sequential_swarm_whose_seed_leaves_early_is_stuck() -> None:
 def test_equal_seeds_give_equal_digests_and_csv_bytes(tmp_path: Path) -> None:
     seen: list[tuple[str, float]] = []
     a = run(TINY, 9, tmp_path / "a" / "bittorrent", lambda w, f: seen.append((w, f)))
-    b = run(TINY, 9, tmp_path / "b" / "bittorrent", lambda w, f: None)
+    # the same in two processes (``--jobs 2``): each swarm in a process of its own
+    heard: list[tuple[str, float]] = []
+    b = run({**TINY, "_jobs": 2}, 9, tmp_path / "b" / "bittorrent",
+            lambda w, f: heard.append((w, f)))
+    # the costliest first: 6 leechers of 128 KiB, then 5 (ties in order)
+    assert heard[0] == ("bittorrent: started flash-6, riders-tit-for-tat", 0.0)
+    assert heard[-1][1] == 1.0 and len(heard) == 1 + 8  # the 2 + 2 x 2 + 2 swarms
     assert a.trace_digest == b.trace_digest and len(a.trace_digest) == 32
     assert a.rows == b.rows and a.markdown == b.markdown
+    for fa, fb in zip(a.figures, b.figures, strict=True):
+        assert fa.path.read_bytes() == fb.path.read_bytes()
     assert [p.name for p in a.csv] == ["bt_flash_crowd.csv", "bt_timeline.csv",
                                        "bt_free_riders.csv", "bt_summary.csv"]
     for pa, pb in zip(a.csv, b.csv, strict=True):

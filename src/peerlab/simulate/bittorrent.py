@@ -40,8 +40,10 @@ within the first seconds):
 
 The configuration is the scenario's ``[bittorrent]`` table as the scenario
 engine hands it (merged over the scenario's other keys, which are ignored
-here except ``link_classes``, ``_scenario``'s link classes and ``_command``,
-the reproducing command), or a whole scenario with a ``bittorrent`` table.
+here except ``link_classes``, ``_scenario``'s link classes, ``_command``,
+the reproducing command, and ``_jobs``: with more than one, the swarms run
+that many at a time, each in a process of its own, with the files and
+digests of one process), or a whole scenario with a ``bittorrent`` table.
 Every key is optional and any other is refused (:data:`KEYS`); the defaults
 are those of ``scenarios/bittorrent.toml``::
 
@@ -107,6 +109,7 @@ from peerlab.sim.collector import frozen
 from peerlab.sim.net import SimHost
 from peerlab.sim.topology import LINK_CLASSES, LinkClass
 from peerlab.simulate.base import ExperimentReport, Progress
+from peerlab.simulate.parallel import Piece, run_pieces
 from peerlab.simulate.scenario import check_keys, get_int, link_class
 from peerlab.wire.metainfo import Info, Metainfo
 
@@ -689,9 +692,21 @@ def run(config: Mapping[str, Any], seed: int, out: Path, progress: Progress) -> 
                             seed_leaves_after=cfg.seed_leaves_after or None)
                   for s in cfg.strategies]
     # weights: the bytes each swarm moves, about what its wall time is
-    runs = _Runs(progress, [(s.label, s.leechers * (s.file_size or cfg.file_size) / 1e6)
-                            for s in specs])
-    results = {s.label: runs.swarm(cfg, s, seed) for s in specs}
+    weights = [s.leechers * (s.file_size or cfg.file_size) / 1e6 for s in specs]
+    jobs = int(config.get("_jobs", 1))
+    if jobs > 1 and len(specs) > 1:
+        # each swarm its own process: they share nothing, so the results
+        # (and every file and digest) are those of one process
+        def finished(what: str, n: int) -> None:
+            progress(f"bittorrent: {what}", n / len(specs))
+
+        swarms = run_pieces([Piece(s.label, run_swarm, (cfg, s, seed), cost=w)
+                             for s, w in zip(specs, weights, strict=True)],
+                            jobs, finished)  # fmt: skip
+        results = {s.label: r for s, r in zip(specs, swarms, strict=True)}
+    else:
+        runs = _Runs(progress, [(s.label, w) for s, w in zip(specs, weights, strict=True)])
+        results = {s.label: runs.swarm(cfg, s, seed) for s in specs}
 
     from peerlab.simulate import bittorrent_report
 
