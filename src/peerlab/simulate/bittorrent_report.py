@@ -480,22 +480,24 @@ class _Builder:
         for color, (choker, runs) in zip(_colors(len(groups)), groups, strict=True):
             title = CHOKER_TITLES[choker]
             peers = [p for r in runs for p in r.peers]
+            # the swarms' own figures, the same for both groups: medians over the runs
+            client_server = _f(_pct([_pct(self.baseline(r), 0.5) for r in runs], 0.5))
+            seed_copies = _f(_pct([self.copies(r, r.seed_uploaded) or 0.0 for r in runs], 0.5), 2)
+            spread_at = _f(_pct([c for r in runs
+                                 if (c := self.copies(r, r.spread_at)) is not None], 0.5), 2)
+            medians: dict[bool, float] = {}
             for riders, style in ((False, "-"), (True, ":")):
                 times = [t for r in runs for t in r.times(riders=riders)]
+                medians[riders] = _pct(times, 0.5)
                 group = "free riders" if riders else "contributors"
                 total = sum(1 for p in peers if p.rider is riders)
                 _cdf(ax, times, total, color=color, linestyle=style, label=f"{title}: {group}")
                 self.row(experiment="free riders", variant=f"{title}: {group}",
                          leechers=total, completed=len(times),
-                         median_s=_f(_pct(times, 0.5)), p90_s=_f(_pct(times, 0.9)),
+                         median_s=_f(medians[riders]), p90_s=_f(_pct(times, 0.9)),
                          max_s=_f(max(times, default=math.nan)),
-                         client_server_median_s=_f(_pct(
-                             [_pct(self.baseline(r), 0.5) for r in runs], 0.5)),
-                         seed_upload_copies=_f(_pct(
-                             [self.copies(r, r.seed_uploaded) or 0.0 for r in runs], 0.5), 2),
-                         spread_at_copies=_f(_pct(
-                             [c for r in runs if (c := self.copies(r, r.spread_at)) is not None],
-                             0.5), 2))  # fmt: skip
+                         client_server_median_s=client_server,
+                         seed_upload_copies=seed_copies, spread_at_copies=spread_at)
             ratios = [_pct(r.times(riders=True), 0.5) / _pct(r.times(riders=False), 0.5)
                       for r in runs]
             ratios = [x for x in ratios if not math.isnan(x)]
@@ -507,9 +509,7 @@ class _Builder:
             spread = (f" | {len(runs)}", f" | {_f(min(ratios, default=math.nan), 2)} "
                       f"| {_f(max(ratios, default=math.nan), 2)}") if many else ("", "")
             lines.append(
-                f"| {title}{spread[0]} "
-                f"| {_f(_pct([t for r in runs for t in r.times(riders=False)], 0.5))} "
-                f"| {_f(_pct([t for r in runs for t in r.times(riders=True)], 0.5))} "
+                f"| {title}{spread[0]} | {_f(medians[False])} | {_f(medians[True])} "
                 f"| {_f(ratio, 2)}{spread[1]} | {_share(busy_c)} | {_share(busy_f)} |")
             for k, r in enumerate(runs, start=1):
                 for p in r.peers:
